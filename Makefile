@@ -1,0 +1,25 @@
+# The two commands of the README.  Everything runs through tools/devenv, which
+# sets up the build environment (natively or in a Debian 13 root) by itself.
+DEVENV  ?= tools/devenv
+CLASS   ?= 0
+MODE    ?=
+SEED    ?= 1
+
+.PHONY: all demo check build clean
+
+all: build
+
+build:
+	$(DEVENV) true
+
+# Samples a picture with the default pack and writes demo.png.
+demo:
+	$(DEVENV) gfcg sample --class $(CLASS) $(if $(MODE),--mode $(MODE)) --seed $(SEED) \
+	  --trace demo.json --out demo.png
+
+# Builds and runs every test (meson test, plus the loader under ASan/UBSan).
+check:
+	$(DEVENV) tools/check
+
+clean:
+	rm -rf build build-asan demo.png demo.json

@@ -1,0 +1,440 @@
+/* backend-cpu.c — the reference backend: plain C, with OpenBLAS (and its
+ * threads) for the matrix products, where nearly all the time goes.  The
+ * element-wise ops stay single-threaded on purpose: an OpenMP team beside
+ * OpenBLAS's own threads made small networks 200x slower on a busy machine
+ * (both spin while waiting).  Tensors are float arrays in NCHW order. */
+#include "backend.h"
+#include "gfcg/gfcg.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+static int max_threads; /* 0 = OpenBLAS's own choice (all cores) */
+
+/* Small products run on one thread: waking OpenBLAS's pool costs more than
+ * they do, and on a loaded machine its spinning threads made a tiny network
+ * 30x slower.  Large ones use every thread. */
+static void
+gemm_threads (double flops)
+{
+  static int current = -1;
+  int want = flops < 4e7 ? 1 : (max_threads > 0 ? max_threads : (int) g_get_num_processors ());
+  if (want != current)
+    {
+      openblas_set_num_threads (want);
+      current = want;
+    }
+}
+
+#define F(t) ((float *) (t)->data)
+#define CF(t) ((const float *) (t)->data)
+
+
+
+static gboolean
+cpu_alloc (GfcgBackend *be, GfcgTensor *t)
+{
+  (void) be;
+  t->data = g_try_malloc (t->numel * sizeof (float));
+  return t->data != NULL;
+}
+
+static void
+cpu_release (GfcgBackend *be, GfcgTensor *t)
+{
+  (void) be;
+  g_free (t->data);
+}
+
+static void
+cpu_upload (GfcgBackend *be, GfcgTensor *t, const float *src)
+{
+  (void) be;
+  memcpy (t->data, src, t->numel * sizeof (float));
+}
+
+static void
+cpu_download (GfcgBackend *be, const GfcgTensor *t, float *dst)
+{
+  (void) be;
+  memcpy (dst, t->data, t->numel * sizeof (float));
+}
+
+/* Unfold one image [C, H, W] into columns [C*k*k, Ho*Wo] for a GEMM. */
+static void
+im2col (const float *x, int c, int h, int w, int k, int stride, int pad,
+        int ho, int wo, float *cols)
+{
+  int rows = c * k * k;
+  for (int r = 0; r < rows; r++)
+    {
+      int ci = r / (k * k), ky = (r / k) % k, kx = r % k;
+      const float *src = x + (gsize) ci * h * w;
+      float *dst = cols + (gsize) r * ho * wo;
+      for (int oy = 0; oy < ho; oy++)
+        {
+          int iy = oy * stride - pad + ky;
+          for (int ox = 0; ox < wo; ox++)
+            {
+              int ix = ox * stride - pad + kx;
+              dst[oy * wo + ox] = (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                                    ? src[iy * w + ix] : 0.0f;
+            }
+        }
+    }
+}
+
+static void
+cpu_conv2d (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+            int stride, int pad, GfcgTensor *y)
+{
+  int n = x->shape[0], c = x->shape[1], h = x->shape[2], wd = x->shape[3];
+  int o = w->shape[0], k = w->ndim == 4 ? w->shape[2] : 1;
+  int ho = y->shape[2], wo = y->shape[3];
+  int kdim = c * k * k, npix = ho * wo;
+  gboolean direct = (k == 1 && stride == 1 && pad == 0);
+  float *cols = direct ? NULL : g_try_malloc ((gsize) kdim * npix * sizeof (float));
+
+  if (!direct && cols == NULL)
+    {
+      gfcg_backend_fail (be, GFCG_ERROR_NO_MEMORY, "out of memory for a convolution");
+      return;
+    }
+  for (int b = 0; b < n; b++)
+    {
+      const float *xb = CF (x) + (gsize) b * c * h * wd;
+      float *yb = F (y) + (gsize) b * o * npix;
+      if (!direct)
+        im2col (xb, c, h, wd, k, stride, pad, ho, wo, cols);
+      gemm_threads (2.0 * o * npix * kdim);
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, o, npix, kdim,
+                   1.0f, CF (w), kdim, direct ? xb : cols, npix, 0.0f, yb, npix);
+      if (bias != NULL)
+        for (int oc = 0; oc < o; oc++)
+          for (int p = 0; p < npix; p++)
+            yb[(gsize) oc * npix + p] += CF (bias)[oc];
+    }
+  g_free (cols);
+}
+
+static void
+cpu_linear (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+            GfcgTensor *y)
+{
+  int n = x->shape[0], k = x->shape[1], m = w->shape[0];
+  (void) be;
+  gemm_threads (2.0 * n * m * k);
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, m, k,
+               1.0f, CF (x), k, CF (w), k, 0.0f, F (y), m);
+  if (bias != NULL)
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < m; j++)
+        F (y)[(gsize) i * m + j] += CF (bias)[j];
+}
+
+static void
+cpu_pixel_norm (GfcgBackend *be, const GfcgTensor *x, float eps, GfcgTensor *y)
+{
+  int n = x->shape[0], c = x->shape[1];
+  gsize hw = (gsize) x->shape[2] * x->shape[3];
+  (void) be;
+  for (gsize i = 0; i < n * hw; i++)
+    {
+      gsize b = i / hw, p = i % hw;
+      const float *src = CF (x) + b * c * hw + p;
+      float *dst = F (y) + b * c * hw + p;
+      double ss = 0.0;
+      float inv;
+      for (int ch = 0; ch < c; ch++)
+        ss += (double) src[ch * hw] * src[ch * hw];
+      inv = (float) (1.0 / (eps + sqrt (ss / c)));
+      for (int ch = 0; ch < c; ch++)
+        dst[ch * hw] = src[ch * hw] * inv;
+    }
+}
+
+static void
+cpu_mp_silu (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y)
+{
+  (void) be;
+  for (gsize i = 0; i < x->numel; i++)
+    {
+      float v = CF (x)[i];
+      F (y)[i] = v / (1.0f + expf (-v)) / 0.596f;
+    }
+}
+
+static void
+cpu_relu (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y)
+{
+  (void) be;
+  for (gsize i = 0; i < x->numel; i++)
+    F (y)[i] = CF (x)[i] > 0.0f ? CF (x)[i] : 0.0f;
+}
+
+static void
+cpu_axpby (GfcgBackend *be, float a, const GfcgTensor *x1, float b, const GfcgTensor *x2,
+           GfcgTensor *y)
+{
+  (void) be;
+  for (gsize i = 0; i < x1->numel; i++)
+    F (y)[i] = a * CF (x1)[i] + b * CF (x2)[i];
+}
+
+static void
+cpu_axpby_batch (GfcgBackend *be, const float *a, const GfcgTensor *x1, const float *b,
+                 const GfcgTensor *x2, GfcgTensor *y)
+{
+  gsize per = x1->numel / x1->shape[0];
+  (void) be;
+  for (int n = 0; n < x1->shape[0]; n++)
+    for (gsize i = n * per; i < (n + 1) * per; i++)
+      F (y)[i] = a[n] * CF (x1)[i] + (x2 != NULL ? b[n] * CF (x2)[i] : 0.0f);
+}
+
+static void
+cpu_cat (GfcgBackend *be, float wa, const GfcgTensor *a, float wb, const GfcgTensor *b,
+         GfcgTensor *y)
+{
+  gsize hw = (gsize) a->shape[2] * a->shape[3];
+  gsize sa = a->shape[1] * hw, sb = b->shape[1] * hw;
+  (void) be;
+  for (int n = 0; n < a->shape[0]; n++)
+    {
+      float *dst = F (y) + n * (sa + sb);
+      for (gsize i = 0; i < sa; i++)
+        dst[i] = wa * CF (a)[n * sa + i];
+      for (gsize i = 0; i < sb; i++)
+        dst[sa + i] = wb * CF (b)[n * sb + i];
+    }
+}
+
+static void
+cpu_cat_ones (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y)
+{
+  gsize hw = (gsize) x->shape[2] * x->shape[3], sx = x->shape[1] * hw;
+  (void) be;
+  for (int n = 0; n < x->shape[0]; n++)
+    {
+      float *dst = F (y) + n * (sx + hw);
+      memcpy (dst, CF (x) + n * sx, sx * sizeof (float));
+      for (gsize i = 0; i < hw; i++)
+        dst[sx + i] = 1.0f;
+    }
+}
+
+static void
+cpu_resample (GfcgBackend *be, const GfcgTensor *x, GfcgResample mode, GfcgTensor *y)
+{
+  int planes = x->shape[0] * x->shape[1];
+  int h = x->shape[2], w = x->shape[3], ho = y->shape[2], wo = y->shape[3];
+  (void) be;
+  for (int p = 0; p < planes; p++)
+    {
+      const float *src = CF (x) + (gsize) p * h * w;
+      float *dst = F (y) + (gsize) p * ho * wo;
+      for (int oy = 0; oy < ho; oy++)
+        for (int ox = 0; ox < wo; ox++)
+          {
+            if (mode == GFCG_RESAMPLE_UP) /* nearest 2x */
+              dst[oy * wo + ox] = src[(oy / 2) * w + ox / 2];
+            else /* 2x2 box filter, stride 2 */
+              {
+                const float *s = src + (2 * oy) * w + 2 * ox;
+                dst[oy * wo + ox] = 0.25f * (s[0] + s[1] + s[w] + s[w + 1]);
+              }
+          }
+    }
+}
+
+static void
+cpu_scale_channels (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *s, float offset,
+                    GfcgTensor *y)
+{
+  gsize hw = (gsize) x->shape[2] * x->shape[3];
+  int planes = x->shape[0] * x->shape[1];
+  (void) be;
+  for (int p = 0; p < planes; p++)
+    {
+      float f = CF (s)[p] + offset;
+      for (gsize i = 0; i < hw; i++)
+        F (y)[p * hw + i] = CF (x)[p * hw + i] * f;
+    }
+}
+
+static void
+cpu_clip (GfcgBackend *be, GfcgTensor *x, float lo, float hi)
+{
+  (void) be;
+  for (gsize i = 0; i < x->numel; i++)
+    F (x)[i] = CLAMP (F (x)[i], lo, hi);
+}
+
+/* EDM2 attention.  qkv channels are laid out (head, head_dim, 3): channel
+ * h*3*D + c*3 + s with s = q, k, v.  Each D-vector of q, k and v is
+ * normalised to unit RMS, then y = v softmax(q^T k / sqrt(D))^T per head. */
+static void
+cpu_attention (GfcgBackend *be, const GfcgTensor *qkv, int heads, int dim, float eps,
+               GfcgTensor *y)
+{
+  int n = qkv->shape[0];
+  int hw = qkv->shape[2] * qkv->shape[3];
+  gsize per = (gsize) dim * hw;
+  float *buf = g_try_malloc ((3 * per + (gsize) hw * hw) * sizeof (float));
+
+  if (buf == NULL)
+    {
+      gfcg_backend_fail (be, GFCG_ERROR_NO_MEMORY, "out of memory for attention (%d pixels)", hw);
+      return;
+    }
+  for (int b = 0; b < n; b++)
+    for (int h = 0; h < heads; h++)
+      {
+        const float *src = CF (qkv) + ((gsize) b * 3 * heads * dim + (gsize) h * 3 * dim) * hw;
+        float *q = buf, *k = buf + per, *v = buf + 2 * per, *att = buf + 3 * per;
+        float *dst = F (y) + ((gsize) b * heads * dim + (gsize) h * dim) * hw;
+
+        for (int s = 0; s < 3; s++)
+          {
+            float *out = buf + s * per;
+            for (int p = 0; p < hw; p++)
+              {
+                double ss = 0.0;
+                float inv;
+                for (int c = 0; c < dim; c++)
+                  {
+                    float val = src[(gsize) (c * 3 + s) * hw + p];
+                    ss += (double) val * val;
+                  }
+                inv = (float) (1.0 / (eps + sqrt (ss / dim)));
+                for (int c = 0; c < dim; c++)
+                  out[(gsize) c * hw + p] = src[(gsize) (c * 3 + s) * hw + p] * inv;
+              }
+          }
+        /* att [q, k] = q^T k / sqrt(D) */
+        gemm_threads (2.0 * hw * hw * dim);
+        cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, hw, hw, dim,
+                     (float) (1.0 / sqrt (dim)), q, hw, k, hw, 0.0f, att, hw);
+        for (int i = 0; i < hw; i++)
+          {
+            float *row = att + (gsize) i * hw, mx = row[0], sum = 0.0f;
+            for (int j = 1; j < hw; j++)
+              mx = MAX (mx, row[j]);
+            for (int j = 0; j < hw; j++)
+              sum += (row[j] = expf (row[j] - mx));
+            for (int j = 0; j < hw; j++)
+              row[j] /= sum;
+          }
+        /* y [c, q] = sum_k v [c, k] att [q, k] */
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, dim, hw, hw,
+                     1.0f, v, hw, att, hw, 0.0f, dst, hw);
+      }
+  g_free (buf);
+}
+
+static void
+cpu_fourier (GfcgBackend *be, const float *t, const GfcgTensor *freqs, const GfcgTensor *phases,
+             GfcgTensor *y)
+{
+  int n = y->shape[0], c = y->shape[1];
+  (void) be;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < c; j++)
+      F (y)[i * c + j] = (float) (G_SQRT2 * cos ((double) CF (freqs)[j] * t[i] + CF (phases)[j]));
+}
+
+static void
+cpu_avgpool_global (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y)
+{
+  gsize hw = (gsize) x->shape[2] * x->shape[3];
+  (void) be;
+  for (gsize p = 0; p < (gsize) x->shape[0] * x->shape[1]; p++)
+    {
+      double s = 0.0;
+      for (gsize i = 0; i < hw; i++)
+        s += CF (x)[p * hw + i];
+      F (y)[p] = (float) (s / hw);
+    }
+}
+
+/* Source coordinate of bilinear resizing with half-pixel centres
+ * (PyTorch align_corners=False): clamped at 0 from below. */
+static void
+bilinear_src (int dst, int in, int out, int *i0, int *i1, float *frac)
+{
+  double s = ((double) dst + 0.5) * ((double) in / out) - 0.5;
+  if (s < 0.0)
+    s = 0.0;
+  *i0 = MIN ((int) s, in - 1);
+  *i1 = MIN (*i0 + 1, in - 1);
+  *frac = (float) (s - *i0);
+}
+
+static void
+cpu_image_prep (GfcgBackend *be, const GfcgTensor *x, const float *mean, const float *std,
+                GfcgTensor *y)
+{
+  int c = x->shape[1], h = x->shape[2], w = x->shape[3], ho = y->shape[2], wo = y->shape[3];
+  (void) be;
+  for (int b = 0; b < x->shape[0]; b++)
+    for (int ch = 0; ch < c; ch++)
+      {
+        const float *src = CF (x) + ((gsize) b * c + ch) * h * w;
+        float *dst = F (y) + ((gsize) b * c + ch) * ho * wo;
+#define V(i) CLAMP ((src[i] + 1.0f) * 0.5f, 0.0f, 1.0f)
+        for (int oy = 0; oy < ho; oy++)
+          {
+            int y0, y1, x0, x1;
+            float fy, fx, v;
+            bilinear_src (oy, h, ho, &y0, &y1, &fy);
+            for (int ox = 0; ox < wo; ox++)
+              {
+                bilinear_src (ox, w, wo, &x0, &x1, &fx);
+                v = (1 - fy) * ((1 - fx) * V (y0 * w + x0) + fx * V (y0 * w + x1)) +
+                    fy * ((1 - fx) * V (y1 * w + x0) + fx * V (y1 * w + x1));
+                dst[oy * wo + ox] = (v - mean[ch]) / std[ch];
+              }
+          }
+#undef V
+      }
+}
+
+static const GfcgBackendOps cpu_ops = {
+  .name = "cpu",
+  .alloc = cpu_alloc,
+  .release = cpu_release,
+  .upload = cpu_upload,
+  .download = cpu_download,
+  .conv2d = cpu_conv2d,
+  .linear = cpu_linear,
+  .pixel_norm = cpu_pixel_norm,
+  .mp_silu = cpu_mp_silu,
+  .relu = cpu_relu,
+  .axpby = cpu_axpby,
+  .axpby_batch = cpu_axpby_batch,
+  .cat = cpu_cat,
+  .cat_ones = cpu_cat_ones,
+  .resample = cpu_resample,
+  .scale_channels = cpu_scale_channels,
+  .clip = cpu_clip,
+  .attention = cpu_attention,
+  .fourier = cpu_fourier,
+  .avgpool_global = cpu_avgpool_global,
+  .image_prep = cpu_image_prep,
+};
+
+void
+gfcg_backend_cpu_set_threads (int n_threads)
+{
+  max_threads = MAX (n_threads, 0);
+}
+
+GfcgBackend *
+gfcg_backend_cpu_new (int n_threads)
+{
+  GfcgBackend *be = g_new0 (GfcgBackend, 1);
+  be->ops = &cpu_ops;
+  gfcg_backend_cpu_set_threads (n_threads);
+  return be;
+}

@@ -1,0 +1,140 @@
+/* backend.h — the op interface every compute backend implements.
+ *
+ * Networks (edm2.c, classifier.c) and the sampler are written once against
+ * the gfcg_op_* functions below.  Each op checks shapes in this common layer
+ * and dispatches to the backend's table, so a second backend (OpenCL) only
+ * fills in GfcgBackendOps.
+ *
+ * Errors are sticky, as in OpenCL command queues: the first failure (an
+ * allocation refused, a device error) is recorded in the backend, later ops
+ * become no-ops, and callers check gfcg_backend_take_error() once per
+ * network evaluation.
+ */
+#ifndef GFCG_BACKEND_H
+#define GFCG_BACKEND_H
+
+#include <glib.h>
+
+typedef struct _GfcgBackend GfcgBackend;
+typedef struct _GfcgTensor  GfcgTensor;
+
+#define GFCG_MAX_DIMS 4
+
+struct _GfcgTensor
+{
+  GfcgBackend *be;
+  int          ndim;
+  int          shape[GFCG_MAX_DIMS];
+  gsize        numel;
+  gpointer     data;   /* backend-owned storage: float* on the CPU */
+};
+
+typedef enum { GFCG_RESAMPLE_KEEP, GFCG_RESAMPLE_DOWN, GFCG_RESAMPLE_UP } GfcgResample;
+
+typedef struct
+{
+  const char *name;
+  gboolean (*alloc)    (GfcgBackend *be, GfcgTensor *t);          /* FALSE: out of memory */
+  void     (*release)  (GfcgBackend *be, GfcgTensor *t);
+  void     (*upload)   (GfcgBackend *be, GfcgTensor *t, const float *src);
+  void     (*download) (GfcgBackend *be, const GfcgTensor *t, float *dst);
+
+  /* y = conv(x, w) (+ bias[o]); w [O, I, k, k], zero padding. */
+  void (*conv2d)     (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
+                      const GfcgTensor *bias, int stride, int pad, GfcgTensor *y);
+  /* y [N, M] = x [N, K] w^T (+ bias). */
+  void (*linear)     (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
+                      const GfcgTensor *bias, GfcgTensor *y);
+  /* x / (eps + rms over channels), per pixel. */
+  void (*pixel_norm) (GfcgBackend *be, const GfcgTensor *x, float eps, GfcgTensor *y);
+  void (*mp_silu)    (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y);
+  void (*relu)       (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y);
+  /* y = a*x1 + b*x2 elementwise (mp_sum, residual adds). */
+  void (*axpby)      (GfcgBackend *be, float a, const GfcgTensor *x1, float b,
+                      const GfcgTensor *x2, GfcgTensor *y);
+  /* Per-sample coefficients: y[n] = a[n]*x1[n] + b[n]*x2[n]; x2 may be NULL. */
+  void (*axpby_batch)(GfcgBackend *be, const float *a, const GfcgTensor *x1,
+                      const float *b, const GfcgTensor *x2, GfcgTensor *y);
+  /* Channel concatenation with scales: y = [wa*a, wb*b]. */
+  void (*cat)        (GfcgBackend *be, float wa, const GfcgTensor *a, float wb,
+                      const GfcgTensor *b, GfcgTensor *y);
+  /* Append one constant channel of ones. */
+  void (*cat_ones)   (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y);
+  void (*resample)   (GfcgBackend *be, const GfcgTensor *x, GfcgResample mode, GfcgTensor *y);
+  /* y[n,c,:,:] = x[n,c,:,:] * (s[n,c] + offset). */
+  void (*scale_channels) (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *s,
+                          float offset, GfcgTensor *y);
+  void (*clip)       (GfcgBackend *be, GfcgTensor *x, float lo, float hi);
+  /* EDM2 self-attention on qkv [N, 3C, H, W] -> y [N, C, H, W]. */
+  void (*attention)  (GfcgBackend *be, const GfcgTensor *qkv, int heads, int head_dim,
+                      float eps, GfcgTensor *y);
+  /* y [N, C] = sqrt(2) cos(freqs[c] * t[n] + phases[c]). */
+  void (*fourier)    (GfcgBackend *be, const float *t, const GfcgTensor *freqs,
+                      const GfcgTensor *phases, GfcgTensor *y);
+  /* y [N, C] = mean over H, W. */
+  void (*avgpool_global) (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y);
+  /* Classifier input: v = clamp((x+1)/2, 0, 1), bilinear resize to y's size
+   * (half-pixel centres), then (v - mean[c]) / std[c]. */
+  void (*image_prep) (GfcgBackend *be, const GfcgTensor *x, const float *mean,
+                      const float *std, GfcgTensor *y);
+} GfcgBackendOps;
+
+struct _GfcgBackend
+{
+  const GfcgBackendOps *ops;
+  GError               *error;      /* sticky: first failure */
+  gsize                 bytes_live; /* device memory now in tensors */
+  gsize                 bytes_peak;
+  gpointer              priv;
+};
+
+GfcgBackend *gfcg_backend_cpu_new   (int n_threads);
+void         gfcg_backend_cpu_set_threads (int n_threads); /* process-wide: BLAS and OpenMP */
+void         gfcg_backend_free      (GfcgBackend *be);
+/* Records the first error; later ops are skipped until it is taken. */
+void         gfcg_backend_fail      (GfcgBackend *be, int code, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+gboolean     gfcg_backend_ok        (GfcgBackend *be);
+/* Moves the sticky error into *error; returns FALSE when there was one. */
+gboolean     gfcg_backend_take_error (GfcgBackend *be, GError **error);
+
+GfcgTensor  *gfcg_tensor_new        (GfcgBackend *be, int ndim, const int *shape);
+GfcgTensor  *gfcg_tensor_new4       (GfcgBackend *be, int n, int c, int h, int w);
+GfcgTensor  *gfcg_tensor_new2       (GfcgBackend *be, int n, int c);
+GfcgTensor  *gfcg_tensor_from_host  (GfcgBackend *be, int ndim, const int *shape, const float *src);
+void         gfcg_tensor_free       (GfcgTensor *t);
+void         gfcg_tensor_download   (const GfcgTensor *t, float *dst);
+void         gfcg_tensor_upload     (GfcgTensor *t, const float *src);
+gboolean     gfcg_tensor_same_shape (const GfcgTensor *a, const GfcgTensor *b);
+
+/* Ops returning a new tensor (NULL-safe: they return NULL once the backend
+ * has failed, and every op accepts NULL inputs as "skip"). */
+GfcgTensor *gfcg_op_conv2d     (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+                                int stride, int pad);
+GfcgTensor *gfcg_op_linear     (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias);
+GfcgTensor *gfcg_op_pixel_norm (const GfcgTensor *x, float eps);
+GfcgTensor *gfcg_op_mp_silu    (const GfcgTensor *x);
+GfcgTensor *gfcg_op_relu       (const GfcgTensor *x);
+GfcgTensor *gfcg_op_axpby      (float a, const GfcgTensor *x1, float b, const GfcgTensor *x2);
+GfcgTensor *gfcg_op_axpby_batch(const float *a, const GfcgTensor *x1, const float *b,
+                                const GfcgTensor *x2);
+GfcgTensor *gfcg_op_mp_sum     (const GfcgTensor *a, const GfcgTensor *b, float t);
+GfcgTensor *gfcg_op_mp_cat     (const GfcgTensor *a, const GfcgTensor *b, float t);
+GfcgTensor *gfcg_op_cat_ones   (const GfcgTensor *x);
+GfcgTensor *gfcg_op_resample   (const GfcgTensor *x, GfcgResample mode);
+GfcgTensor *gfcg_op_scale_channels (const GfcgTensor *x, const GfcgTensor *s, float offset);
+void        gfcg_op_clip       (GfcgTensor *x, float lo, float hi);
+GfcgTensor *gfcg_op_attention  (const GfcgTensor *qkv, int heads, int head_dim, float eps);
+GfcgTensor *gfcg_op_fourier    (GfcgBackend *be, int n, const float *t, const GfcgTensor *freqs,
+                                const GfcgTensor *phases);
+GfcgTensor *gfcg_op_avgpool_global (const GfcgTensor *x);
+GfcgTensor *gfcg_op_image_prep (const GfcgTensor *x, int size, const float *mean, const float *std);
+
+/* Replace *dst by src, freeing the old tensor (keeps network code short). */
+static inline void
+gfcg_tensor_set (GfcgTensor **dst, GfcgTensor *src)
+{
+  gfcg_tensor_free (*dst);
+  *dst = src;
+}
+
+#endif

@@ -1,0 +1,218 @@
+/* cmd-denoise.c — `gfcg denoise` (one network on tensors from a file, the
+ * hook for parity tests) and `gfcg classify` (the pack's classifier on PNGs). */
+#include "gfcg-cli.h"
+#include "../safetensors.h"
+
+#include <string.h>
+
+/* Reads tensor `name` as floats and checks its rank; shape into dims. */
+static float *
+read_tensor (GfcgSafetensors *st, const char *name, int ndim, gint64 *dims, GError **error)
+{
+  const GfcgStEntry *e = gfcg_st_lookup (st, name);
+  if (e == NULL || e->ndim != ndim)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "%s: needs a tensor '%s' of rank %d", gfcg_st_path (st), name, ndim);
+      return NULL;
+    }
+  memcpy (dims, e->shape, ndim * sizeof (gint64));
+  return gfcg_st_read (st, name, ndim, e->shape, error);
+}
+
+int
+cli_denoise (int argc, char **argv)
+{
+  char *pack_dir = NULL, *net = NULL, *in = NULL, *out = NULL, *device = NULL;
+  GOptionEntry entries[] = {
+    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack directory", "DIR" },
+    { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main, guide, uncond or classifier", "NET" },
+    { "in", 'i', 0, G_OPTION_ARG_FILENAME, &in, "Input safetensors: x [N,C,H,W], sigma [N], labels [N,L]", "FILE" },
+    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output safetensors: D [N,C,H,W] (classifier: logits [N,K])", "FILE" },
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
+    { NULL }
+  };
+  GfcgContext *ctx = NULL;
+  GfcgPack *pack = NULL;
+  GfcgSafetensors *st = NULL;
+  GError *error = NULL;
+  float *x = NULL, *sigma = NULL, *labels = NULL, *res = NULL;
+  gint64 xs[4], ss[1], ls[2];
+  int status = 1, channels, resolution, label_dim;
+
+  if (!cli_parse ("denoise", "", "Evaluates one network of a pack on a batch read from a "
+                  "safetensors file (see docs/pack-format.md).", entries, &argc, &argv))
+    return 2;
+  if (pack_dir == NULL || in == NULL || out == NULL)
+    {
+      g_printerr ("gfcg denoise: --pack, --in and --out are required\n");
+      return 2;
+    }
+  if (net == NULL)
+    net = g_strdup ("main");
+  if ((pack = cli_load_pack ("denoise", pack_dir, device, &ctx)) == NULL)
+    goto done;
+  if ((st = gfcg_st_open (in, &error)) == NULL ||
+      (x = read_tensor (st, "x", 4, xs, &error)) == NULL)
+    goto fail;
+
+  if (strcmp (net, "classifier") == 0)
+    {
+      int k = gfcg_pack_has_component (pack, "classifier") ? 1 : 0;
+      float *logits;
+      if (k == 0 || xs[1] != 3)
+        {
+          g_set_error (&error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT, k == 0
+                       ? "pack has no classifier" : "the classifier takes 3 channels");
+          goto fail;
+        }
+      logits = g_new (float, (gsize) xs[0] * gfcg_pack_classify (pack, 0, 0, 0, NULL, NULL, NULL));
+      k = gfcg_pack_classify (pack, (int) xs[0], (int) xs[2], (int) xs[3], x, logits, &error);
+      if (k > 0)
+        {
+          GfcgStWrite t = { "logits", 2, { xs[0], k }, logits };
+          gfcg_st_write (out, &t, 1, &error);
+        }
+      g_free (logits);
+      if (error != NULL)
+        goto fail;
+      status = 0;
+      goto done;
+    }
+
+  if (!gfcg_pack_get_net_shape (pack, net, &channels, &resolution, &label_dim, &error))
+    goto fail;
+  if (xs[0] < 1 || xs[0] > 4096 || xs[1] != channels || xs[2] != resolution || xs[3] != resolution)
+    {
+      g_set_error (&error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "x has shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                   ", %" G_GINT64_FORMAT "]; network '%s' takes [N, %d, %d, %d]",
+                   xs[0], xs[1], xs[2], xs[3], net, channels, resolution, resolution);
+      goto fail;
+    }
+  if ((sigma = read_tensor (st, "sigma", 1, ss, &error)) == NULL)
+    goto fail;
+  if (ss[0] != xs[0])
+    {
+      g_set_error (&error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "sigma has %" G_GINT64_FORMAT " entries for %" G_GINT64_FORMAT " images",
+                   ss[0], xs[0]);
+      goto fail;
+    }
+  if (gfcg_st_lookup (st, "labels") != NULL && label_dim > 0)
+    {
+      if ((labels = read_tensor (st, "labels", 2, ls, &error)) == NULL)
+        goto fail;
+      if (ls[0] != xs[0] || ls[1] != label_dim)
+        {
+          g_set_error (&error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                       "labels must have shape [%" G_GINT64_FORMAT ", %d]", xs[0], label_dim);
+          goto fail;
+        }
+    }
+  res = g_new (float, (gsize) (xs[0] * xs[1] * xs[2] * xs[3]));
+  if (!gfcg_pack_denoise (pack, net, (int) xs[0], x, sigma, labels, res, &error))
+    goto fail;
+  {
+    GfcgStWrite t = { "D", 4, { xs[0], xs[1], xs[2], xs[3] }, res };
+    if (!gfcg_st_write (out, &t, 1, &error))
+      goto fail;
+  }
+  status = 0;
+  goto done;
+
+fail:
+  cli_fail ("denoise", error);
+done:
+  gfcg_st_close (st);
+  g_free (x);
+  g_free (sigma);
+  g_free (labels);
+  g_free (res);
+  gfcg_pack_free (pack);
+  gfcg_context_free (ctx);
+  g_free (pack_dir);
+  g_free (net);
+  g_free (in);
+  g_free (out);
+  g_free (device);
+  return status;
+}
+
+int
+cli_classify (int argc, char **argv)
+{
+  char *pack_dir = NULL, *device = NULL;
+  GOptionEntry entries[] = {
+    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack directory (default: the default pack)", "DIR" },
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
+    { NULL }
+  };
+  GfcgContext *ctx = NULL;
+  GfcgPack *pack = NULL;
+  GError *error = NULL;
+  int status = 0;
+
+  if (!cli_parse ("classify", "PNG...", "Prints the top-5 pack classes of each picture by the "
+                  "pack's classifier.", entries, &argc, &argv))
+    return 2;
+  if (argc < 2)
+    {
+      g_printerr ("gfcg classify: name at least one PNG file\n");
+      return 2;
+    }
+  if ((pack = cli_load_pack ("classify", pack_dir, device, &ctx)) == NULL)
+    return 1;
+  for (int i = 1; i < argc; i++)
+    {
+      int w, h, n = gfcg_pack_get_n_classes (pack);
+      guchar *rgb = gfcg_read_png (argv[i], &w, &h, &error);
+      float *x, *p;
+      int order[5];
+
+      if (rgb == NULL)
+        {
+          status = cli_fail ("classify", error);
+          error = NULL;
+          continue;
+        }
+      x = g_new (float, (gsize) 3 * w * h);
+      for (gsize q = 0; q < (gsize) w * h; q++)
+        for (int c = 0; c < 3; c++)
+          x[(gsize) c * w * h + q] = rgb[q * 3 + c] / 127.5f - 1.0f;
+      p = g_new (float, n);
+      if (!gfcg_pack_class_probs (pack, 1, h, w, x, p, &error))
+        {
+          status = cli_fail ("classify", error);
+          error = NULL;
+        }
+      else
+        {
+          printf ("%s:\n", argv[i]);
+          for (int r = 0; r < MIN (5, n); r++)
+            {
+              const char *name;
+              int inet;
+              order[r] = -1;
+              for (int k = 0; k < n; k++)
+                {
+                  gboolean taken = FALSE;
+                  for (int q = 0; q < r; q++)
+                    taken |= order[q] == k;
+                  if (!taken && (order[r] < 0 || p[k] > p[order[r]]))
+                    order[r] = k;
+                }
+              gfcg_pack_get_class (pack, order[r], &inet, NULL, &name);
+              printf ("  %6.2f%%  %3d  inet:%-4d %s\n", 100.0 * p[order[r]], order[r], inet, name);
+            }
+        }
+      g_free (x);
+      g_free (p);
+      g_free (rgb);
+    }
+  gfcg_pack_free (pack);
+  gfcg_context_free (ctx);
+  g_free (pack_dir);
+  g_free (device);
+  return status;
+}

@@ -1,0 +1,258 @@
+/* cmd-sample.c — `gfcg sample`: draw pictures of a class, with progress on
+ * stderr, Ctrl-C stopping cleanly between evaluations, and the parameters
+ * recorded in the PNG and the optional JSON trace. */
+#include "gfcg-cli.h"
+#include "../safetensors.h"
+
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+
+typedef struct
+{
+  gboolean quiet, tty;
+  int      image, count;
+} Progress;
+
+static volatile sig_atomic_t got_sigint;
+
+static void
+on_sigint_flag (int sig)
+{
+  (void) sig;
+  got_sigint = 1;
+}
+
+static gboolean
+progress_cb (const GfcgProgress *p, gpointer data)
+{
+  Progress *pr = data;
+  const GfcgStepInfo *s = p->info;
+  if (!pr->quiet)
+    {
+      g_printerr ("%s[%d/%d] eval %2d/%d  sigma %8.4f", pr->tty ? "\r" : "", pr->image + 1,
+                  pr->count, p->eval + 1, p->n_evals, s->sigma);
+      if (s->c_ref >= 0)
+        g_printerr ("  c_ref %3d  p_c %.3f  p_ref %.3f  s %.3f", s->c_ref, s->p_c, s->p_ref, s->s);
+      else
+        g_printerr ("%41s", "");
+      g_printerr ("%s", pr->tty ? "" : "\n");
+    }
+  return !got_sigint;
+}
+
+/* out.png -> out-0002.png for image j of several. */
+static char *
+numbered (const char *path, int j, int count)
+{
+  const char *dot = strrchr (path, '.');
+  if (count == 1)
+    return g_strdup (path);
+  if (dot == NULL || strchr (dot, '/') != NULL)
+    return g_strdup_printf ("%s-%04d", path, j);
+  return g_strdup_printf ("%.*s-%04d%s", (int) (dot - path), path, j, dot);
+}
+
+int
+cli_sample (int argc, char **argv)
+{
+  char *pack_dir = NULL, *class_spec = NULL, *mode = NULL, *out = NULL, *out_raw = NULL;
+  char *trace = NULL, *device = NULL;
+  double guidance = NAN, s_max = NAN, temperature = NAN, sigma_lo = NAN, sigma_hi = NAN;
+  double sigma_min = NAN, sigma_max = NAN, rho = NAN;
+  int steps = -1, count = 1, threads = 0, imagenet = -1;
+  gint64 seed = -1;
+  gboolean lagged = FALSE, no_lagged = FALSE, quiet = FALSE;
+  GOptionEntry entries[] = {
+    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack directory (default: the default pack)", "DIR" },
+    { "class", 'c', 0, G_OPTION_ARG_STRING, &class_spec, "Class: pack index, name, wnid or inet:N", "CLASS" },
+    { "imagenet", 0, 0, G_OPTION_ARG_INT, &imagenet, "Class by ImageNet-1k index", "N" },
+    { "mode", 'm', 0, G_OPTION_ARG_STRING, &mode, "Guidance: none, cfg, atg, gfcg, gfcg+cfg, gfcg+atg, gfcg+atg-add (default: the pack's)", "MODE" },
+    { "steps", 'n', 0, G_OPTION_ARG_INT, &steps, "Sampler steps (2N-1 evaluations)", "N" },
+    { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, "Noise seed (default: random, printed)", "SEED" },
+    { "count", 0, 0, G_OPTION_ARG_INT, &count, "Pictures to draw, seeds SEED, SEED+1, ...", "N" },
+    { "guidance", 'w', 0, G_OPTION_ARG_DOUBLE, &guidance, "CFG/ATG weight w (1 = off)", "W" },
+    { "s-max", 0, 0, G_OPTION_ARG_DOUBLE, &s_max, "GFCG strength", "S" },
+    { "temperature", 0, 0, G_OPTION_ARG_DOUBLE, &temperature, "Classifier softmax temperature", "T" },
+    { "sigma-lo", 0, 0, G_OPTION_ARG_DOUBLE, &sigma_lo, "GFCG window, lower noise level", "SIGMA" },
+    { "sigma-hi", 0, 0, G_OPTION_ARG_DOUBLE, &sigma_hi, "GFCG window, upper noise level", "SIGMA" },
+    { "lagged", 0, 0, G_OPTION_ARG_NONE, &lagged, "Reference class from the previous evaluation (batched)", NULL },
+    { "no-lagged", 0, 0, G_OPTION_ARG_NONE, &no_lagged, "Reference class from this evaluation", NULL },
+    { "sigma-min", 0, 0, G_OPTION_ARG_DOUBLE, &sigma_min, "Lowest noise level (0.002)", "SIGMA" },
+    { "sigma-max", 0, 0, G_OPTION_ARG_DOUBLE, &sigma_max, "Highest noise level (80)", "SIGMA" },
+    { "rho", 0, 0, G_OPTION_ARG_DOUBLE, &rho, "Schedule exponent (7)", "RHO" },
+    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "PNG to write (several: FILE-0000.png, ...)", "FILE" },
+    { "out-raw", 0, 0, G_OPTION_ARG_FILENAME, &out_raw, "Also write the final float state (safetensors, tensor x)", "FILE" },
+    { "trace", 0, 0, G_OPTION_ARG_FILENAME, &trace, "Write the per-evaluation trace as JSON", "FILE" },
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
+    { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all cores)", "N" },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress on stderr", NULL },
+    { NULL }
+  };
+  GfcgContext *ctx = NULL;
+  GfcgPack *pack = NULL;
+  GfcgSampleOptions opt;
+  GError *error = NULL;
+  Progress pr = { 0 };
+  float *raw_all = NULL;
+  int status = 1, k;
+  gsize per = 0;
+
+  if (!cli_parse ("sample", "", "Draws COUNT pictures of a class with the chosen guidance.\n"
+                  "Example: gfcg sample --class 1 --mode gfcg --steps 32 --seed 3 --out x.png",
+                  entries, &argc, &argv))
+    return 2;
+  if (argc > 1)
+    {
+      g_printerr ("gfcg sample: unexpected argument '%s'\n", argv[1]);
+      return 2;
+    }
+  if (out == NULL || (class_spec == NULL && imagenet < 0))
+    {
+      g_printerr ("gfcg sample: --out and --class (or --imagenet) are required (see --help)\n");
+      return 2;
+    }
+  if (count < 1 || count > 10000)
+    {
+      g_printerr ("gfcg sample: --count must lie in 1..10000\n");
+      return 2;
+    }
+  if ((pack = cli_load_pack ("sample", pack_dir, device, &ctx)) == NULL)
+    goto done;
+  if (threads > 0)
+    gfcg_context_set_threads (ctx, threads);
+
+  gfcg_sample_options_init (&opt, pack);
+  if (class_spec != NULL)
+    k = gfcg_pack_find_class (pack, class_spec, &error);
+  else if ((k = gfcg_pack_class_from_imagenet (pack, imagenet)) < 0)
+    g_set_error (&error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                 "ImageNet class %d is not one that pack '%s' can draw", imagenet,
+                 gfcg_pack_get_name (pack));
+  if (k < 0)
+    {
+      cli_fail ("sample", error);
+      goto done;
+    }
+  opt.class_index = k;
+  if (mode != NULL && !gfcg_mode_from_string (mode, &opt.mode))
+    {
+      g_printerr ("gfcg sample: unknown mode '%s' (none, cfg, atg, gfcg, gfcg+cfg, gfcg+atg, "
+                  "gfcg+atg-add)\n", mode);
+      goto done;
+    }
+  if (steps != -1)
+    opt.steps = steps;
+#define SET(v, field) if (!isnan (v)) opt.field = v;
+  SET (guidance, guidance);
+  SET (s_max, s_max);
+  SET (temperature, temperature);
+  SET (sigma_lo, sigma_lo);
+  SET (sigma_hi, sigma_hi);
+  SET (sigma_min, sigma_min);
+  SET (sigma_max, sigma_max);
+  SET (rho, rho);
+#undef SET
+  if (lagged)
+    opt.lagged = TRUE;
+  if (no_lagged)
+    opt.lagged = FALSE;
+  if (seed < 0)
+    {
+      seed = g_random_int_range (0, G_MAXINT32);
+      if (!quiet)
+        g_printerr ("gfcg sample: seed %" G_GINT64_FORMAT "\n", seed);
+    }
+  if (!gfcg_sample_options_validate (&opt, pack, &error))
+    {
+      cli_fail ("sample", error);
+      goto done;
+    }
+
+  signal (SIGINT, on_sigint_flag);
+  pr.quiet = quiet;
+  pr.tty = isatty (2);
+  pr.count = count;
+  for (int j = 0; j < count; j++)
+    {
+      GfcgImage *img;
+      char *path, *json;
+      int c, h, w;
+      const float *raw;
+
+      opt.seed = (guint64) seed + (guint64) j;
+      pr.image = j;
+      img = gfcg_sample (pack, &opt, progress_cb, &pr, &error);
+      if (pr.tty && !quiet)
+        g_printerr ("\n");
+      if (img == NULL)
+        {
+          cli_fail ("sample", error);
+          goto done;
+        }
+      json = gfcg_image_get_trace_json (img);
+      path = numbered (out, j, count);
+      if (!gfcg_write_png (path, gfcg_image_get_pixels (img), gfcg_image_get_width (img),
+                           gfcg_image_get_height (img), json, &error))
+        {
+          g_free (path);
+          g_free (json);
+          gfcg_image_free (img);
+          cli_fail ("sample", error);
+          goto done;
+        }
+      if (!quiet)
+        g_printerr ("gfcg sample: wrote %s (seed %" G_GUINT64_FORMAT ", %d network evaluations)\n",
+                    path, opt.seed, gfcg_image_get_nfe (img));
+      g_free (path);
+      if (trace != NULL)
+        {
+          path = numbered (trace, j, count);
+          if (!g_file_set_contents (path, json, -1, &error))
+            {
+              g_free (path);
+              g_free (json);
+              gfcg_image_free (img);
+              cli_fail ("sample", error);
+              goto done;
+            }
+          g_free (path);
+        }
+      g_free (json);
+      raw = gfcg_image_get_raw (img, &c, &h, &w);
+      per = (gsize) c * h * w;
+      if (out_raw != NULL)
+        {
+          if (raw_all == NULL)
+            raw_all = g_new (float, per * count);
+          memcpy (raw_all + per * j, raw, per * sizeof (float));
+        }
+      if (j == count - 1 && out_raw != NULL)
+        {
+          GfcgStWrite t = { "x", 4, { count, c, h, w }, raw_all };
+          if (!gfcg_st_write (out_raw, &t, 1, &error))
+            {
+              gfcg_image_free (img);
+              cli_fail ("sample", error);
+              goto done;
+            }
+        }
+      gfcg_image_free (img);
+    }
+  status = 0;
+
+done:
+  g_free (raw_all);
+  gfcg_pack_free (pack);
+  gfcg_context_free (ctx);
+  g_free (pack_dir);
+  g_free (class_spec);
+  g_free (mode);
+  g_free (out);
+  g_free (out_raw);
+  g_free (trace);
+  g_free (device);
+  return status;
+}

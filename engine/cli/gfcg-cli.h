@@ -1,0 +1,31 @@
+/* gfcg-cli.h — the `gfcg` command's subcommands share these helpers. */
+#ifndef GFCG_CLI_H
+#define GFCG_CLI_H
+
+#include "gfcg/gfcg.h"
+
+#include <stdio.h>
+
+typedef struct
+{
+  const char *name;
+  const char *summary;
+  int       (*run) (int argc, char **argv);
+} CliCommand;
+
+int cli_sample   (int argc, char **argv);
+int cli_denoise  (int argc, char **argv);
+int cli_classify (int argc, char **argv);
+int cli_info     (int argc, char **argv);
+int cli_devices  (int argc, char **argv);
+
+/* Parses argv with the entries; prints the error and returns FALSE. */
+gboolean     cli_parse     (const char *command, const char *params, const char *summary,
+                            GOptionEntry *entries, int *argc, char ***argv);
+/* Prints "gfcg CMD: message" and returns the exit status 1. */
+int          cli_fail      (const char *command, GError *error);
+/* Loads the named pack (NULL = the default pack) on the named device. */
+GfcgPack    *cli_load_pack (const char *command, const char *pack_dir, const char *device,
+                            GfcgContext **ctx);
+
+#endif

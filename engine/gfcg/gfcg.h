@@ -1,0 +1,187 @@
+/* gfcg.h — public interface of the GFCG diffusion engine.
+ *
+ * The engine samples class-conditional EDM2 diffusion models ("model packs",
+ * see docs/pack-format.md) with classifier-free guidance, autoguidance and
+ * Gradient-Free Classifier Guidance.  It has no GIMP dependency: the GIMP
+ * plug-in and the `gfcg` command are thin clients of this header.
+ *
+ * Errors are reported as GError in the GFCG_ERROR domain.  Nothing here keeps
+ * global state except the backend's one-time initialisation.
+ */
+#ifndef GFCG_H
+#define GFCG_H
+
+#include <glib.h>
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+#define GFCG_VERSION "0.1.0"
+
+#define GFCG_ERROR (gfcg_error_quark ())
+GQuark gfcg_error_quark (void);
+
+typedef enum
+{
+  GFCG_ERROR_INVALID_ARGUMENT, /* bad option value, unknown class or mode */
+  GFCG_ERROR_IO,               /* a file could not be read or written      */
+  GFCG_ERROR_MODEL,            /* a pack or tensor file is malformed       */
+  GFCG_ERROR_DEVICE,           /* the compute device failed                */
+  GFCG_ERROR_NO_MEMORY,        /* an allocation was refused                */
+  GFCG_ERROR_CANCELLED         /* the caller stopped the run               */
+} GfcgError;
+
+typedef enum
+{
+  GFCG_MODE_NONE,
+  GFCG_MODE_CFG,
+  GFCG_MODE_ATG,
+  GFCG_MODE_GFCG,
+  GFCG_MODE_GFCG_CFG,
+  GFCG_MODE_GFCG_ATG,     /* 2 evaluations: guide at a label pulled to c_ref */
+  GFCG_MODE_GFCG_ATG_ADD, /* 3 evaluations: ATG term plus GFCG term          */
+  GFCG_N_MODES
+} GfcgMode;
+
+const char *gfcg_version (void);
+const char *gfcg_mode_to_string (GfcgMode mode);
+/* Accepts "gfcg+cfg" and "gfcg-cfg" alike.  Returns FALSE for unknown names. */
+gboolean    gfcg_mode_from_string (const char *name, GfcgMode *mode);
+
+/* ---- Context: the compute device ------------------------------------- */
+
+typedef struct _GfcgContext GfcgContext;
+
+/* device: NULL or "auto", "cpu", "opencl:N".  Until the OpenCL backend lands
+ * every device resolves to the CPU backend; an unknown name is an error. */
+GfcgContext *gfcg_context_new         (const char *device, GError **error);
+void         gfcg_context_free        (GfcgContext *ctx);
+const char  *gfcg_context_get_backend (GfcgContext *ctx);
+/* Threads used by the CPU backend (0 = all cores). */
+void         gfcg_context_set_threads (GfcgContext *ctx, int n_threads);
+
+/* ---- Model packs --------------------------------------------------------- */
+
+typedef struct _GfcgPack GfcgPack;
+
+GfcgPack   *gfcg_pack_load            (GfcgContext *ctx, const char *dir, GError **error);
+void        gfcg_pack_free            (GfcgPack *pack);
+/* The pack used when none is named: $GFCG_DEFAULT_PACK, else the one that
+ * was installed (or sits in the source tree for uninstalled runs). */
+char       *gfcg_default_pack_dir     (void);
+
+const char *gfcg_pack_get_name        (const GfcgPack *pack);
+const char *gfcg_pack_get_title       (const GfcgPack *pack);
+const char *gfcg_pack_get_licence     (const GfcgPack *pack);
+const char *gfcg_pack_get_source      (const GfcgPack *pack);
+const char *gfcg_pack_get_kind        (const GfcgPack *pack); /* "pixel" | "latent" */
+int         gfcg_pack_get_resolution  (const GfcgPack *pack);
+int         gfcg_pack_get_n_classes   (const GfcgPack *pack);
+/* Any out-parameter may be NULL.  Returns FALSE when k is out of range. */
+gboolean    gfcg_pack_get_class       (const GfcgPack *pack, int k, int *imagenet,
+                                       const char **wnid, const char **name);
+/* Pack class for an ImageNet-1k index, or -1 when the pack cannot draw it. */
+int         gfcg_pack_class_from_imagenet (const GfcgPack *pack, int imagenet);
+/* spec: a pack class index ("1"), "inet:N" (ImageNet index), a wnid or a
+ * class name (case-insensitive).  Returns -1 and sets error when unknown. */
+int         gfcg_pack_find_class      (const GfcgPack *pack, const char *spec, GError **error);
+gboolean    gfcg_pack_has_component   (const GfcgPack *pack, const char *component);
+/* A multi-line human description (components, sizes, defaults). */
+char       *gfcg_pack_describe        (const GfcgPack *pack);
+
+/* Evaluate one network of the pack on a batch (the hook for parity tests).
+ * net: "main", "guide" or "uncond".  x: [n, C, H, W] network-space floats,
+ * sigma: [n], labels: [n, label_dim] or NULL (zero labels).  out: [n, C, H, W]. */
+gboolean    gfcg_pack_get_net_shape   (const GfcgPack *pack, const char *net, int *channels,
+                                       int *resolution, int *label_dim, GError **error);
+gboolean    gfcg_pack_denoise         (GfcgPack *pack, const char *net, int n,
+                                       const float *x, const float *sigma, const float *labels,
+                                       float *out, GError **error);
+/* The pack's classifier on network-space images x [n, 3, H, W] (any size:
+ * they are resized to the classifier's input); logits
+ * [n, num_classes] are its raw outputs.  Returns num_classes, or -1 on error;
+ * with logits NULL it only returns num_classes. */
+int         gfcg_pack_classify        (GfcgPack *pack, int n, int height, int width,
+                                       const float *x, float *logits, GError **error);
+/* Probabilities over the pack's classes (temperature 1) for the same input:
+ * probs [n, n_classes]. */
+gboolean    gfcg_pack_class_probs     (GfcgPack *pack, int n, int height, int width,
+                                       const float *x, float *probs, GError **error);
+
+/* ---- Sampling ------------------------------------------------------------ */
+
+typedef struct
+{
+  int           class_index;  /* pack class                                    */
+  GfcgMode      mode;
+  int           steps;        /* N: 2N-1 guided evaluations                     */
+  double        sigma_min, sigma_max, rho;
+  double        guidance;     /* CFG/ATG weight w, EDM2 convention (1 = off)    */
+  double        s_max;        /* GFCG strength                                  */
+  double        temperature;  /* classifier softmax temperature                */
+  double        sigma_lo, sigma_hi; /* GFCG window                              */
+  gboolean      lagged;       /* reference from the previous evaluation        */
+  guint64       seed;
+  GCancellable *cancellable;  /* checked between evaluations; may be NULL       */
+} GfcgSampleOptions;
+
+/* What one guided evaluation did (also the rows of the trace). */
+typedef struct
+{
+  int    step;        /* solver step 0..steps-1                              */
+  int    stage;       /* 0 = Euler evaluation, 1 = Heun correction           */
+  double sigma;
+  gboolean classified;/* the classifier ran on this evaluation              */
+  int    c_ref;       /* reference pack class in use, -1 when none          */
+  double p_c, p_ref, r, a, s;
+  int    nfe;         /* network evaluations spent                          */
+} GfcgStepInfo;
+
+typedef struct
+{
+  int                 eval;    /* 0-based evaluation index                     */
+  int                 n_evals; /* 2N-1                                         */
+  const GfcgStepInfo *info;
+  /* The guided denoised estimate of this evaluation as 8-bit RGB (width x
+   * height x 3), for live previews; valid during the callback only. */
+  const guchar       *preview;
+  int                 width, height;
+} GfcgProgress;
+
+/* Return FALSE to stop the run (it then fails with GFCG_ERROR_CANCELLED). */
+typedef gboolean (*GfcgProgressFunc) (const GfcgProgress *progress, gpointer user_data);
+
+/* Built-in defaults, then the pack's "defaults" (pack may be NULL). */
+void     gfcg_sample_options_init     (GfcgSampleOptions *options, const GfcgPack *pack);
+gboolean gfcg_sample_options_validate (const GfcgSampleOptions *options, const GfcgPack *pack,
+                                       GError **error);
+
+typedef struct _GfcgImage GfcgImage;
+
+GfcgImage    *gfcg_sample               (GfcgPack *pack, const GfcgSampleOptions *options,
+                                         GfcgProgressFunc progress, gpointer user_data,
+                                         GError **error);
+void          gfcg_image_free           (GfcgImage *image);
+int           gfcg_image_get_width      (const GfcgImage *image);
+int           gfcg_image_get_height     (const GfcgImage *image);
+/* 8-bit RGB, rows top to bottom, width*3 bytes per row. */
+const guchar *gfcg_image_get_pixels     (const GfcgImage *image);
+/* Final state in network space, [C, H, W] floats (before quantisation). */
+const float  *gfcg_image_get_raw        (const GfcgImage *image, int *channels, int *height,
+                                         int *width);
+int           gfcg_image_get_n_steps    (const GfcgImage *image);
+const GfcgStepInfo *gfcg_image_get_step (const GfcgImage *image, int eval);
+int           gfcg_image_get_nfe        (const GfcgImage *image);
+/* The full record (options, per-evaluation trace, final verdict) as JSON. */
+char         *gfcg_image_get_trace_json (const GfcgImage *image);
+
+/* ---- Small utilities shared by the clients --------------------------------- */
+
+gboolean gfcg_write_png (const char *path, const guchar *rgb, int width, int height,
+                         const char *comment, GError **error);
+/* Reads any 8-bit or 16-bit PNG as 8-bit RGB (alpha dropped, grey expanded). */
+guchar  *gfcg_read_png  (const char *path, int *width, int *height, GError **error);
+
+G_END_DECLS
+
+#endif /* GFCG_H */

@@ -1,0 +1,598 @@
+/* pack.c — reading a model pack: pack.json (json-glib), its components and
+ * class map.  Every value is checked; errors name the file and the field. */
+#include "gfcg-private.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static gboolean
+cfg_error (GError **error, const char *where, const char *key, const char *what)
+{
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: '%s' %s", where, key, what);
+  return FALSE;
+}
+
+static gboolean
+node_is_number (JsonNode *n)
+{
+  return n != NULL && JSON_NODE_HOLDS_VALUE (n) &&
+         (json_node_get_value_type (n) == G_TYPE_INT64 ||
+          json_node_get_value_type (n) == G_TYPE_DOUBLE);
+}
+
+gboolean
+cfg_int (JsonObject *o, const char *key, int def, gboolean required, int lo, int hi, int *out,
+         const char *where, GError **error)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  gint64 v;
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n))
+    {
+      if (required)
+        return cfg_error (error, where, key, "is missing");
+      *out = def;
+      return TRUE;
+    }
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64)
+    return cfg_error (error, where, key, "must be an integer");
+  v = json_node_get_int (n);
+  if (v < lo || v > hi)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: '%s' is %" G_GINT64_FORMAT
+                   ", outside [%d, %d]", where, key, v, lo, hi);
+      return FALSE;
+    }
+  *out = (int) v;
+  return TRUE;
+}
+
+gboolean
+cfg_double (JsonObject *o, const char *key, double def, gboolean required, double *out,
+            const char *where, GError **error)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n))
+    {
+      if (required)
+        return cfg_error (error, where, key, "is missing");
+      *out = def;
+      return TRUE;
+    }
+  if (!node_is_number (n))
+    return cfg_error (error, where, key, "must be a number");
+  *out = json_node_get_double (n);
+  return TRUE;
+}
+
+gboolean
+cfg_int_list (JsonObject *o, const char *key, gboolean required, int lo, int hi, int **out,
+              int *n_out, const char *where, GError **error)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  JsonArray *a;
+  guint len;
+
+  *out = NULL;
+  *n_out = 0;
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n))
+    return required ? cfg_error (error, where, key, "is missing") : TRUE;
+  if (!JSON_NODE_HOLDS_ARRAY (n))
+    return cfg_error (error, where, key, "must be a list of integers");
+  a = json_node_get_array (n);
+  len = json_array_get_length (a);
+  if (len > 64)
+    return cfg_error (error, where, key, "is too long");
+  *out = g_new0 (int, MAX (len, 1));
+  for (guint i = 0; i < len; i++)
+    {
+      JsonNode *e = json_array_get_element (a, i);
+      gint64 v;
+      if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_INT64 ||
+          (v = json_node_get_int (e)) < lo || v > hi)
+        {
+          g_clear_pointer (out, g_free);
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                       "%s: '%s' must hold integers in [%d, %d]", where, key, lo, hi);
+          return FALSE;
+        }
+      (*out)[i] = (int) v;
+    }
+  *n_out = (int) len;
+  return TRUE;
+}
+
+static char *
+dup_string (JsonObject *o, const char *key, const char *def)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  if (n != NULL && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+    return g_strdup (json_node_get_string (n));
+  return g_strdup (def);
+}
+
+void
+gfcg_pack_free (GfcgPack *pack)
+{
+  if (pack == NULL)
+    return;
+  edm2_free (pack->main);
+  edm2_free (pack->guide);
+  edm2_free (pack->uncond);
+  classifier_free (pack->classifier);
+  for (int i = 0; i < pack->n_classes; i++)
+    {
+      g_free (pack->classes[i].wnid);
+      g_free (pack->classes[i].name);
+    }
+  g_free (pack->classes);
+  if (pack->defaults != NULL)
+    json_object_unref (pack->defaults);
+  g_free (pack->dir);
+  g_free (pack->name);
+  g_free (pack->title);
+  g_free (pack->licence);
+  g_free (pack->source);
+  g_free (pack->kind);
+  g_free (pack);
+}
+
+static gboolean
+load_classes (GfcgPack *pack, JsonObject *root, const char *where, GError **error)
+{
+  JsonNode *n = json_object_get_member (root, "classes");
+  JsonArray *a;
+
+  if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n) ||
+      json_array_get_length (a = json_node_get_array (n)) == 0)
+    return cfg_error (error, where, "classes", "must be a non-empty list");
+  pack->n_classes = (int) MIN (json_array_get_length (a), 100000);
+  pack->classes = g_new0 (PackClass, pack->n_classes);
+  for (int i = 0; i < pack->n_classes; i++)
+    {
+      JsonNode *e = json_array_get_element (a, i);
+      JsonObject *o;
+      char *w = g_strdup_printf ("%s: classes[%d]", where, i);
+      gboolean ok = JSON_NODE_HOLDS_OBJECT (e) &&
+                    cfg_int (o = json_node_get_object (e), "imagenet", 0, TRUE, 0, 999,
+                             &pack->classes[i].imagenet, w, error);
+      if (!JSON_NODE_HOLDS_OBJECT (e))
+        cfg_error (error, where, "classes", "must hold objects");
+      else if (ok)
+        {
+          pack->classes[i].wnid = dup_string (o, "wnid", "");
+          pack->classes[i].name = dup_string (o, "name", "");
+        }
+      g_free (w);
+      if (!ok)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* Resolves a component file inside the pack; refuses paths that leave it. */
+static char *
+component_file (GfcgPack *pack, JsonObject *comp, const char *name, GError **error)
+{
+  const char *file = json_object_get_string_member_with_default (comp, "file", NULL);
+  if (file == NULL || *file == '\0' || g_path_is_absolute (file) || strstr (file, "..") != NULL)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                   "%s/pack.json: component '%s' needs a 'file' inside the pack", pack->dir, name);
+      return NULL;
+    }
+  return g_build_filename (pack->dir, file, NULL);
+}
+
+static gboolean
+load_component (GfcgPack *pack, JsonObject *comps, const char *name, GError **error)
+{
+  JsonNode *n = json_object_get_member (comps, name);
+  JsonObject *comp, *config;
+  const char *arch;
+  char *file;
+  gboolean ok = FALSE;
+
+  if (n == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_OBJECT (n))
+    return cfg_error (error, "pack.json", name, "must be an object");
+  comp = json_node_get_object (n);
+  arch = json_object_get_string_member_with_default (comp, "arch", "");
+  if (!json_object_has_member (comp, "config") ||
+      !JSON_NODE_HOLDS_OBJECT (json_object_get_member (comp, "config")))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                   "%s/pack.json: component '%s' has no 'config' object", pack->dir, name);
+      return FALSE;
+    }
+  config = json_object_get_object_member (comp, "config");
+  if (strcmp (name, "decoder") == 0)
+    {
+      /* Decoders (VAE, TAESD) arrive with the real-models work. */
+      pack->has_decoder = TRUE;
+      return TRUE;
+    }
+  if ((file = component_file (pack, comp, name, error)) == NULL)
+    return FALSE;
+  if (strcmp (name, "classifier") == 0)
+    {
+      if (strcmp (arch, "resnet-cnn") != 0)
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                     "%s/pack.json: classifier architecture '%s' is not supported (resnet-cnn)",
+                     pack->dir, arch);
+      else
+        ok = (pack->classifier = classifier_load (pack->ctx->be, config, file, error)) != NULL;
+    }
+  else if (strcmp (arch, "edm2-unet") != 0)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                 "%s/pack.json: component '%s' architecture '%s' is not supported (edm2-unet)",
+                 pack->dir, name, arch);
+  else
+    {
+      Edm2Net *net = edm2_load (pack->ctx->be, config, file, name, error);
+      if (net != NULL)
+        {
+          Edm2Net **slot = strcmp (name, "main") == 0 ? &pack->main
+                           : strcmp (name, "guide") == 0 ? &pack->guide : &pack->uncond;
+          *slot = net;
+          ok = TRUE;
+        }
+    }
+  g_free (file);
+  return ok;
+}
+
+/* Networks must agree with the pack and with each other. */
+static gboolean
+check_net (GfcgPack *pack, Edm2Net *net, const char *name, gboolean conditional, GError **error)
+{
+  if (net == NULL)
+    return TRUE;
+  if (edm2_channels (net) != pack->channels)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                 "%s/pack.json: component '%s' has %d channels, the pack %d",
+                 pack->dir, name, edm2_channels (net), pack->channels);
+  else if (edm2_resolution (net) != edm2_resolution (pack->main))
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                 "%s/pack.json: component '%s' works at %d pixels, main at %d",
+                 pack->dir, name, edm2_resolution (net), edm2_resolution (pack->main));
+  else if (conditional && edm2_label_dim (net) != pack->n_classes)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                 "%s/pack.json: component '%s' has label_dim %d, the pack lists %d classes",
+                 pack->dir, name, edm2_label_dim (net), pack->n_classes);
+  else
+    return TRUE;
+  return FALSE;
+}
+
+GfcgPack *
+gfcg_pack_load (GfcgContext *ctx, const char *dir, GError **error)
+{
+  GfcgPack *pack = g_new0 (GfcgPack, 1);
+  JsonParser *parser = json_parser_new ();
+  char *path = g_build_filename (dir, "pack.json", NULL);
+  JsonNode *root;
+  JsonObject *o, *comps;
+  GError *err = NULL;
+  const char *fmt;
+  static const char *const order[] = { "main", "guide", "uncond", "classifier", "decoder" };
+
+  pack->ctx = ctx;
+  pack->dir = g_strdup (dir);
+  if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: no such model pack directory", dir);
+      goto fail;
+    }
+  if (!json_parser_load_from_file (parser, path, &err))
+    {
+      g_set_error (error, GFCG_ERROR, err->domain == G_FILE_ERROR ? GFCG_ERROR_IO : GFCG_ERROR_MODEL,
+                   "%s: %s", path, err->message);
+      g_error_free (err);
+      goto fail;
+    }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: not a JSON object", path);
+      goto fail;
+    }
+  o = json_node_get_object (root);
+  fmt = json_object_get_string_member_with_default (o, "format", "");
+  if (g_strcmp0 (fmt, "gfcg-pack") != 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                   "%s: \"format\" must be \"gfcg-pack\"", path);
+      goto fail;
+    }
+  pack->name = dup_string (o, "name", NULL);
+  pack->title = dup_string (o, "title", pack->name);
+  pack->licence = dup_string (o, "licence", "unknown");
+  pack->source = dup_string (o, "source", "unknown");
+  pack->kind = dup_string (o, "kind", "pixel");
+  if (pack->name == NULL || (strcmp (pack->kind, "pixel") != 0 && strcmp (pack->kind, "latent") != 0))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                   "%s: needs a \"name\" and a \"kind\" of \"pixel\" or \"latent\"", path);
+      goto fail;
+    }
+  if (!cfg_int (o, "resolution", 0, TRUE, 1, 8192, &pack->resolution, path, error) ||
+      !cfg_int (o, "channels", 0, TRUE, 1, 64, &pack->channels, path, error) ||
+      !load_classes (pack, o, path, error))
+    goto fail;
+  if (!json_object_has_member (o, "components") ||
+      !JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "components")) ||
+      !json_object_has_member (comps = json_object_get_object_member (o, "components"), "main"))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: needs components.main", path);
+      goto fail;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (order); i++)
+    if (!load_component (pack, comps, order[i], error))
+      goto fail;
+  if (json_object_has_member (o, "defaults") &&
+      JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "defaults")))
+    pack->defaults = json_object_ref (json_object_get_object_member (o, "defaults"));
+
+  if (!check_net (pack, pack->main, "main", TRUE, error) ||
+      !check_net (pack, pack->guide, "guide", TRUE, error) ||
+      !check_net (pack, pack->uncond, "uncond", FALSE, error))
+    goto fail;
+  if (strcmp (pack->kind, "pixel") == 0 && edm2_resolution (pack->main) != pack->resolution)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                   "%s: a pixel pack of resolution %d has a main network of %d pixels",
+                   path, pack->resolution, edm2_resolution (pack->main));
+      goto fail;
+    }
+  if (pack->classifier != NULL && !classifier_imagenet_space (pack->classifier) &&
+      classifier_n_outputs (pack->classifier) != pack->n_classes)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                   "%s: the classifier has %d outputs for %d pack classes", path,
+                   classifier_n_outputs (pack->classifier), pack->n_classes);
+      goto fail;
+    }
+  {
+    /* Option values in pack.json must be valid: check them now, not mid-run
+     * (whether the mode suits the components is checked when sampling). */
+    GfcgSampleOptions opt;
+    gfcg_sample_options_init (&opt, pack);
+    if (!gfcg_sample_options_validate (&opt, NULL, &err))
+      {
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: defaults: %s", path, err->message);
+        g_error_free (err);
+        goto fail;
+      }
+  }
+  g_object_unref (parser);
+  g_free (path);
+  return pack;
+
+fail:
+  g_object_unref (parser);
+  g_free (path);
+  gfcg_pack_free (pack);
+  return NULL;
+}
+
+const char *gfcg_pack_get_name (const GfcgPack *p) { return p->name; }
+const char *gfcg_pack_get_title (const GfcgPack *p) { return p->title; }
+const char *gfcg_pack_get_licence (const GfcgPack *p) { return p->licence; }
+const char *gfcg_pack_get_source (const GfcgPack *p) { return p->source; }
+const char *gfcg_pack_get_kind (const GfcgPack *p) { return p->kind; }
+int gfcg_pack_get_resolution (const GfcgPack *p) { return p->resolution; }
+int gfcg_pack_get_n_classes (const GfcgPack *p) { return p->n_classes; }
+
+gboolean
+gfcg_pack_get_class (const GfcgPack *pack, int k, int *imagenet, const char **wnid,
+                     const char **name)
+{
+  if (k < 0 || k >= pack->n_classes)
+    return FALSE;
+  if (imagenet)
+    *imagenet = pack->classes[k].imagenet;
+  if (wnid)
+    *wnid = pack->classes[k].wnid;
+  if (name)
+    *name = pack->classes[k].name;
+  return TRUE;
+}
+
+int
+gfcg_pack_class_from_imagenet (const GfcgPack *pack, int imagenet)
+{
+  for (int k = 0; k < pack->n_classes; k++)
+    if (pack->classes[k].imagenet == imagenet)
+      return k;
+  return -1;
+}
+
+static gboolean
+parse_index (const char *s, int *out)
+{
+  char *end;
+  gint64 v;
+  if (s == NULL || !g_ascii_isdigit (*s))
+    return FALSE;
+  errno = 0;
+  v = g_ascii_strtoll (s, &end, 10);
+  if (errno != 0 || *end != '\0' || v > G_MAXINT)
+    return FALSE;
+  *out = (int) v;
+  return TRUE;
+}
+
+int
+gfcg_pack_find_class (const GfcgPack *pack, const char *spec, GError **error)
+{
+  int k = -1, inet;
+
+  if (spec == NULL)
+    spec = "";
+  if (parse_index (spec, &k))
+    {
+      if (k < pack->n_classes)
+        return k;
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "class %d is out of range: pack '%s' has classes 0..%d",
+                   k, pack->name, pack->n_classes - 1);
+      return -1;
+    }
+  if (g_str_has_prefix (spec, "inet:") && parse_index (spec + 5, &inet))
+    {
+      if ((k = gfcg_pack_class_from_imagenet (pack, inet)) >= 0)
+        return k;
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "ImageNet class %d is not one that pack '%s' can draw", inet, pack->name);
+      return -1;
+    }
+  for (k = 0; k < pack->n_classes; k++)
+    if (g_ascii_strcasecmp (spec, pack->classes[k].wnid) == 0 ||
+        g_ascii_strcasecmp (spec, pack->classes[k].name) == 0)
+      return k;
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+               "unknown class '%s' for pack '%s' (give an index 0..%d, inet:N, a wnid or a name;"
+               " `gfcg info` lists them)", spec, pack->name, pack->n_classes - 1);
+  return -1;
+}
+
+gboolean
+gfcg_pack_has_component (const GfcgPack *pack, const char *c)
+{
+  if (g_strcmp0 (c, "main") == 0)
+    return pack->main != NULL;
+  if (g_strcmp0 (c, "guide") == 0)
+    return pack->guide != NULL;
+  if (g_strcmp0 (c, "uncond") == 0)
+    return pack->uncond != NULL;
+  if (g_strcmp0 (c, "classifier") == 0)
+    return pack->classifier != NULL;
+  if (g_strcmp0 (c, "decoder") == 0)
+    return pack->has_decoder;
+  return FALSE;
+}
+
+static void
+describe_net (GString *s, const char *name, Edm2Net *net)
+{
+  if (net == NULL)
+    return;
+  g_string_append_printf (s, "  %-10s edm2-unet, %.2fM parameters, %dx%dx%d, label_dim %d",
+                          name, edm2_n_params (net) / 1e6, edm2_channels (net),
+                          edm2_resolution (net), edm2_resolution (net), edm2_label_dim (net));
+  if (edm2_n_unused (net) > 0)
+    g_string_append_printf (s, " (%u unused tensors ignored)", edm2_n_unused (net));
+  g_string_append_c (s, '\n');
+}
+
+char *
+gfcg_pack_describe (const GfcgPack *pack)
+{
+  GString *s = g_string_new (NULL);
+  GfcgSampleOptions o;
+
+  g_string_append_printf (s, "pack:       %s (%s)\ndirectory:  %s\nlicence:    %s\nsource:     %s\n"
+                          "kind:       %s, %dx%d pixels, %d channels\ncomponents:\n",
+                          pack->name, pack->title, pack->dir, pack->licence, pack->source,
+                          pack->kind, pack->resolution, pack->resolution, pack->channels);
+  describe_net (s, "main", pack->main);
+  describe_net (s, "guide", pack->guide);
+  describe_net (s, "uncond", pack->uncond);
+  if (pack->classifier != NULL)
+    g_string_append_printf (s, "  %-10s resnet-cnn, %.2fM parameters, %d px input, %d outputs (%s)\n",
+                            "classifier", classifier_n_params (pack->classifier) / 1e6,
+                            classifier_resolution (pack->classifier),
+                            classifier_n_outputs (pack->classifier),
+                            classifier_imagenet_space (pack->classifier) ? "ImageNet" : "pack classes");
+  if (pack->has_decoder)
+    g_string_append_printf (s, "  %-10s present (not yet supported by this engine)\n", "decoder");
+  gfcg_sample_options_init (&o, pack);
+  g_string_append_printf (s, "defaults:   mode %s, %d steps, guidance %g, s_max %g, T %g, window"
+                          " [%g, %g]%s\nclasses (%d):\n",
+                          gfcg_mode_to_string (o.mode), o.steps, o.guidance, o.s_max,
+                          o.temperature, o.sigma_lo, o.sigma_hi, o.lagged ? ", lagged" : "",
+                          pack->n_classes);
+  for (int k = 0; k < pack->n_classes; k++)
+    g_string_append_printf (s, "  %3d  inet:%-4d %-10s %s\n", k, pack->classes[k].imagenet,
+                            pack->classes[k].wnid, pack->classes[k].name);
+  return g_string_free (s, FALSE);
+}
+
+Edm2Net *
+pack_net (GfcgPack *pack, const char *net, GError **error)
+{
+  Edm2Net *n = g_strcmp0 (net, "main") == 0    ? pack->main
+               : g_strcmp0 (net, "guide") == 0  ? pack->guide
+               : g_strcmp0 (net, "uncond") == 0 ? pack->uncond : NULL;
+  if (n == NULL)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                 "pack '%s' has no network '%s'", pack->name, net ? net : "(null)");
+  return n;
+}
+
+gboolean
+gfcg_pack_get_net_shape (const GfcgPack *pack, const char *net, int *channels, int *resolution,
+                         int *label_dim, GError **error)
+{
+  Edm2Net *n = pack_net ((GfcgPack *) pack, net, error);
+  if (n == NULL)
+    return FALSE;
+  if (channels)
+    *channels = edm2_channels (n);
+  if (resolution)
+    *resolution = edm2_resolution (n);
+  if (label_dim)
+    *label_dim = edm2_label_dim (n);
+  return TRUE;
+}
+
+gboolean
+gfcg_pack_denoise (GfcgPack *pack, const char *net, int n, const float *x, const float *sigma,
+                   const float *labels, float *out, GError **error)
+{
+  Edm2Net *e = pack_net (pack, net, error);
+  double *s;
+  gboolean ok;
+  if (e == NULL)
+    return FALSE;
+  s = g_new (double, n);
+  for (int i = 0; i < n; i++)
+    {
+      if (!(sigma[i] > 0.0f) || !isfinite (sigma[i]))
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                       "sigma[%d] = %g: noise levels must be finite and > 0", i, sigma[i]);
+          g_free (s);
+          return FALSE;
+        }
+      s[i] = sigma[i];
+    }
+  ok = edm2_denoise (e, n, x, s, labels, out, error);
+  g_free (s);
+  return ok;
+}
+
+static gboolean
+need_classifier (GfcgPack *pack, GError **error)
+{
+  if (pack->classifier != NULL)
+    return TRUE;
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT, "pack '%s' has no classifier",
+               pack->name);
+  return FALSE;
+}
+
+int
+gfcg_pack_classify (GfcgPack *pack, int n, int height, int width, const float *x,
+                    float *logits, GError **error)
+{
+  if (pack->classifier != NULL && logits == NULL)
+    return classifier_n_outputs (pack->classifier);
+  if (!need_classifier (pack, error) ||
+      !classifier_logits (pack->classifier, n, 3, height, width, x, logits, error))
+    return -1;
+  return classifier_n_outputs (pack->classifier);
+}

@@ -1,0 +1,254 @@
+"""Parity of the C engine (`gfcg`) with the float64 PyTorch reference.
+
+The binary comes from $GFCG_BIN, else `gfcg` on PATH; a missing binary fails
+every test (nothing is skipped). Measured errors are printed (run pytest with
+-s to see them) and, when $GFCG_PARITY_REPORT names a file, written there as
+JSON {case: max abs error}.
+"""
+import json
+import os
+import shutil
+import subprocess
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from gfcg_ref import load_pack, quantize, sample, final_verdict, sigmas
+
+DENOISE_TOL = 1e-4      # D and logits, max abs
+TRAJ_TOL = 1e-3         # final x (max abs / max(1, max |x|)) and trace s (max abs)
+REPORT = {}
+_refs = {}
+
+
+# ---------------------------------------------------------------- helpers
+
+def gfcg_bin():
+    b = os.environ.get('GFCG_BIN') or shutil.which('gfcg')
+    if not b or not os.access(b, os.X_OK):
+        pytest.fail('engine binary not found: set GFCG_BIN or put gfcg on PATH', pytrace=False)
+    return b
+
+
+def run(*args):
+    cmd = [gfcg_bin()] + [str(a) for a in args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        pytest.fail(f'{" ".join(cmd)}\nexit {p.returncode}\n{p.stdout}\n{p.stderr}', pytrace=False)
+    return p
+
+
+def ref(packs, name):
+    if name not in _refs:
+        _refs[name] = load_pack(str(packs / name), torch.float64)
+    return _refs[name]
+
+
+def record(case, err, tol, what='max abs err'):
+    print(f'\n[parity] {case}: {what} {err:.3e} (tol {tol:g})')
+    REPORT[case] = err
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _write_report():
+    yield
+    path = os.environ.get('GFCG_PARITY_REPORT')
+    if path:
+        with open(path, 'w') as f:
+            json.dump(REPORT, f, indent=2, sort_keys=True)
+
+
+def test_binary_present():
+    gfcg_bin()
+
+
+# ---------------------------------------------------------------- (a) denoiser
+
+def denoise_batch(net, seed):
+    """Six images at sigma 0.002 .. 80 with one-hot, zero and mixed labels."""
+    g = torch.Generator().manual_seed(seed)
+    c, r = net.img_channels, net.img_resolution
+    sigma = torch.tensor([0.002, 0.05, 1.0, 10.0, 80.0, 0.3])
+    clean = torch.rand(6, c, max(r // 2, 1), max(r // 2, 1), generator=g) * 2 - 1
+    clean = torch.nn.functional.interpolate(clean, size=(r, r), mode='bilinear')
+    x = clean + sigma.view(-1, 1, 1, 1) * torch.randn(6, c, r, r, generator=g)
+    labels = None
+    if net.label_dim:
+        n = net.label_dim
+        labels = torch.zeros(6, n)
+        labels[0, 0] = 1                      # one-hot
+        labels[1, n - 1] = 1                  # one-hot, last class
+        # row 2: zero label (unconditional)
+        labels[3, 0], labels[3, 1] = 0.3, 0.7  # mix of two classes
+        labels[4, 1 % n] = 1
+        labels[5] = 1.0 / n                   # uniform mix
+    return x, sigma, labels
+
+
+DENOISE_CASES = [
+    ('tiny-pixel', 'main', True), ('tiny-pixel', 'main', False), ('tiny-pixel', 'guide', True),
+    ('tiny-pixel', 'uncond', False),
+    ('tiny-pixel-f16', 'main', True), ('tiny-pixel-f16', 'guide', True),
+    ('tiny-pixel-f16', 'uncond', False), ('tiny-pixel-bf16', 'main', True),
+    ('tiny-latent', 'main', True), ('tiny-odd', 'main', True),
+]
+
+
+@pytest.mark.parametrize('pack,net,with_labels', DENOISE_CASES,
+                         ids=[f'{p}-{n}' + ('' if l else '-nolabels') for p, n, l in DENOISE_CASES])
+def test_denoise(packs, tmp_path, pack, net, with_labels):
+    model = ref(packs, pack).nets[net]
+    x, sigma, labels = denoise_batch(model, seed=zlib.crc32(f'{pack}/{net}'.encode()))
+    inp = {'x': x.contiguous(), 'sigma': sigma}
+    if with_labels and labels is not None:
+        inp['labels'] = labels
+    save_file(inp, str(tmp_path / 'in.safetensors'))
+    run('denoise', '--pack', packs / pack, '--net', net,
+        '--in', tmp_path / 'in.safetensors', '--out', tmp_path / 'out.safetensors')
+    got = load_file(str(tmp_path / 'out.safetensors'))['D']
+    assert got.dtype == torch.float32 and list(got.shape) == list(x.shape)
+    with torch.no_grad():
+        want = model(x.double(), sigma.double(), labels.double() if 'labels' in inp else None)
+    err_per_sigma = (got.double() - want).abs().flatten(1).max(1).values
+    err = float(err_per_sigma.max())
+    record(f'denoise/{pack}/{net}' + ('' if with_labels else '/nolabels'), err, DENOISE_TOL)
+    assert err <= DENOISE_TOL, f'per-sigma errors {dict(zip(sigma.tolist(), err_per_sigma.tolist()))}'
+
+
+# ---------------------------------------------------------------- (b) classifier
+
+@pytest.mark.parametrize('pack', ['tiny-pixel', 'tiny-pixel-inet', 'tiny-pixel-f16', 'tiny-odd'])
+def test_classifier(packs, tmp_path, pack):
+    p = ref(packs, pack)
+    g = torch.Generator().manual_seed(11)
+    r = p.resolution
+    # Slightly beyond [-1, 1] so the clamp of the input preparation matters.
+    x = torch.rand(5, 3, r, r, generator=g) * 2.6 - 1.3
+    save_file({'x': x, 'sigma': torch.ones(5)}, str(tmp_path / 'in.safetensors'))
+    run('denoise', '--pack', packs / pack, '--net', 'classifier',
+        '--in', tmp_path / 'in.safetensors', '--out', tmp_path / 'out.safetensors')
+    got = load_file(str(tmp_path / 'out.safetensors'))['logits']
+    with torch.no_grad():
+        want = p.classifier(x.double())
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    err = float((got.double() - want).abs().max())
+    record(f'classifier/{pack}', err, DENOISE_TOL)
+    assert err <= DENOISE_TOL
+
+
+# ---------------------------------------------------------------- (c) trajectories
+
+def case(pack, cls, mode, seed, **opts):
+    return dict(pack=pack, cls=cls, mode=mode, seed=seed, opts=opts)
+
+
+TRAJ = [
+    case('tiny-pixel', 1, 'none', 3),
+    case('tiny-pixel', 2, 'cfg', 4, guidance=2.0),
+    case('tiny-pixel', 0, 'cfg', 5, guidance=1.0),          # zero coefficient: D_U not run
+    case('tiny-pixel', 3, 'atg', 6, guidance=2.0),
+    case('tiny-pixel', 1, 'gfcg', 7, s_max=1.5),
+    case('tiny-pixel', 1, 'gfcg', 7, s_max=1.5, lagged=True),
+    case('tiny-pixel', 2, 'gfcg+cfg', 8, guidance=1.5, s_max=2.0),
+    case('tiny-pixel', 2, 'gfcg+cfg', 8, guidance=1.5, s_max=2.0, lagged=True),
+    case('tiny-pixel', 0, 'gfcg+atg', 9, guidance=2.0, s_max=1.0),
+    case('tiny-pixel', 0, 'gfcg+atg', 9, guidance=2.0, s_max=1.0, lagged=True),
+    case('tiny-pixel', 3, 'gfcg+atg-add', 10, guidance=1.5, s_max=1.5),
+    case('tiny-pixel', 3, 'gfcg+atg-add', 10, guidance=1.5, s_max=1.5, lagged=True),
+    # window that excludes the first and last steps, temperature
+    case('tiny-pixel', 1, 'gfcg', 11, s_max=2.0, temperature=2.0, sigma_lo=0.5, sigma_hi=20.0),
+    case('tiny-pixel', 2, 'gfcg-atg', 12, guidance=1.5, s_max=1.0, temperature=0.7,
+         sigma_lo=0.1, sigma_hi=5.0, lagged=True),
+    # s_max 0: the classifier runs but the GFCG term has coefficient 0
+    case('tiny-pixel', 0, 'gfcg-atg-add', 13, guidance=2.0, s_max=0.0),
+    case('tiny-pixel-inet', 2, 'gfcg', 14, s_max=1.5),
+    case('tiny-pixel-inet', 3, 'gfcg+cfg', 15, guidance=1.5, s_max=1.0, lagged=True),
+    case('tiny-pixel-f16', 1, 'gfcg+atg', 16, guidance=2.0, s_max=1.5),
+    case('tiny-odd', 0, 'cfg', 17, guidance=2.0),            # no uncond: main, zero label
+    case('tiny-odd', 1, None, 18),                          # everything from pack.json defaults
+]
+
+
+def traj_id(c):
+    o = ','.join(f'{k}={v}' for k, v in c['opts'].items())
+    return f"{c['pack']}-{c['mode'] or 'defaults'}-c{c['cls']}-s{c['seed']}" + (f'-{o}' if o else '')
+
+
+@pytest.mark.parametrize('c', TRAJ, ids=[traj_id(c) for c in TRAJ])
+def test_trajectory(packs, tmp_path, c):
+    p = ref(packs, c['pack'])
+    o = c['opts']
+    args = ['sample', '--pack', packs / c['pack'], '--class', c['cls'], '--seed', c['seed'],
+            '--out', tmp_path / 'x.png', '--out-raw', tmp_path / 'raw.safetensors',
+            '--trace', tmp_path / 't.json']
+    if c['mode'] is not None:
+        args += ['--mode', c['mode'], '--steps', 8]
+        for key in ('guidance', 's_max', 'temperature', 'sigma_lo', 'sigma_hi'):
+            if key in o:
+                args += ['--' + key.replace('_', '-'), o[key]]
+        if o.get('lagged'):
+            args += ['--lagged']
+    run(*args)
+
+    steps = 8 if c['mode'] is not None else None
+    want_x, want_tr = sample(p, c['cls'], c['mode'], c['seed'], steps=steps, **o)
+    got_x = load_file(str(tmp_path / 'raw.safetensors'))['x']
+    assert got_x.dtype == torch.float32 and got_x.shape == want_x.shape
+    # Guided trajectories can leave [-1, 1] by far; the error is taken relative
+    # to the image's own scale once that exceeds 1.
+    x_err = float((got_x.double() - want_x).abs().max()) / max(1.0, float(want_x.abs().max()))
+
+    with open(tmp_path / 't.json') as f:
+        tr = json.load(f)
+    ev = tr['evaluations']
+    n = steps or p.defaults['steps']
+    assert len(ev) == len(want_tr) == 2 * n - 1
+    assert [e['stage'] for e in ev] == [e['stage'] for e in want_tr]
+    assert [e['step'] for e in ev] == [e['step'] for e in want_tr]
+    np.testing.assert_allclose([e['sigma'] for e in ev], [e['sigma'] for e in want_tr], rtol=1e-6)
+    assert [e['classified'] for e in ev] == [e['classified'] for e in want_tr]
+    assert [e['c_ref'] for e in ev] == [e['c_ref'] for e in want_tr], 'c_ref sequence'
+    s_err = max(abs(e['s'] - w['s']) for e, w in zip(ev, want_tr))
+    assert tr['nfe'] == sum(e['nfe'] for e in want_tr), 'nfe (zero-coefficient terms must be skipped)'
+    assert tr['seed'] == c['seed'] and tr['class']['index'] == c['cls']
+    assert tr['class']['imagenet'] == p.classes[c['cls']]['imagenet']
+    for key, val in tr['options'].items():
+        if key in p.defaults and key != 'mode':
+            want = o.get(key, steps if key == 'steps' and steps else p.defaults[key])
+            ok = val == want if isinstance(want, (bool, str)) else val == pytest.approx(want)
+            assert ok, f'options.{key}: {val!r} != {want!r}'
+    if p.classifier is not None:
+        assert tr['final']['top1'] == final_verdict(p, got_x.double())[0]
+
+    # PNG: right size, and exactly the quantisation of the engine's own raw output
+    # (a +-1 difference is allowed only within 1e-3 of a rounding boundary).
+    from PIL import Image
+    img = Image.open(tmp_path / 'x.png')
+    assert img.size == (p.resolution, p.resolution) and img.mode == 'RGB'
+    png = np.asarray(img).astype(int)
+    raw = got_x[0].double().numpy()
+    q = quantize(raw).astype(int)
+    v = (127.5 * raw + 127.5).transpose(1, 2, 0)
+    near_half = np.abs(np.abs(v - np.trunc(v)) - 0.5) < 1e-3
+    bad = (png != q) & ~(near_half & (np.abs(png - q) == 1))
+    assert not bad.any(), f'{bad.sum()} PNG pixels differ from the quantised raw output'
+
+    name = f'trajectory/{traj_id(c)}'
+    record(name + '/x', x_err, TRAJ_TOL, 'max abs err / max(1, max|x|)')
+    record(name + '/s', s_err, TRAJ_TOL)
+    assert x_err <= TRAJ_TOL
+    assert s_err <= TRAJ_TOL
+
+
+def test_trajectory_cases_cover_contract():
+    """Guard against the case table drifting: every mode and both lagged settings."""
+    from gfcg_ref import MODES
+    seen = {(c['mode'] or '').replace('-', '+').replace('+add', '-add') for c in TRAJ}
+    assert set(MODES) <= seen
+    assert any(c['opts'].get('sigma_hi', 1000) < 80 for c in TRAJ)
+    # The window case must leave some evaluations out and keep some in.
+    ts = sigmas(8)
+    assert any(not (0.5 <= t <= 20) for t in ts) and any(0.5 <= t <= 20 for t in ts)
