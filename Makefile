@@ -5,7 +5,7 @@ CLASS   ?= 0
 MODE    ?=
 SEED    ?= 1
 
-.PHONY: all demo check build clean
+.PHONY: all demo check build clean test-packs
 
 all: build
 
@@ -20,6 +20,10 @@ demo:
 # Builds and runs every test (meson test, plus the loader under ASan/UBSan).
 check:
 	$(DEVENV) tools/check
+
+# Tiny random packs (16x16, as the parity tests use) in build/test-packs/.
+test-packs:
+	GFCG_DEVENV_NOBUILD=1 $(DEVENV) python3 tests/reference/make_packs.py build/test-packs
 
 clean:
 	rm -rf build build-asan demo.png demo.json

@@ -424,6 +424,12 @@ static const GfcgBackendOps cpu_ops = {
   .image_prep = cpu_image_prep,
 };
 
+const GfcgBackendOps *
+gfcg_backend_cpu_ops (void)
+{
+  return &cpu_ops;
+}
+
 void
 gfcg_backend_cpu_set_threads (int n_threads)
 {

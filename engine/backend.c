@@ -39,7 +39,10 @@ gfcg_backend_free (GfcgBackend *be)
   if (be == NULL)
     return;
   g_clear_error (&be->error);
-  g_free (be->priv);
+  if (be->ops->destroy != NULL)
+    be->ops->destroy (be);
+  else
+    g_free (be->priv);
   g_free (be);
 }
 

@@ -34,6 +34,8 @@ typedef enum { GFCG_RESAMPLE_KEEP, GFCG_RESAMPLE_DOWN, GFCG_RESAMPLE_UP } GfcgRe
 typedef struct
 {
   const char *name;
+  /* Frees be->priv (NULL: g_free).  OpenCL has a context and queue there. */
+  void     (*destroy)  (GfcgBackend *be);
   gboolean (*alloc)    (GfcgBackend *be, GfcgTensor *t);          /* FALSE: out of memory */
   void     (*release)  (GfcgBackend *be, GfcgTensor *t);
   void     (*upload)   (GfcgBackend *be, GfcgTensor *t, const float *src);
@@ -89,6 +91,8 @@ struct _GfcgBackend
 };
 
 GfcgBackend *gfcg_backend_cpu_new   (int n_threads);
+/* The CPU backend's table: the OpenCL backend moves to it when its device fails. */
+const GfcgBackendOps *gfcg_backend_cpu_ops (void);
 void         gfcg_backend_cpu_set_threads (int n_threads); /* process-wide: BLAS and OpenMP */
 void         gfcg_backend_free      (GfcgBackend *be);
 /* Records the first error; later ops are skipped until it is taken. */

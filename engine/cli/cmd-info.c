@@ -34,7 +34,10 @@ cli_devices (int argc, char **argv)
   if (!cli_parse ("devices", "", "Lists the compute devices --device accepts.", entries,
                   &argc, &argv))
     return 2;
-  printf ("cpu        the CPU backend (OpenBLAS + OpenMP, %u threads)\n", g_get_num_processors ());
-  printf ("auto       the best available device (today: cpu)\n");
+  {
+    char *text = gfcg_devices_describe ();
+    fputs (text, stdout);
+    g_free (text);
+  }
   return 0;
 }

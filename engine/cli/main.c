@@ -12,6 +12,7 @@ static const CliCommand commands[] = {
   { "classify", "top-5 classes of PNG files by the pack's classifier", cli_classify },
   { "info", "what a model pack holds", cli_info },
   { "devices", "list the compute devices", cli_devices },
+  { "bench", "time network evaluations on a device", cli_bench },
 };
 
 static void

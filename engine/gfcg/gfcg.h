@@ -52,9 +52,26 @@ gboolean    gfcg_mode_from_string (const char *name, GfcgMode *mode);
 
 typedef struct _GfcgContext GfcgContext;
 
-/* device: NULL or "auto", "cpu", "opencl:N".  Until the OpenCL backend lands
- * every device resolves to the CPU backend; an unknown name is an error. */
+/* device: NULL or "auto" (the first OpenCL GPU, else the CPU backend), "cpu",
+ * or "opencl:N" (device N of `gfcg devices`), optionally followed by
+ * ":fp16" (weights stored as fp16, fp32 arithmetic) and/or ":tiled" (the
+ * built-in GEMM kernel instead of CLBlast).  A device that cannot be used
+ * (no OpenCL, no such device, kernels that do not build) gives the CPU
+ * backend after one message on stderr; so does a device failing later (out
+ * of memory, a kernel failing): the run goes on there.  A malformed name is
+ * an error. */
 GfcgContext *gfcg_context_new         (const char *device, GError **error);
+/* One line: the backend in use and, for OpenCL, the device and its set-up. */
+char        *gfcg_context_describe    (GfcgContext *ctx);
+/* Peak bytes held in tensors, and (OpenCL) peak device bytes including the
+ * buffer pool and scratch.  Either pointer may be NULL. */
+void         gfcg_context_get_memory  (GfcgContext *ctx, gsize *peak_tensors, gsize *peak_device);
+/* Waits for queued device work (for timing); returns nanoseconds spent in
+ * matrix products and their flops since the last call, when
+ * GFCG_OPENCL_PROFILE=1 (else 0). */
+guint64      gfcg_context_sync        (GfcgContext *ctx, guint64 *gemm_flops);
+/* Human listing of the devices --device accepts (`gfcg devices`). */
+char        *gfcg_devices_describe    (void);
 void         gfcg_context_free        (GfcgContext *ctx);
 const char  *gfcg_context_get_backend (GfcgContext *ctx);
 /* Threads used by the CPU backend (0 = all cores). */

@@ -1,0 +1,303 @@
+/* gfcg.cl — the OpenCL backend's kernels (OpenCL C 1.2).
+ *
+ * One kernel per op of engine/backend.h that is not a matrix product (those
+ * go to CLBlast, see backend-opencl.c).  Tensors are float arrays in NCHW
+ * order, as on the CPU backend; every kernel is launched with an exact
+ * global size (no padding), so there are no bounds checks.  Arithmetic is
+ * fp32 throughout; weights stored as fp16 are read with vload_half, which
+ * every OpenCL device has (cl_khr_fp16 is not needed). */
+
+/* ---- element-wise ------------------------------------------------------ */
+
+__kernel void
+mp_silu (__global const float *x, __global float *y)
+{
+  size_t i = get_global_id (0);
+  float v = x[i];
+  y[i] = v / (1.0f + exp (-v)) / 0.596f;
+}
+
+__kernel void
+relu (__global const float *x, __global float *y)
+{
+  size_t i = get_global_id (0);
+  y[i] = fmax (x[i], 0.0f);
+}
+
+__kernel void
+axpby (float a, __global const float *x1, float b, __global const float *x2, __global float *y)
+{
+  size_t i = get_global_id (0);
+  y[i] = a * x1[i] + b * x2[i];
+}
+
+/* Per-sample coefficients ab = [a[0..n), b[0..n)]; has_x2 = 0: x2 unused. */
+__kernel void
+axpby_batch (__global const float *ab, int n, __global const float *x1, __global const float *x2,
+             int has_x2, int per, __global float *y)
+{
+  size_t i = get_global_id (0);
+  int s = (int) (i / (size_t) per);
+  float v = ab[s] * x1[i];
+  if (has_x2)
+    v += ab[n + s] * x2[i];
+  y[i] = v;
+}
+
+__kernel void
+clip (__global float *x, float lo, float hi)
+{
+  size_t i = get_global_id (0);
+  x[i] = clamp (x[i], lo, hi);
+}
+
+/* y[n] = [wa * a[n], wb * b[n]] along channels; sa, sb: floats per sample. */
+__kernel void
+cat (float wa, __global const float *a, int sa, float wb, __global const float *b, int sb,
+     __global float *y)
+{
+  size_t i = get_global_id (0);
+  int n = (int) (i / (size_t) (sa + sb)), r = (int) (i % (size_t) (sa + sb));
+  y[i] = r < sa ? wa * a[(size_t) n * sa + r] : wb * b[(size_t) n * sb + (r - sa)];
+}
+
+/* Appends a channel of ones: sx floats per sample, hw per plane. */
+__kernel void
+cat_ones (__global const float *x, int sx, int hw, __global float *y)
+{
+  size_t i = get_global_id (0);
+  int n = (int) (i / (size_t) (sx + hw)), r = (int) (i % (size_t) (sx + hw));
+  y[i] = r < sx ? x[(size_t) n * sx + r] : 1.0f;
+}
+
+/* Global size (wo, ho, planes). */
+__kernel void
+resample_up (__global const float *x, int h, int w, __global float *y)
+{
+  int ox = get_global_id (0), oy = get_global_id (1), p = get_global_id (2);
+  int wo = get_global_size (0), ho = get_global_size (1);
+  y[((size_t) p * ho + oy) * wo + ox] = x[((size_t) p * h + oy / 2) * w + ox / 2];
+}
+
+__kernel void
+resample_down (__global const float *x, int h, int w, __global float *y)
+{
+  int ox = get_global_id (0), oy = get_global_id (1), p = get_global_id (2);
+  int wo = get_global_size (0), ho = get_global_size (1);
+  __global const float *s = x + ((size_t) p * h + 2 * oy) * w + 2 * ox;
+  y[((size_t) p * ho + oy) * wo + ox] = 0.25f * (s[0] + s[1] + s[w] + s[w + 1]);
+}
+
+/* y = x * (s[plane] + offset). */
+__kernel void
+scale_channels (__global const float *x, __global const float *s, float offset, int hw,
+                __global float *y)
+{
+  size_t i = get_global_id (0);
+  y[i] = x[i] * (s[i / (size_t) hw] + offset);
+}
+
+/* y[i] += bias[(i / hw) % o]. */
+__kernel void
+add_bias (__global float *y, __global const float *bias, int hw, int o)
+{
+  size_t i = get_global_id (0);
+  y[i] += bias[(i / (size_t) hw) % (size_t) o];
+}
+
+/* fp16 storage of weights: unpack to fp32 right before a product. */
+__kernel void
+half_to_float (__global const half *src, __global float *dst)
+{
+  size_t i = get_global_id (0);
+  dst[i] = vload_half (i, src);
+}
+
+__kernel void
+float_to_half (__global const float *src, __global half *dst)
+{
+  size_t i = get_global_id (0);
+  vstore_half_rte (src[i], i, dst);
+}
+
+/* ---- reductions over channels / planes ------------------------------------ */
+
+/* Global size (hw, n): one pixel's channel vector per work-item. */
+__kernel void
+pixel_norm (__global const float *x, int c, float eps, __global float *y)
+{
+  size_t p = get_global_id (0), hw = get_global_size (0), n = get_global_id (1);
+  __global const float *src = x + n * c * hw + p;
+  __global float *dst = y + n * c * hw + p;
+  float ss = 0.0f, inv;
+  for (int ch = 0; ch < c; ch++)
+    {
+      float v = src[ch * hw];
+      ss = fma (v, v, ss);
+    }
+  inv = 1.0f / (eps + sqrt (ss / c));
+  for (int ch = 0; ch < c; ch++)
+    dst[ch * hw] = src[ch * hw] * inv;
+}
+
+__kernel void
+avgpool_global (__global const float *x, int hw, __global float *y)
+{
+  size_t p = get_global_id (0);
+  __global const float *src = x + p * hw;
+  float s = 0.0f;
+  for (int i = 0; i < hw; i++)
+    s += src[i];
+  y[p] = s / hw;
+}
+
+/* ---- embeddings, classifier input ------------------------------------------ */
+
+/* Global size (c, n). */
+__kernel void
+fourier (__global const float *t, __global const float *freqs, __global const float *phases,
+         __global float *y)
+{
+  int j = get_global_id (0), i = get_global_id (1), c = get_global_size (0);
+  y[i * c + j] = M_SQRT2_F * cos (freqs[j] * t[i] + phases[j]);
+}
+
+static void
+bilinear_src (int dst, int in, int out, int *i0, int *i1, float *frac)
+{
+  float s = ((float) dst + 0.5f) * ((float) in / (float) out) - 0.5f;
+  s = fmax (s, 0.0f);
+  *i0 = min ((int) s, in - 1);
+  *i1 = min (*i0 + 1, in - 1);
+  *frac = s - (float) *i0;
+}
+
+/* Global size (wo, ho, n*c); ms = [mean[0..c), std[0..c)]. */
+__kernel void
+image_prep (__global const float *x, int c, int h, int w, __global const float *ms,
+            __global float *y)
+{
+  int ox = get_global_id (0), oy = get_global_id (1), pc = get_global_id (2);
+  int wo = get_global_size (0), ho = get_global_size (1), ch = pc % c;
+  __global const float *src = x + (size_t) pc * h * w;
+  int y0, y1, x0, x1;
+  float fy, fx, v;
+  bilinear_src (oy, h, ho, &y0, &y1, &fy);
+  bilinear_src (ox, w, wo, &x0, &x1, &fx);
+#define V(i) clamp ((src[i] + 1.0f) * 0.5f, 0.0f, 1.0f)
+  v = (1 - fy) * ((1 - fx) * V (y0 * w + x0) + fx * V (y0 * w + x1)) +
+      fy * ((1 - fx) * V (y1 * w + x0) + fx * V (y1 * w + x1));
+#undef V
+  y[((size_t) pc * ho + oy) * wo + ox] = (v - ms[ch]) / ms[c + ch];
+}
+
+/* ---- convolution: unfolding for the GEMM ------------------------------------- */
+
+/* Global size (ho*wo, c*k*k, n): cols [n][c*k*k][ho*wo]. */
+__kernel void
+im2col (__global const float *x, int c, int h, int w, int k, int stride, int pad, int wo,
+        __global float *cols)
+{
+  int p = get_global_id (0), r = get_global_id (1), n = get_global_id (2);
+  int npix = get_global_size (0), rows = get_global_size (1);
+  int ci = r / (k * k), ky = (r / k) % k, kx = r % k;
+  int iy = (p / wo) * stride - pad + ky, ix = (p % wo) * stride - pad + kx;
+  float v = 0.0f;
+  if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+    v = x[(((size_t) n * c + ci) * h + iy) * w + ix];
+  cols[((size_t) n * rows + r) * npix + p] = v;
+}
+
+/* ---- attention ----------------------------------------------------------- */
+
+/* qkv [n, heads*dim*3, hw] with channel h*3*dim + c*3 + s -> out [3][n*heads][dim][hw],
+ * each dim-vector normalised to unit RMS.  Global size (hw, 3, n*heads). */
+__kernel void
+attn_norm (__global const float *qkv, int dim, float eps, __global float *out)
+{
+  int p = get_global_id (0), s = get_global_id (1), b = get_global_id (2);
+  int hw = get_global_size (0), nb = get_global_size (2);
+  __global const float *src = qkv + (size_t) b * 3 * dim * hw + (size_t) s * hw + p;
+  __global float *dst = out + ((size_t) s * nb + b) * dim * hw + p;
+  float ss = 0.0f, inv;
+  for (int c = 0; c < dim; c++)
+    {
+      float v = src[(size_t) c * 3 * hw];
+      ss = fma (v, v, ss);
+    }
+  inv = 1.0f / (eps + sqrt (ss / dim));
+  for (int c = 0; c < dim; c++)
+    dst[(size_t) c * hw] = src[(size_t) c * 3 * hw] * inv;
+}
+
+/* Row softmax of att [rows][cols], in place: one work-group per row. */
+__kernel void
+softmax_rows (__global float *att, int cols, __local float *scratch)
+{
+  int row = get_group_id (0), lid = get_local_id (0), ls = get_local_size (0);
+  __global float *r = att + (size_t) row * cols;
+  float mx = -INFINITY, sum = 0.0f;
+  for (int j = lid; j < cols; j += ls)
+    mx = fmax (mx, r[j]);
+  scratch[lid] = mx;
+  barrier (CLK_LOCAL_MEM_FENCE);
+  for (int s = ls / 2; s > 0; s >>= 1)
+    {
+      if (lid < s)
+        scratch[lid] = fmax (scratch[lid], scratch[lid + s]);
+      barrier (CLK_LOCAL_MEM_FENCE);
+    }
+  mx = scratch[0];
+  barrier (CLK_LOCAL_MEM_FENCE);
+  for (int j = lid; j < cols; j += ls)
+    {
+      float e = exp (r[j] - mx);
+      r[j] = e;
+      sum += e;
+    }
+  scratch[lid] = sum;
+  barrier (CLK_LOCAL_MEM_FENCE);
+  for (int s = ls / 2; s > 0; s >>= 1)
+    {
+      if (lid < s)
+        scratch[lid] += scratch[lid + s];
+      barrier (CLK_LOCAL_MEM_FENCE);
+    }
+  sum = scratch[0];
+  for (int j = lid; j < cols; j += ls)
+    r[j] /= sum;
+}
+
+/* ---- a plain tiled SGEMM (used when CLBlast is absent or slower) -------------
+ * C [m, n] = alpha * op(A) op(B) + beta * C, row-major, per batch b with
+ * offsets and strides; op(A)[i, l] = ta ? A[l*lda + i] : A[i*lda + l], likewise op(B)[l, j].
+ * Global size (ceil(n, TS), ceil(m, TS), batch), local (TS, TS). */
+#define TS 16
+__kernel void
+gemm_tiled (int m, int n, int k, float alpha, int ta, int tb,
+            __global const float *A, int oa, int lda, int sa,
+            __global const float *B, int ob, int ldb, int sb, float beta,
+            __global float *C, int oc, int ldc, int sc)
+{
+  __local float As[TS][TS + 1], Bs[TS][TS + 1];
+  int tx = get_local_id (0), ty = get_local_id (1);
+  int j = get_group_id (0) * TS + tx, i = get_group_id (1) * TS + ty, bt = get_global_id (2);
+  __global const float *a = A + oa + (size_t) bt * sa, *b = B + ob + (size_t) bt * sb;
+  float acc = 0.0f;
+  for (int l0 = 0; l0 < k; l0 += TS)
+    {
+      int la = l0 + tx, lb = l0 + ty, ia = get_group_id (1) * TS + ty,
+          jb = get_group_id (0) * TS + tx;
+      As[ty][tx] = (ia < m && la < k) ? (ta ? a[(size_t) la * lda + ia] : a[(size_t) ia * lda + la]) : 0.0f;
+      Bs[ty][tx] = (lb < k && jb < n) ? (tb ? b[(size_t) jb * ldb + lb] : b[(size_t) lb * ldb + jb]) : 0.0f;
+      barrier (CLK_LOCAL_MEM_FENCE);
+      for (int l = 0; l < TS; l++)
+        acc = fma (As[ty][l], Bs[l][tx], acc);
+      barrier (CLK_LOCAL_MEM_FENCE);
+    }
+  if (i < m && j < n)
+    {
+      __global float *c = C + oc + (size_t) bt * sc + (size_t) i * ldc + j;
+      *c = alpha * acc + (beta != 0.0f ? beta * *c : 0.0f);
+    }
+}
