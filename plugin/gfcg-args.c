@@ -1,0 +1,131 @@
+/* gfcg-args.c — declares the PDB interface of plug-in-gfcg-render and reads
+ * a call's values back.
+ *
+ * The numeric ranges are declared wide and `mode` is a string on purpose:
+ * GIMP 3.0's Script-Fu named arguments and GimpProcedureConfig drop an
+ * out-of-range number or an unknown GimpChoice nick with a warning and run
+ * with the default, so a script asking for mode "fast" would silently get a
+ * GFCG picture.  gfcg-job.c checks the real ranges and names, and every
+ * caller gets a calling error that names the argument. */
+#include "gfcg-args.h"
+
+#include <glib/gi18n-lib.h>
+#include <string.h>
+
+static const GfcgModeInfo modes[] = {
+  { "none", N_("No guidance"), N_("The class-conditional model alone"), GFCG_MODE_NONE },
+  { "cfg", N_("Classifier-free guidance (CFG)"),
+    N_("Pushes away from the unconditional prediction by the CFG weight"), GFCG_MODE_CFG },
+  { "atg", N_("Autoguidance (ATG)"),
+    N_("Pushes away from the pack's smaller guide network by the ATG weight"), GFCG_MODE_ATG },
+  { "gfcg", N_("Gradient-free classifier guidance (GFCG)"),
+    N_("Pushes away from the class the classifier confuses with the target"), GFCG_MODE_GFCG },
+  { "gfcg-cfg", N_("GFCG + CFG"), N_("Both terms added"), GFCG_MODE_GFCG_CFG },
+  { "gfcg-atg", N_("GFCG + autoguidance"),
+    N_("The guide network at a label pulled toward the confused class"), GFCG_MODE_GFCG_ATG },
+  { "gfcg-atg-add", N_("GFCG + autoguidance (added)"),
+    N_("Both terms added: three network evaluations per step"), GFCG_MODE_GFCG_ATG_ADD },
+  { NULL }
+};
+
+const GfcgModeInfo *
+gfcg_args_modes (void)
+{
+  return modes;
+}
+
+void
+gfcg_args_add (GimpProcedure *procedure)
+{
+  gimp_procedure_add_int_argument (procedure, "class-index", _("C_lass"),
+                                   _("ImageNet-1k class index (0..999) to draw; "
+                                     "the pack must have it"),
+                                   G_MININT, G_MAXINT, 0, G_PARAM_READWRITE);
+  gimp_procedure_add_string_argument (procedure, "class-name", _("Class _name"),
+                                      _("Class by English name, synonym or wnid "
+                                        "(empty: use class-index)"),
+                                      "", G_PARAM_READWRITE);
+  gimp_procedure_add_string_argument (procedure, "mode", _("_Guidance"),
+                                      _("Guidance mode: none, cfg, atg, gfcg, gfcg-cfg, "
+                                        "gfcg-atg or gfcg-atg-add (empty: the pack's default)"),
+                                      "gfcg", G_PARAM_READWRITE);
+  gimp_procedure_add_int_argument (procedure, "steps", _("_Steps"),
+                                   _("Sampler steps, 1..1000 (2 x steps - 1 guided "
+                                     "evaluations)"),
+                                   G_MININT, G_MAXINT, 32, G_PARAM_READWRITE);
+  gimp_procedure_add_double_argument (procedure, "guidance", _("CFG/ATG _weight"),
+                                      _("CFG/ATG weight w in 0..100, EDM2 convention "
+                                        "(1 = off); -1 = the pack's default"),
+                                      -G_MAXDOUBLE, G_MAXDOUBLE, -1.0, G_PARAM_READWRITE);
+  gimp_procedure_add_double_argument (procedure, "gfcg-strength", _("GFCG s_trength"),
+                                      _("GFCG strength s_max in 0..100; -1 = the pack's "
+                                        "default"),
+                                      -G_MAXDOUBLE, G_MAXDOUBLE, -1.0, G_PARAM_READWRITE);
+  gimp_procedure_add_int_argument (procedure, "seed", _("Se_ed"),
+                                   _("Noise seed (0..2147483647): the same seed gives "
+                                     "the same picture"),
+                                   G_MININT, G_MAXINT, 0, G_PARAM_READWRITE);
+  gimp_procedure_add_string_argument (procedure, "pack", _("_Model pack"),
+                                      _("Model pack directory (empty: the default pack)"),
+                                      "", G_PARAM_READWRITE);
+  gimp_procedure_add_string_argument (procedure, "device", _("_Device"),
+                                      _("Compute device: auto, cpu or opencl:N"),
+                                      "auto", G_PARAM_READWRITE);
+  gimp_procedure_add_int_argument (procedure, "count", _("_Pictures"),
+                                   _("Number of layers (1..100), with seeds seed, "
+                                     "seed+1, ..."),
+                                   G_MININT, G_MAXINT, 1, G_PARAM_READWRITE);
+  gimp_procedure_add_boolean_argument (procedure, "scale-to-canvas", _("Scale to _canvas"),
+                                       _("Scale the picture to fill the canvas"),
+                                       FALSE, G_PARAM_READWRITE);
+
+  gimp_procedure_add_boolean_aux_argument (procedure, "random-seed", _("_Randomize"),
+                                           _("A new seed for each run from the dialog "
+                                             "or Repeat Last"),
+                                           FALSE, G_PARAM_READWRITE);
+
+  gimp_procedure_add_image_return_value (procedure, "image", _("Image"),
+                                         _("The image the layers were added to "
+                                           "(a new one when none was given)"),
+                                         FALSE, G_PARAM_READWRITE);
+}
+
+void
+gfcg_args_from_config (GfcgArgs *a, GimpProcedureConfig *config)
+{
+  memset (a, 0, sizeof *a);
+  g_object_get (config,
+                "class-index", &a->class_index,
+                "class-name", &a->class_name,
+                "mode", &a->mode,
+                "steps", &a->steps,
+                "guidance", &a->guidance,
+                "gfcg-strength", &a->strength,
+                "seed", &a->seed,
+                "pack", &a->pack,
+                "device", &a->device,
+                "count", &a->count,
+                "scale-to-canvas", &a->scale_to_canvas,
+                NULL);
+  if (a->class_name == NULL)
+    a->class_name = g_strdup ("");
+  if (a->pack == NULL)
+    a->pack = g_strdup ("");
+  if (a->device == NULL)
+    a->device = g_strdup ("");
+  if (a->mode == NULL)
+    a->mode = g_strdup ("");
+  g_strstrip (a->mode);
+  g_strstrip (a->class_name);
+  g_strstrip (a->pack);
+  g_strstrip (a->device);
+}
+
+void
+gfcg_args_clear (GfcgArgs *a)
+{
+  g_clear_pointer (&a->class_name, g_free);
+  g_clear_pointer (&a->pack, g_free);
+  g_clear_pointer (&a->device, g_free);
+  g_clear_pointer (&a->mode, g_free);
+}

@@ -1,0 +1,49 @@
+/* gfcg-args.h — the PDB arguments of plug-in-gfcg-render and their values. */
+#ifndef GFCG_ARGS_H
+#define GFCG_ARGS_H
+
+#include <libgimp/gimp.h>
+#include <gfcg/gfcg.h>
+
+G_BEGIN_DECLS
+
+#define GFCG_PROC_RENDER "plug-in-gfcg-render"
+#define GFCG_PLUG_IN_BINARY "gfcg-render"
+
+/* The values of one call, read from its GimpProcedureConfig. */
+typedef struct
+{
+  int       class_index;     /* ImageNet-1k index                         */
+  char     *class_name;      /* "" = use class_index                      */
+  char     *mode;            /* "" = the pack's default                   */
+  int       steps;
+  double    guidance;        /* < 0: the pack's default                   */
+  double    strength;        /* < 0: the pack's default                   */
+  int       seed;
+  char     *pack;            /* "" = the default pack                     */
+  char     *device;          /* "" = auto                                 */
+  int       count;
+  gboolean  scale_to_canvas;
+} GfcgArgs;
+
+/* The guidance modes the `mode` argument takes, NULL-terminated.  Labels
+ * and help are untranslated (N_). */
+typedef struct
+{
+  const char *nick;
+  const char *label;
+  const char *help;
+  GfcgMode    mode;
+} GfcgModeInfo;
+
+const GfcgModeInfo *gfcg_args_modes (void);
+
+/* Declares the arguments, return values and aux arguments. */
+void gfcg_args_add         (GimpProcedure       *procedure);
+void gfcg_args_from_config (GfcgArgs            *args,
+                            GimpProcedureConfig *config);
+void gfcg_args_clear       (GfcgArgs            *args);
+
+G_END_DECLS
+
+#endif /* GFCG_ARGS_H */

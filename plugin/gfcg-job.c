@@ -1,0 +1,340 @@
+/* gfcg-job.c — resolves a call's arguments against the pack and runs the
+ * engine.  Every refusal names the PDB argument at fault. */
+#include "gfcg-job.h"
+#include "gfcg-classes.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+static gboolean
+arg_error (GError **error, const char *arg, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+
+static gboolean
+arg_error (GError **error, const char *arg, const char *fmt, ...)
+{
+  va_list ap;
+  char   *msg;
+
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT, "%s: %s", arg, msg);
+  g_free (msg);
+  return FALSE;
+}
+
+char *
+gfcg_job_pack_dir (const char *pack)
+{
+  char *def, *dir;
+
+  if (pack == NULL || *pack == '\0')
+    return gfcg_default_pack_dir ();
+  if (strchr (pack, G_DIR_SEPARATOR) != NULL || g_file_test (pack, G_FILE_TEST_IS_DIR))
+    return g_strdup (pack);
+  /* A bare name: a pack installed beside the default one. */
+  def = gfcg_default_pack_dir ();
+  dir = g_build_filename (def, "..", pack, NULL);
+  g_free (def);
+  if (g_file_test (dir, G_FILE_TEST_IS_DIR))
+    return dir;
+  g_free (dir);
+  return g_strdup (pack);
+}
+
+static gboolean
+pack_can_draw (int imagenet, gpointer pack)
+{
+  return gfcg_pack_class_from_imagenet (pack, imagenet) >= 0;
+}
+
+/* "tench, English springer, ..." for messages. */
+static char *
+pack_class_list (GfcgPack *pack)
+{
+  GString *s = g_string_new (NULL);
+  int      n = gfcg_pack_get_n_classes (pack);
+
+  for (int k = 0; k < n; k++)
+    {
+      int inet;
+      const char *name;
+
+      gfcg_pack_get_class (pack, k, &inet, NULL, &name);
+      g_string_append_printf (s, "%s%s (%d)", k ? ", " : "", name, inet);
+    }
+  return g_string_free (s, FALSE);
+}
+
+static gboolean
+not_drawable (GError **error, GfcgPack *pack, const char *arg, const char *what, int inet)
+{
+  char *list = pack_class_list (pack);
+
+  arg_error (error, arg, "%s (ImageNet class %d, %s) is not a class that pack '%s' can draw; "
+             "it draws %s", what, inet, gfcg_classes_name (inet), gfcg_pack_get_name (pack),
+             list);
+  g_free (list);
+  return FALSE;
+}
+
+static gboolean
+resolve_class (GfcgJob *job, const GfcgArgs *a, GError **error)
+{
+  int k, inet;
+
+  if (*a->class_name == '\0')
+    {
+      inet = a->class_index;
+      if ((k = gfcg_pack_class_from_imagenet (job->pack, inet)) < 0)
+        {
+          char *what = g_strdup_printf ("%d", inet);
+          not_drawable (error, job->pack, "class-index", what, inet);
+          g_free (what);
+          return FALSE;
+        }
+    }
+  else if ((inet = gfcg_classes_find (a->class_name, pack_can_draw, job->pack)) >= 0)
+    {
+      if ((k = gfcg_pack_class_from_imagenet (job->pack, inet)) < 0)
+        {
+          char *what = g_strdup_printf ("'%s'", a->class_name);
+          not_drawable (error, job->pack, "class-name", what, inet);
+          g_free (what);
+          return FALSE;
+        }
+    }
+  else
+    {
+      /* Names and wnids the pack knows but the table does not.  A bare
+       * number would be a pack index there: not a class name. */
+      if (strspn (a->class_name, "0123456789") == strlen (a->class_name) ||
+          (k = gfcg_pack_find_class (job->pack, a->class_name, NULL)) < 0)
+        return arg_error (error, "class-name", "unknown class '%s' (give an English ImageNet "
+                          "class name, a synonym or a wnid, or leave it empty and give "
+                          "class-index)", a->class_name);
+      gfcg_pack_get_class (job->pack, k, &inet, NULL, NULL);
+    }
+  job->opt.class_index = k;
+  job->imagenet = inet;
+  return TRUE;
+}
+
+/* The ranges that need no pack, checked first. */
+static gboolean
+check_ranges (const GfcgArgs *a, GError **error)
+{
+  if (a->class_index < 0 || a->class_index >= GFCG_N_IMAGENET_CLASSES)
+    return arg_error (error, "class-index", "%d is not an ImageNet-1k class index (0..999)",
+                      a->class_index);
+  if (a->steps < 1 || a->steps > 1000)
+    return arg_error (error, "steps", "%d is not in 1..1000", a->steps);
+  if (a->guidance != -1.0 && !(a->guidance >= 0.0 && a->guidance <= 100.0))
+    return arg_error (error, "guidance", "%g is not in 0..100 (or -1 for the pack's default)",
+                      a->guidance);
+  if (a->strength != -1.0 && !(a->strength >= 0.0 && a->strength <= 100.0))
+    return arg_error (error, "gfcg-strength",
+                      "%g is not in 0..100 (or -1 for the pack's default)", a->strength);
+  if (a->seed < 0)
+    return arg_error (error, "seed", "%d is negative", a->seed);
+  if (a->count < 1 || a->count > 100)
+    return arg_error (error, "count", "%d is not in 1..100", a->count);
+  return TRUE;
+}
+
+static gboolean
+parse_mode (const char *nick, GfcgMode *mode, GError **error)
+{
+  if (*nick == '\0')
+    return TRUE; /* the pack's default, already in the options */
+  for (const GfcgModeInfo *m = gfcg_args_modes (); m->nick != NULL; m++)
+    if (g_ascii_strcasecmp (nick, m->nick) == 0)
+      {
+        *mode = m->mode;
+        return TRUE;
+      }
+  if (gfcg_mode_from_string (nick, mode))
+    return TRUE;
+  return arg_error (error, "mode", "unknown guidance mode '%s' (none, cfg, atg, gfcg, gfcg-cfg, "
+                    "gfcg-atg or gfcg-atg-add)", nick);
+}
+
+static gboolean
+resolve_options (GfcgJob *job, const GfcgArgs *a, GError **error)
+{
+  GfcgSampleOptions *o = &job->opt;
+  GError *e = NULL;
+
+  if (!parse_mode (a->mode, &o->mode, error))
+    return FALSE;
+  if ((o->mode == GFCG_MODE_GFCG || o->mode == GFCG_MODE_GFCG_CFG ||
+       o->mode == GFCG_MODE_GFCG_ATG || o->mode == GFCG_MODE_GFCG_ATG_ADD) &&
+      !gfcg_pack_has_component (job->pack, "classifier"))
+    return arg_error (error, "mode", "%s needs a classifier, and pack '%s' has none",
+                      gfcg_mode_to_string (o->mode), gfcg_pack_get_name (job->pack));
+  if ((o->mode == GFCG_MODE_ATG || o->mode == GFCG_MODE_GFCG_ATG ||
+       o->mode == GFCG_MODE_GFCG_ATG_ADD) && !gfcg_pack_has_component (job->pack, "guide"))
+    return arg_error (error, "mode", "%s needs a guide network, and pack '%s' has none",
+                      gfcg_mode_to_string (o->mode), gfcg_pack_get_name (job->pack));
+  o->steps = a->steps;
+  if (a->guidance >= 0.0)
+    o->guidance = a->guidance;
+  if (a->strength >= 0.0)
+    o->s_max = a->strength;
+  o->seed = (guint64) a->seed;
+  if (!gfcg_sample_options_validate (o, job->pack, &e))
+    {
+      arg_error (error, "pack", "%s", e->message);
+      g_error_free (e);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+GfcgJob *
+gfcg_job_new (const GfcgArgs *a, GError **error)
+{
+  GfcgJob *job = g_new0 (GfcgJob, 1);
+  GError  *e = NULL;
+
+  job->device = g_strdup (*a->device ? a->device : "auto");
+  job->pack_dir = gfcg_job_pack_dir (a->pack);
+  job->count = a->count;
+  job->images = g_ptr_array_new_with_free_func ((GDestroyNotify) gfcg_image_free);
+  if (!check_ranges (a, error))
+    goto fail;
+
+  if ((job->ctx = gfcg_context_new (job->device, &e)) == NULL)
+    {
+      arg_error (error, "device", "%s", e->message);
+      goto fail;
+    }
+  if ((job->pack = gfcg_pack_load (job->ctx, job->pack_dir, &e)) == NULL)
+    {
+      arg_error (error, "pack", "%s", e->message);
+      goto fail;
+    }
+  gfcg_sample_options_init (&job->opt, job->pack);
+  if (!resolve_class (job, a, error) || !resolve_options (job, a, error))
+    goto fail;
+  return job;
+
+fail:
+  g_clear_error (&e);
+  gfcg_job_free (job);
+  return NULL;
+}
+
+typedef struct
+{
+  GfcgJob            *job;
+  int                 picture;
+  GfcgJobProgressFunc func;
+  gpointer            data;
+} RunProgress;
+
+static gboolean
+run_progress (const GfcgProgress *p, gpointer data)
+{
+  RunProgress *rp = data;
+
+  return rp->func == NULL || rp->func (rp->job, rp->picture, p, rp->data);
+}
+
+gboolean
+gfcg_job_run (GfcgJob *job, GfcgJobProgressFunc progress, gpointer user_data,
+              GCancellable *cancellable, GError **error)
+{
+  GfcgSampleOptions opt = job->opt;
+  RunProgress rp = { job, 0, progress, user_data };
+
+  g_ptr_array_set_size (job->images, 0);
+  opt.cancellable = cancellable;
+  for (int j = 0; j < job->count; j++)
+    {
+      GfcgImage *img;
+
+      opt.seed = job->opt.seed + (guint64) j;
+      rp.picture = j;
+      if ((img = gfcg_sample (job->pack, &opt, run_progress, &rp, error)) == NULL)
+        {
+          g_ptr_array_set_size (job->images, 0);
+          return FALSE;
+        }
+      g_ptr_array_add (job->images, img);
+    }
+  return TRUE;
+}
+
+void
+gfcg_job_free (GfcgJob *job)
+{
+  if (job == NULL)
+    return;
+  g_ptr_array_unref (job->images);
+  gfcg_pack_free (job->pack);
+  gfcg_context_free (job->ctx);
+  g_free (job->pack_dir);
+  g_free (job->device);
+  g_free (job);
+}
+
+char *
+gfcg_job_layer_name (GfcgJob *job, int j)
+{
+  return g_strdup_printf ("%s (%s, seed %" G_GUINT64_FORMAT ")", gfcg_classes_name (job->imagenet),
+                          gfcg_mode_to_string (job->opt.mode), job->opt.seed + (guint64) j);
+}
+
+/* The `gfcg sample` call that draws the same picture. */
+static char *
+command_line (GfcgJob *job, guint64 seed)
+{
+  const GfcgSampleOptions *o = &job->opt;
+  char *pack = g_shell_quote (job->pack_dir);
+  char  g[G_ASCII_DTOSTR_BUF_SIZE], s[G_ASCII_DTOSTR_BUF_SIZE];
+  char *cmd;
+
+  g_ascii_dtostr (g, sizeof g, o->guidance);
+  g_ascii_dtostr (s, sizeof s, o->s_max);
+  cmd = g_strdup_printf ("gfcg sample --pack %s --imagenet %d --mode %s --steps %d "
+                         "--guidance %s --s-max %s --seed %" G_GUINT64_FORMAT
+                         " --device %s --out out.png",
+                         pack, job->imagenet, gfcg_mode_to_string (o->mode), o->steps, g, s,
+                         seed, job->device);
+  g_free (pack);
+  return cmd;
+}
+
+char *
+gfcg_job_parameters (GfcgJob *job, int j)
+{
+  GfcgImage  *img = g_ptr_array_index (job->images, j);
+  char       *trace = gfcg_image_get_trace_json (img), *cmd, *out;
+  JsonNode   *root = json_from_string (trace, NULL);
+  JsonObject *obj, *plug;
+
+  g_free (trace);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      if (root != NULL)
+        json_node_unref (root);
+      root = json_node_init_object (json_node_alloc (), json_object_new ());
+    }
+  obj = json_node_get_object (root);
+  plug = json_object_new ();
+  json_object_set_string_member (plug, "procedure", GFCG_PROC_RENDER);
+  json_object_set_string_member (plug, "pack_dir", job->pack_dir);
+  json_object_set_string_member (plug, "device", job->device);
+  json_object_set_string_member (plug, "backend", gfcg_context_get_backend (job->ctx));
+  json_object_set_int_member (plug, "imagenet", job->imagenet);
+  json_object_set_string_member (plug, "class_name", gfcg_classes_name (job->imagenet));
+  json_object_set_int_member (plug, "seed", (gint64) (job->opt.seed + (guint64) j));
+  cmd = command_line (job, job->opt.seed + (guint64) j);
+  json_object_set_string_member (plug, "command", cmd);
+  g_free (cmd);
+  json_object_set_object_member (obj, "plugin", plug);
+  out = json_to_string (root, FALSE);
+  json_node_unref (root);
+  return out;
+}

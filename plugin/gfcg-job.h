@@ -1,0 +1,55 @@
+/* gfcg-job.h — one run of the plug-in as the engine sees it: the pack, the
+ * resolved class and options, and the pictures it drew.  It makes no GIMP
+ * call, so it may run in a worker thread. */
+#ifndef GFCG_JOB_H
+#define GFCG_JOB_H
+
+#include "gfcg-args.h"
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  char             *pack_dir;
+  char             *device;
+  GfcgContext      *ctx;
+  GfcgPack         *pack;
+  GfcgSampleOptions opt;       /* opt.seed is the first picture's seed */
+  int               imagenet;  /* the class as an ImageNet-1k index    */
+  int               count;
+  GPtrArray        *images;    /* GfcgImage *, filled by gfcg_job_run  */
+} GfcgJob;
+
+/* Called from the thread that runs the job; return FALSE to stop. */
+typedef gboolean (*GfcgJobProgressFunc) (GfcgJob            *job,
+                                         int                 picture,
+                                         const GfcgProgress *progress,
+                                         gpointer            user_data);
+
+/* Loads the pack and resolves every argument.  A value the pack or the
+ * engine refuses fails with GFCG_ERROR_INVALID_ARGUMENT and a message that
+ * starts with the argument's name ("class-index: ..."). */
+GfcgJob  *gfcg_job_new           (const GfcgArgs      *args,
+                                  GError             **error);
+gboolean  gfcg_job_run           (GfcgJob             *job,
+                                  GfcgJobProgressFunc  progress,
+                                  gpointer             user_data,
+                                  GCancellable        *cancellable,
+                                  GError             **error);
+void      gfcg_job_free          (GfcgJob             *job);
+
+/* Resolves the pack argument: "" = the default pack, a bare name = a pack
+ * beside the default one, else a directory. */
+char     *gfcg_job_pack_dir      (const char          *pack);
+
+/* "tench (gfcg, seed 7)" for picture j. */
+char     *gfcg_job_layer_name    (GfcgJob             *job,
+                                  int                  picture);
+/* Every parameter, the engine version, the trace and the equivalent
+ * `gfcg sample` command, as JSON, for picture j. */
+char     *gfcg_job_parameters    (GfcgJob             *job,
+                                  int                  picture);
+
+G_END_DECLS
+
+#endif /* GFCG_JOB_H */

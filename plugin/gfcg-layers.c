@@ -1,0 +1,130 @@
+/* gfcg-layers.c — new layers from the engine's 8-bit RGB pictures.  The
+ * bytes go in through GEGL as "R'G'B' u8", the format of an 8-bit
+ * perceptual RGB layer, so no colour conversion alters them there. */
+#include "gfcg-layers.h"
+
+#include <glib/gi18n-lib.h>
+#include <string.h>
+
+static GimpImageType
+layer_type (GimpImage *image)
+{
+  switch (gimp_image_get_base_type (image))
+    {
+    case GIMP_GRAY:
+      return GIMP_GRAY_IMAGE;
+    case GIMP_INDEXED:
+      return GIMP_INDEXED_IMAGE;
+    default:
+      return GIMP_RGB_IMAGE;
+    }
+}
+
+static GimpLayer *
+new_layer (GimpImage *image, GfcgJob *job, int j)
+{
+  GfcgImage    *img = g_ptr_array_index (job->images, j);
+  int           w = gfcg_image_get_width (img), h = gfcg_image_get_height (img);
+  char         *name = gfcg_job_layer_name (job, j);
+  char         *json = gfcg_job_parameters (job, j);
+  GimpLayer    *layer;
+  GeglBuffer   *buffer;
+  GimpParasite *parasite;
+
+  layer = gimp_layer_new (image, name, w, h, layer_type (image), 100.0,
+                          gimp_image_get_default_new_layer_mode (image));
+  g_free (name);
+  if (layer == NULL)
+    {
+      g_free (json);
+      return NULL;
+    }
+  buffer = gimp_drawable_get_buffer (GIMP_DRAWABLE (layer));
+  gegl_buffer_set (buffer, GEGL_RECTANGLE (0, 0, w, h), 0, babl_format ("R'G'B' u8"),
+                   gfcg_image_get_pixels (img), w * 3);
+  gegl_buffer_flush (buffer);
+  g_object_unref (buffer);
+
+  parasite = gimp_parasite_new (GFCG_PARASITE, GIMP_PARASITE_PERSISTENT | GIMP_PARASITE_UNDOABLE,
+                                (guint32) strlen (json) + 1, json);
+  gimp_item_attach_parasite (GIMP_ITEM (layer), parasite);
+  gimp_parasite_free (parasite);
+  g_free (json);
+  return layer;
+}
+
+/* Centres the layer on the canvas; with scale, it first grows or shrinks to
+ * cover the canvas, keeping its aspect ratio. */
+static void
+place (GimpImage *image, GimpLayer *layer, gboolean scale)
+{
+  int    iw = gimp_image_get_width (image), ih = gimp_image_get_height (image);
+  int    lw = gimp_drawable_get_width (GIMP_DRAWABLE (layer));
+  int    lh = gimp_drawable_get_height (GIMP_DRAWABLE (layer));
+
+  if (scale && (lw != iw || lh != ih))
+    {
+      double f = MAX ((double) iw / lw, (double) ih / lh);
+
+      lw = MAX (1, (int) (lw * f + 0.5));
+      lh = MAX (1, (int) (lh * f + 0.5));
+      gimp_context_push ();
+      gimp_context_set_interpolation (GIMP_INTERPOLATION_CUBIC);
+      gimp_layer_scale (layer, lw, lh, FALSE);
+      gimp_context_pop ();
+    }
+  gimp_layer_set_offsets (layer, (iw - lw) / 2, (ih - lh) / 2);
+}
+
+GimpImage *
+gfcg_layers_add (GimpImage *image, GfcgJob *job, gboolean scale_to_canvas, gboolean display,
+                 GError **error)
+{
+  gboolean created = image == NULL;
+  gboolean ok = TRUE;
+
+  if (job->images->len == 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT, "no picture was drawn");
+      return NULL;
+    }
+  if (created)
+    {
+      GfcgImage *img = g_ptr_array_index (job->images, 0);
+
+      image = gimp_image_new (gfcg_image_get_width (img), gfcg_image_get_height (img), GIMP_RGB);
+      gimp_image_undo_disable (image);
+    }
+  else
+    {
+      gimp_image_undo_group_start (image);
+    }
+
+  for (guint j = 0; j < job->images->len; j++)
+    {
+      GimpLayer *layer = new_layer (image, job, (int) j);
+
+      if (layer == NULL || !gimp_image_insert_layer (image, layer, NULL, -1))
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, _("GIMP refused the new layer"));
+          ok = FALSE;
+          break;
+        }
+      place (image, layer, scale_to_canvas);
+    }
+
+  if (created)
+    {
+      gimp_image_undo_enable (image);
+      if (display)
+        gimp_display_new (image);
+    }
+  else
+    {
+      gimp_image_undo_group_end (image);
+    }
+  if (!ok)
+    return NULL;
+  gimp_displays_flush ();
+  return image;
+}

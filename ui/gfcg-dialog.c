@@ -1,0 +1,493 @@
+/* gfcg-dialog.c — the plug-in's dialog.  The widgets are bound to the
+ * GimpProcedureConfig, so GIMP keeps the last values and Repeat Last works;
+ * what depends on the pack (drawable classes, modes, defaults, the time and
+ * memory estimate) comes from a GfcgPackProbe run off the main thread. */
+#include "gfcg-dialog.h"
+#include "gfcg-args.h"
+#include "gfcg-classes.h"
+#include "gfcg-class-picker.h"
+#include "gfcg-pack-picker.h"
+#include "gfcg-pack-probe.h"
+
+#include <glib/gi18n-lib.h>
+#include <string.h>
+
+typedef struct
+{
+  GimpProcedureConfig *config;
+  GtkWidget           *dialog;
+  GtkWidget           *picker;
+  GtkWidget           *pack_status;
+  GtkWidget           *mode_combo;
+  GtkWidget           *estimate;
+  GfcgPackProbe       *probe;        /* the latest result, or NULL         */
+  gboolean             probing;
+  gboolean             reprobe;      /* pack or device changed meanwhile   */
+  gboolean             weights_from_pack;
+  gboolean             mode_from_pack;
+  guint                probe_source;
+  const char          *capture;      /* $GFCG_CAPTURE_DIALOG               */
+  gboolean             auto_ok;      /* $GFCG_TEST_DIALOG=ok (tests)        */
+} Dialog;
+
+static void start_probe (Dialog *d);
+
+/* ---- state that depends on the pack ------------------------------------ */
+
+static gboolean
+mode_possible (const GfcgPackProbe *pr, GfcgMode m)
+{
+  gboolean gfcg = m == GFCG_MODE_GFCG || m == GFCG_MODE_GFCG_CFG || m == GFCG_MODE_GFCG_ATG ||
+                  m == GFCG_MODE_GFCG_ATG_ADD;
+  gboolean guide = m == GFCG_MODE_ATG || m == GFCG_MODE_GFCG_ATG || m == GFCG_MODE_GFCG_ATG_ADD;
+
+  return pr == NULL || pr->error != NULL ||
+         ((!gfcg || pr->has_classifier) && (!guide || pr->has_guide));
+}
+
+static gboolean
+config_mode (Dialog *d, GfcgMode *mode)
+{
+  char    *nick = NULL;
+  gboolean ok;
+
+  g_object_get (d->config, "mode", &nick, NULL);
+  ok = nick != NULL && gfcg_mode_from_string (nick, mode);
+  g_free (nick);
+  return ok;
+}
+
+static gboolean
+mode_sensitive (const gchar *id, gpointer data)
+{
+  Dialog  *d = data;
+  GfcgMode m;
+
+  return !gfcg_mode_from_string (id, &m) || mode_possible (d->probe, m);
+}
+
+static char *
+format_seconds (double s)
+{
+  if (s < 1.0)
+    return g_strdup (_("under a second"));
+  if (s < 90.0)
+    return g_strdup_printf (_("%.0f s"), s);
+  if (s < 5400.0)
+    return g_strdup_printf (_("%.0f min"), s / 60.0);
+  return g_strdup_printf (_("%.1f h"), s / 3600.0);
+}
+
+/* Updates the estimate and whether OK can be pressed. */
+static void
+update_state (Dialog *d)
+{
+  GfcgPackProbe *pr = d->probe;
+  GfcgMode       mode = GFCG_MODE_GFCG;
+  int            cls, steps, count;
+  double         guidance;
+  gboolean       ok;
+  char          *text, *secs, *mem;
+
+  g_object_get (d->config, "class-index", &cls, "steps", &steps, "count", &count,
+                "guidance", &guidance, NULL);
+  ok = config_mode (d, &mode);
+  ok = ok && pr != NULL && pr->error == NULL && mode_possible (pr, mode) &&
+       gfcg_class_picker_is_drawable (GFCG_CLASS_PICKER (d->picker), cls);
+  gtk_dialog_set_response_sensitive (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK, ok);
+  for (const GfcgModeInfo *m = gfcg_args_modes (); m->nick != NULL; m++)
+    if (m->mode == mode)
+      gtk_widget_set_tooltip_text (d->mode_combo, _(m->help));
+
+  if (pr == NULL || d->probing)
+    text = g_strdup (_("Estimating time and memory..."));
+  else if (pr->error != NULL)
+    text = g_strdup (_("No estimate: the pack could not be loaded."));
+  else if (!mode_possible (pr, mode))
+    text = g_strdup (_("This pack lacks the network or classifier this guidance mode needs."));
+  else if (!gfcg_class_picker_is_drawable (GFCG_CLASS_PICKER (d->picker), cls))
+    text = g_strdup (_("Pick a class this pack can draw."));
+  else
+    {
+      secs = format_seconds (gfcg_pack_probe_estimate (pr, mode, steps,
+                                                       guidance < 0 ? pr->defaults.guidance
+                                                                    : guidance, count));
+      mem = g_format_size (pr->memory);
+      /* TRANSLATORS: "About 40 s and 120 MB for 63 guided evaluations of 64x64 px" */
+      text = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
+                                           "About %s and %s for %d guided evaluations of "
+                                           "%dx%d px",
+                                           "About %s and %s for %d guided evaluations of "
+                                           "%dx%d px",
+                                           (2 * steps - 1) * count),
+                              secs, mem, (2 * steps - 1) * count, pr->resolution,
+                              pr->resolution);
+      g_free (secs);
+      g_free (mem);
+    }
+  gtk_label_set_text (GTK_LABEL (d->estimate), text);
+  g_free (text);
+}
+
+static void
+set_mode_from_pack (Dialog *d)
+{
+  for (const GfcgModeInfo *m = gfcg_args_modes (); m->nick != NULL; m++)
+    if (m->mode == d->probe->defaults.mode)
+      g_object_set (d->config, "mode", m->nick, NULL);
+}
+
+static void
+on_reset_defaults (GtkButton *button, Dialog *d)
+{
+  if (d->probe == NULL || d->probe->error != NULL)
+    return;
+  g_object_set (d->config, "guidance", d->probe->defaults.guidance,
+                "gfcg-strength", d->probe->defaults.s_max,
+                "steps", d->probe->defaults.steps, NULL);
+  set_mode_from_pack (d);
+}
+
+static gboolean
+capture (gpointer data)
+{
+  Dialog    *d = data;
+  GdkWindow *win = gtk_widget_get_window (d->dialog);
+  GdkPixbuf *pb;
+  GError    *error = NULL;
+
+  gdk_display_sync (gdk_window_get_display (win));
+  pb = gdk_pixbuf_get_from_window (win, 0, 0, gdk_window_get_width (win),
+                                   gdk_window_get_height (win));
+  if (pb == NULL || !gdk_pixbuf_save (pb, d->capture, "png", &error, NULL))
+    g_printerr ("gfcg-render: could not capture the dialog to %s: %s\n", d->capture,
+                error ? error->message : "no picture");
+  g_clear_error (&error);
+  g_clear_object (&pb);
+  gtk_dialog_response (GTK_DIALOG (d->dialog), GTK_RESPONSE_CANCEL);
+  return G_SOURCE_REMOVE;
+}
+
+/* Tests: press Draw once the pack is in, as a user would. */
+static gboolean
+press_ok (gpointer data)
+{
+  Dialog *d = data;
+
+  gtk_dialog_response (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_probe_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Dialog        *d = data;
+  GfcgPackProbe *pr = gfcg_pack_probe_finish (result);
+  gboolean       new_pack;
+  char          *text;
+
+  d->probing = FALSE;
+  new_pack = d->probe == NULL || g_strcmp0 (d->probe->dir, pr->dir) != 0;
+  gfcg_pack_probe_free (d->probe);
+  d->probe = pr;
+
+  if (pr->error != NULL)
+    {
+      text = g_markup_printf_escaped ("<span foreground=\"#c01c28\">%s</span>",
+                                      pr->error->message);
+      gfcg_class_picker_set_drawable (GFCG_CLASS_PICKER (d->picker), NULL, 0);
+    }
+  else
+    {
+      text = g_markup_printf_escaped (_("%s: %s (%dx%d px, %d classes, %s)"), pr->name,
+                                      pr->title, pr->resolution, pr->resolution, pr->n_classes,
+                                      pr->licence);
+      gfcg_class_picker_set_drawable (GFCG_CLASS_PICKER (d->picker), pr->imagenet,
+                                      pr->n_classes);
+      if (new_pack && d->weights_from_pack)
+        g_object_set (d->config, "guidance", pr->defaults.guidance,
+                      "gfcg-strength", pr->defaults.s_max, NULL);
+      if (d->mode_from_pack)
+        set_mode_from_pack (d);
+      d->weights_from_pack = d->mode_from_pack = FALSE;
+    }
+  gtk_label_set_markup (GTK_LABEL (d->pack_status), text);
+  g_free (text);
+  gtk_widget_queue_draw (d->mode_combo);
+  update_state (d);
+
+  if (d->reprobe)
+    start_probe (d);
+  else if (d->capture != NULL)
+    g_timeout_add (800, capture, d);
+  else if (d->auto_ok)
+    g_timeout_add (200, press_ok, d);
+}
+
+static void
+start_probe (Dialog *d)
+{
+  char *pack = NULL, *device = NULL;
+
+  d->reprobe = FALSE;
+  if (d->probing)
+    {
+      d->reprobe = TRUE;
+      return;
+    }
+  d->probing = TRUE;
+  update_state (d);
+  g_object_get (d->config, "pack", &pack, "device", &device, NULL);
+  gfcg_pack_probe_async (pack, device, NULL, on_probe_done, d);
+  g_free (pack);
+  g_free (device);
+}
+
+static gboolean
+probe_later_cb (gpointer data)
+{
+  Dialog *d = data;
+
+  d->probe_source = 0;
+  start_probe (d);
+  return G_SOURCE_REMOVE;
+}
+
+/* Typing a path should not load a pack per key stroke. */
+static void
+on_pack_or_device (GObject *config, GParamSpec *pspec, Dialog *d)
+{
+  if (d->probe_source != 0)
+    g_source_remove (d->probe_source);
+  d->probe_source = g_timeout_add (500, probe_later_cb, d);
+}
+
+static void
+on_setting (GObject *config, GParamSpec *pspec, Dialog *d)
+{
+  update_state (d);
+}
+
+/* ---- widgets ------------------------------------------------------------- */
+
+static GtkWidget *
+spin_scale (Dialog *d, const char *prop, double lower, double upper, double scale_upper,
+            double step, double page, int digits)
+{
+  GtkWidget     *w = gimp_prop_spin_scale_new (G_OBJECT (d->config), prop, step, page, digits);
+  GtkAdjustment *adj = gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (w));
+
+  gtk_adjustment_set_lower (adj, lower);
+  gtk_adjustment_set_upper (adj, upper);
+  gimp_spin_scale_set_scale_limits (GIMP_SPIN_SCALE (w), lower, scale_upper);
+  gtk_widget_set_hexpand (w, TRUE);
+  return w;
+}
+
+static void
+on_new_seed (GtkButton *button, Dialog *d)
+{
+  g_object_set (d->config, "seed", (int) g_random_int_range (0, G_MAXINT), NULL);
+}
+
+static GtkWidget *
+seed_row (Dialog *d)
+{
+  GtkWidget     *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  GtkWidget     *spin, *button, *toggle, *label;
+  GtkAdjustment *adj;
+
+  label = gtk_label_new_with_mnemonic (_("Se_ed:"));
+  gtk_box_pack_start (GTK_BOX (box), label, FALSE, FALSE, 0);
+  spin = gimp_prop_spin_button_new (G_OBJECT (d->config), "seed", 1.0, 100.0, 0);
+  adj = gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (spin));
+  gtk_adjustment_set_lower (adj, 0.0);
+  gtk_adjustment_set_upper (adj, G_MAXINT);
+  gtk_label_set_mnemonic_widget (GTK_LABEL (label), spin);
+  gtk_box_pack_start (GTK_BOX (box), spin, TRUE, TRUE, 0);
+  button = gtk_button_new_with_mnemonic (_("_New Seed"));
+  gtk_widget_set_tooltip_text (button, _("Pick a random seed"));
+  g_signal_connect (button, "clicked", G_CALLBACK (on_new_seed), d);
+  gtk_box_pack_start (GTK_BOX (box), button, FALSE, FALSE, 0);
+  toggle = gimp_prop_check_button_new (G_OBJECT (d->config), "random-seed", _("_Randomize"));
+  gtk_box_pack_start (GTK_BOX (box), toggle, FALSE, FALSE, 0);
+  return box;
+}
+
+static GtkWidget *
+mode_combo (Dialog *d)
+{
+  GtkListStore *store = gtk_list_store_new (2, G_TYPE_STRING, G_TYPE_STRING);
+  GtkWidget    *combo;
+
+  for (const GfcgModeInfo *m = gfcg_args_modes (); m->nick != NULL; m++)
+    gtk_list_store_insert_with_values (store, NULL, -1, 0, m->nick, 1, _(m->label), -1);
+  combo = gimp_prop_string_combo_box_new (G_OBJECT (d->config), "mode", GTK_TREE_MODEL (store),
+                                          0, 1);
+  g_object_unref (store);
+  gimp_string_combo_box_set_sensitivity (GIMP_STRING_COMBO_BOX (combo), mode_sensitive, d,
+                                         NULL);
+  return combo;
+}
+
+static void
+attach (GtkGrid *grid, int row, const char *mnemonic, GtkWidget *widget)
+{
+  if (mnemonic != NULL)
+    {
+      GtkWidget *label = gtk_label_new_with_mnemonic (mnemonic);
+
+      gtk_label_set_xalign (GTK_LABEL (label), 0.0);
+      if (GTK_IS_BOX (widget))
+        {
+          GList *children = gtk_container_get_children (GTK_CONTAINER (widget));
+
+          gtk_label_set_mnemonic_widget (GTK_LABEL (label), children->data);
+          g_list_free (children);
+        }
+      else
+        {
+          gtk_label_set_mnemonic_widget (GTK_LABEL (label), widget);
+        }
+      gtk_grid_attach (grid, label, 0, row, 1, 1);
+      gtk_grid_attach (grid, widget, 1, row, 1, 1);
+    }
+  else
+    {
+      gtk_grid_attach (grid, widget, 0, row, 2, 1);
+    }
+}
+
+static GtkWidget *
+settings (Dialog *d)
+{
+  GtkWidget *grid = gtk_grid_new ();
+  GtkWidget *w;
+  int        row = 0;
+
+  gtk_grid_set_row_spacing (GTK_GRID (grid), 6);
+  gtk_grid_set_column_spacing (GTK_GRID (grid), 12);
+
+  attach (GTK_GRID (grid), row++, _("_Model pack:"),
+          gfcg_pack_picker_new (G_OBJECT (d->config), "pack"));
+  d->pack_status = gtk_label_new (_("Loading the pack..."));
+  gtk_label_set_xalign (GTK_LABEL (d->pack_status), 0.0);
+  gtk_label_set_line_wrap (GTK_LABEL (d->pack_status), TRUE);
+  gtk_label_set_max_width_chars (GTK_LABEL (d->pack_status), 50);
+  gimp_label_set_attributes (GTK_LABEL (d->pack_status), PANGO_ATTR_SCALE, PANGO_SCALE_SMALL,
+                             -1);
+  gtk_grid_attach (GTK_GRID (grid), d->pack_status, 1, row++, 1, 1);
+  attach (GTK_GRID (grid), row++, _("_Device:"),
+          gfcg_device_picker_new (G_OBJECT (d->config), "device"));
+  d->mode_combo = mode_combo (d);
+  attach (GTK_GRID (grid), row++, _("_Guidance:"), d->mode_combo);
+  attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "guidance", 0, 100, 5, 0.1, 1, 2));
+  attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "gfcg-strength", 0, 100, 4, 0.1, 1, 2));
+  attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "steps", 1, 1000, 128, 1, 8, 0));
+  attach (GTK_GRID (grid), row++, NULL, seed_row (d));
+  attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "count", 1, 100, 16, 1, 4, 0));
+  w = gimp_prop_check_button_new (G_OBJECT (d->config), "scale-to-canvas", NULL);
+  attach (GTK_GRID (grid), row++, NULL, w);
+  w = gtk_button_new_with_mnemonic (_("Use the _pack's defaults"));
+  gtk_widget_set_tooltip_text (w, _("Guidance mode, weights and steps as the pack recommends"));
+  gtk_widget_set_halign (w, GTK_ALIGN_START);
+  g_signal_connect (w, "clicked", G_CALLBACK (on_reset_defaults), d);
+  attach (GTK_GRID (grid), row++, NULL, w);
+
+  d->estimate = gtk_label_new (NULL);
+  gtk_label_set_xalign (GTK_LABEL (d->estimate), 0.0);
+  gtk_label_set_line_wrap (GTK_LABEL (d->estimate), TRUE);
+  gtk_label_set_max_width_chars (GTK_LABEL (d->estimate), 50);
+  gimp_label_set_attributes (GTK_LABEL (d->estimate), PANGO_ATTR_STYLE, PANGO_STYLE_ITALIC, -1);
+  attach (GTK_GRID (grid), row++, NULL, d->estimate);
+  return grid;
+}
+
+/* Values a script left in the config that the widgets cannot show. */
+static void
+normalise_config (Dialog *d)
+{
+  int      cls;
+  char    *name = NULL, *nick = NULL;
+  double   guidance, strength;
+  GfcgMode mode;
+  GfcgSampleOptions builtin;
+
+  g_object_get (d->config, "class-index", &cls, "class-name", &name, "mode", &nick,
+                "guidance", &guidance, "gfcg-strength", &strength, NULL);
+  if (name != NULL && *name != '\0' && gfcg_classes_find (name, NULL, NULL) >= 0)
+    cls = gfcg_classes_find (name, NULL, NULL);
+  g_object_set (d->config, "class-index", CLAMP (cls, 0, GFCG_N_IMAGENET_CLASSES - 1),
+                "class-name", "", NULL);
+  d->mode_from_pack = nick == NULL || *nick == '\0';
+  if (nick == NULL || !gfcg_mode_from_string (nick, &mode))
+    mode = GFCG_MODE_GFCG;
+  for (const GfcgModeInfo *m = gfcg_args_modes (); m->nick != NULL; m++)
+    if (m->mode == mode)
+      g_object_set (d->config, "mode", m->nick, NULL);
+  /* -1 means "the pack's default": shown as the built-in value until the
+   * pack is loaded, then as the pack's. */
+  gfcg_sample_options_init (&builtin, NULL);
+  d->weights_from_pack = guidance < 0.0 || strength < 0.0;
+  if (guidance < 0.0)
+    g_object_set (d->config, "guidance", builtin.guidance, NULL);
+  if (strength < 0.0)
+    g_object_set (d->config, "gfcg-strength", builtin.s_max, NULL);
+  g_free (name);
+  g_free (nick);
+}
+
+gboolean
+gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config)
+{
+  Dialog     *d = g_new0 (Dialog, 1);
+  GtkWidget  *hbox, *frame;
+  gboolean    run;
+
+  d->config = config;
+  d->capture = g_getenv ("GFCG_CAPTURE_DIALOG");
+  d->auto_ok = g_strcmp0 (g_getenv ("GFCG_TEST_DIALOG"), "ok") == 0;
+  normalise_config (d);
+
+  d->dialog = gimp_procedure_dialog_new (procedure, config,
+                                         _("Diffusion Class Sample (GFCG)"));
+  gimp_procedure_dialog_set_ok_label (GIMP_PROCEDURE_DIALOG (d->dialog), _("_Draw"));
+
+  hbox = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
+  gtk_container_set_border_width (GTK_CONTAINER (hbox), 12);
+  gtk_box_pack_start (GTK_BOX (gtk_dialog_get_content_area (GTK_DIALOG (d->dialog))), hbox,
+                      TRUE, TRUE, 0);
+
+  frame = gimp_frame_new (_("Class"));
+  gtk_box_pack_start (GTK_BOX (hbox), frame, TRUE, TRUE, 0);
+  d->picker = gfcg_class_picker_new ();
+  gtk_container_add (GTK_CONTAINER (frame), d->picker);
+  g_object_bind_property (config, "class-index", d->picker, "class-index",
+                          G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+
+  frame = gimp_frame_new (_("Settings"));
+  gtk_box_pack_start (GTK_BOX (hbox), frame, FALSE, FALSE, 0);
+  gtk_container_add (GTK_CONTAINER (frame), settings (d));
+  gtk_widget_show_all (hbox);
+
+  g_signal_connect (config, "notify::pack", G_CALLBACK (on_pack_or_device), d);
+  g_signal_connect (config, "notify::device", G_CALLBACK (on_pack_or_device), d);
+  g_signal_connect (config, "notify", G_CALLBACK (on_setting), d);
+  start_probe (d);
+
+  run = gimp_procedure_dialog_run (GIMP_PROCEDURE_DIALOG (d->dialog));
+
+  g_signal_handlers_disconnect_by_data (config, d);
+  if (d->probe_source != 0)
+    g_source_remove (d->probe_source);
+  /* A probe still running calls back into d: let it finish first. */
+  d->capture = NULL;
+  d->auto_ok = FALSE;
+  d->reprobe = FALSE;
+  while (d->probing)
+    g_main_context_iteration (NULL, TRUE);
+  gtk_widget_destroy (d->dialog);
+  gfcg_pack_probe_free (d->probe);
+  g_free (d);
+  return run;
+}

@@ -1,0 +1,21 @@
+/* gfcg-dialog.h — the plug-in's GimpProcedureDialog: class picker, guidance
+ * settings with the pack's defaults, seed, pack and device pickers, and an
+ * estimate of time and memory. */
+#ifndef GFCG_DIALOG_H
+#define GFCG_DIALOG_H
+
+#include <libgimp/gimpui.h>
+
+G_BEGIN_DECLS
+
+/* Runs the dialog on config; TRUE when the user pressed OK.  With
+ * $GFCG_CAPTURE_DIALOG set to a PNG path the dialog saves a picture of
+ * itself there once it is shown and the estimate is in, and returns FALSE
+ * (tools/capture-dialog); with $GFCG_TEST_DIALOG=ok it presses Draw
+ * instead (tests). */
+gboolean gfcg_dialog_run (GimpProcedure       *procedure,
+                          GimpProcedureConfig *config);
+
+G_END_DECLS
+
+#endif /* GFCG_DIALOG_H */

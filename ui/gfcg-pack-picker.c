@@ -1,0 +1,116 @@
+/* gfcg-pack-picker.c — the pack folder and device pickers. */
+#include "gfcg-pack-picker.h"
+
+#include <gfcg/gfcg.h>
+#include <libgimp/gimpui.h>
+#include <glib/gi18n-lib.h>
+
+typedef struct
+{
+  GObject *config;
+  char    *property;
+} Picker;
+
+static void
+picker_free (gpointer data)
+{
+  Picker *p = data;
+
+  g_free (p->property);
+  g_free (p);
+}
+
+static void
+add_pack_dirs (GtkComboBoxText *combo, const char *parent)
+{
+  GDir       *dir = g_dir_open (parent, 0, NULL);
+  const char *name;
+
+  if (dir == NULL)
+    return;
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      char *path = g_build_filename (parent, name, NULL);
+      char *json = g_build_filename (path, "pack.json", NULL);
+
+      if (g_file_test (json, G_FILE_TEST_IS_REGULAR))
+        gtk_combo_box_text_append_text (combo, path);
+      g_free (json);
+      g_free (path);
+    }
+  g_dir_close (dir);
+}
+
+static void
+on_browse (GtkButton *button, Picker *p)
+{
+  GtkWidget *chooser, *top = gtk_widget_get_toplevel (GTK_WIDGET (button));
+  char      *pack = NULL;
+
+  chooser = gtk_file_chooser_dialog_new (_("Choose a Model Pack Folder"), GTK_WINDOW (top),
+                                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER,
+                                         _("_Cancel"), GTK_RESPONSE_CANCEL,
+                                         _("_Open"), GTK_RESPONSE_ACCEPT, NULL);
+  g_object_get (p->config, p->property, &pack, NULL);
+  if (pack != NULL && *pack != '\0')
+    gtk_file_chooser_set_filename (GTK_FILE_CHOOSER (chooser), pack);
+  if (gtk_dialog_run (GTK_DIALOG (chooser)) == GTK_RESPONSE_ACCEPT)
+    {
+      char *dir = gtk_file_chooser_get_filename (GTK_FILE_CHOOSER (chooser));
+
+      g_object_set (p->config, p->property, dir, NULL);
+      g_free (dir);
+    }
+  g_free (pack);
+  gtk_widget_destroy (chooser);
+}
+
+GtkWidget *
+gfcg_pack_picker_new (GObject *config, const char *property)
+{
+  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  GtkWidget *combo, *entry, *button;
+  Picker    *p = g_new0 (Picker, 1);
+  char      *def = gfcg_default_pack_dir (), *parent, *user, *hint;
+
+  p->config = config;
+  p->property = g_strdup (property);
+  g_object_set_data_full (G_OBJECT (box), "gfcg-pack-picker", p, picker_free);
+  combo = gtk_combo_box_text_new_with_entry ();
+  parent = g_path_get_dirname (def);
+  add_pack_dirs (GTK_COMBO_BOX_TEXT (combo), parent);
+  user = g_build_filename (g_get_user_data_dir (), "gfcg", "models", NULL);
+  if (g_strcmp0 (user, parent) != 0)
+    add_pack_dirs (GTK_COMBO_BOX_TEXT (combo), user);
+  entry = gtk_bin_get_child (GTK_BIN (combo));
+  hint = g_strdup_printf (_("Default: %s"), def);
+  gtk_entry_set_placeholder_text (GTK_ENTRY (entry), hint);
+  gtk_widget_set_tooltip_text (combo, _("A model pack folder (empty: the default pack)"));
+  g_object_bind_property (config, property, entry, "text",
+                          G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+  gtk_widget_set_hexpand (combo, TRUE);
+  gtk_box_pack_start (GTK_BOX (box), combo, TRUE, TRUE, 0);
+  button = gtk_button_new_with_mnemonic (_("_Browse..."));
+  g_signal_connect (button, "clicked", G_CALLBACK (on_browse), p);
+  gtk_box_pack_start (GTK_BOX (box), button, FALSE, FALSE, 0);
+  g_free (hint);
+  g_free (user);
+  g_free (parent);
+  g_free (def);
+  return box;
+}
+
+GtkWidget *
+gfcg_device_picker_new (GObject *config, const char *property)
+{
+  GtkWidget  *combo = gtk_combo_box_text_new_with_entry ();
+  const char *ids[] = { "auto", "cpu", "opencl:0", "opencl:1" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
+    gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (combo), ids[i]);
+  g_object_bind_property (config, property, gtk_bin_get_child (GTK_BIN (combo)), "text",
+                          G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+  gtk_widget_set_tooltip_text (combo, _("auto: the first OpenCL GPU, else the CPU; "
+                                        "cpu; or opencl:N (see `gfcg devices`)"));
+  return combo;
+}

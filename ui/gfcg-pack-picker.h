@@ -1,0 +1,18 @@
+/* gfcg-pack-picker.h — entry widgets bound to the string properties `pack`
+ * (a folder: the packs found beside the default one, or Browse...) and
+ * `device` (auto, cpu, opencl:N, or typed). */
+#ifndef GFCG_PACK_PICKER_H
+#define GFCG_PACK_PICKER_H
+
+#include <gtk/gtk.h>
+
+G_BEGIN_DECLS
+
+GtkWidget *gfcg_pack_picker_new   (GObject    *config,
+                                   const char *property);
+GtkWidget *gfcg_device_picker_new (GObject    *config,
+                                   const char *property);
+
+G_END_DECLS
+
+#endif /* GFCG_PACK_PICKER_H */

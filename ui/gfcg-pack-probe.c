@@ -1,0 +1,167 @@
+/* gfcg-pack-probe.c — loads a pack off the main thread and times one
+ * evaluation of each network, for the dialog's pickers and estimate. */
+#include "gfcg-pack-probe.h"
+#include "gfcg-job.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* A field of /proc/self/status in bytes (Linux), 0 elsewhere. */
+static gsize
+proc_status (const char *field)
+{
+  char  *text = NULL, *p;
+  gsize  kb = 0;
+
+  if (!g_file_get_contents ("/proc/self/status", &text, NULL, NULL))
+    return 0;
+  if ((p = strstr (text, field)) != NULL)
+    kb = g_ascii_strtoull (p + strlen (field) + 1, NULL, 10);
+  g_free (text);
+  return kb * 1024;
+}
+
+static double
+time_net (GfcgPack *pack, const char *net)
+{
+  int     c, res, label_dim;
+  float  *x, *out, *labels = NULL, sigma = 1.0f;
+  gint64  t0;
+  double  t = 0.0;
+
+  if (!gfcg_pack_get_net_shape (pack, net, &c, &res, &label_dim, NULL))
+    return 0.0;
+  x = g_new (float, (gsize) c * res * res);
+  out = g_new (float, (gsize) c * res * res);
+  for (gsize i = 0; i < (gsize) c * res * res; i++)
+    x[i] = (float) ((i % 7) - 3) * 0.3f;
+  if (label_dim > 0)
+    {
+      labels = g_new0 (float, label_dim);
+      labels[0] = 1.0f;
+    }
+  t0 = g_get_monotonic_time ();
+  if (gfcg_pack_denoise (pack, net, 1, x, &sigma, labels, out, NULL))
+    t = (g_get_monotonic_time () - t0) / 1e6;
+  g_free (labels);
+  g_free (out);
+  g_free (x);
+  return t;
+}
+
+static double
+time_classifier (GfcgPack *pack, int res)
+{
+  int     n = gfcg_pack_classify (pack, 1, res, res, NULL, NULL, NULL);
+  float  *x, *logits;
+  gint64  t0;
+  double  t = 0.0;
+
+  if (n <= 0)
+    return 0.0;
+  x = g_new0 (float, (gsize) 3 * res * res);
+  logits = g_new (float, n);
+  t0 = g_get_monotonic_time ();
+  if (gfcg_pack_classify (pack, 1, res, res, x, logits, NULL) == n)
+    t = (g_get_monotonic_time () - t0) / 1e6;
+  g_free (logits);
+  g_free (x);
+  return t;
+}
+
+static void
+probe_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+  GfcgPackProbe *pr = data;
+  GfcgContext   *ctx;
+  GfcgPack      *pack;
+  gsize          rss0 = proc_status ("VmRSS:");
+
+  if ((ctx = gfcg_context_new (pr->device, &pr->error)) == NULL)
+    return;
+  if ((pack = gfcg_pack_load (ctx, pr->dir, &pr->error)) == NULL)
+    {
+      gfcg_context_free (ctx);
+      return;
+    }
+  pr->name = g_strdup (gfcg_pack_get_name (pack));
+  pr->title = g_strdup (gfcg_pack_get_title (pack));
+  pr->licence = g_strdup (gfcg_pack_get_licence (pack));
+  pr->resolution = gfcg_pack_get_resolution (pack);
+  pr->n_classes = gfcg_pack_get_n_classes (pack);
+  pr->imagenet = g_new (int, MAX (pr->n_classes, 1));
+  for (int k = 0; k < pr->n_classes; k++)
+    gfcg_pack_get_class (pack, k, &pr->imagenet[k], NULL, NULL);
+  pr->has_guide = gfcg_pack_has_component (pack, "guide");
+  pr->has_uncond = gfcg_pack_has_component (pack, "uncond");
+  pr->has_classifier = gfcg_pack_has_component (pack, "classifier");
+  gfcg_sample_options_init (&pr->defaults, pack);
+
+  if (!g_cancellable_is_cancelled (cancellable))
+    {
+      pr->t_main = time_net (pack, "main");
+      pr->t_guide = pr->has_guide ? time_net (pack, "guide") : 0.0;
+      pr->t_classifier = pr->has_classifier ? time_classifier (pack, pr->resolution) : 0.0;
+    }
+  pr->memory = proc_status ("VmHWM:");
+  pr->memory = pr->memory > rss0 ? pr->memory - rss0 : 0;
+  gfcg_pack_free (pack);
+  gfcg_context_free (ctx);
+}
+
+void
+gfcg_pack_probe_async (const char *pack, const char *device, GCancellable *cancellable,
+                       GAsyncReadyCallback callback, gpointer user_data)
+{
+  GfcgPackProbe *pr = g_new0 (GfcgPackProbe, 1);
+  GTask         *task = g_task_new (NULL, cancellable, callback, user_data);
+
+  pr->dir = gfcg_job_pack_dir (pack);
+  pr->device = g_strdup (device != NULL && *device ? device : "auto");
+  g_task_set_task_data (task, pr, NULL);
+  g_task_run_in_thread (task, probe_thread);
+  g_object_unref (task);
+}
+
+GfcgPackProbe *
+gfcg_pack_probe_finish (GAsyncResult *result)
+{
+  return g_task_get_task_data (G_TASK (result));
+}
+
+void
+gfcg_pack_probe_free (GfcgPackProbe *pr)
+{
+  if (pr == NULL)
+    return;
+  g_clear_error (&pr->error);
+  g_free (pr->dir);
+  g_free (pr->device);
+  g_free (pr->name);
+  g_free (pr->title);
+  g_free (pr->licence);
+  g_free (pr->imagenet);
+  g_free (pr);
+}
+
+double
+gfcg_pack_probe_estimate (const GfcgPackProbe *pr, GfcgMode mode, int steps, double guidance,
+                          int count)
+{
+  gboolean w = guidance != 1.0;
+  double   t_guide = pr->t_guide > 0.0 ? pr->t_guide : pr->t_main;
+  double   t_uncond = pr->t_main; /* uncond has main's shape in the packs we make */
+  double   per_eval = pr->t_main;
+  gboolean gfcg = mode == GFCG_MODE_GFCG || mode == GFCG_MODE_GFCG_CFG ||
+                  mode == GFCG_MODE_GFCG_ATG || mode == GFCG_MODE_GFCG_ATG_ADD;
+
+  if ((mode == GFCG_MODE_CFG || mode == GFCG_MODE_GFCG_CFG) && w)
+    per_eval += t_uncond;
+  if ((mode == GFCG_MODE_ATG || mode == GFCG_MODE_GFCG_ATG_ADD) && w)
+    per_eval += t_guide;
+  if (mode == GFCG_MODE_GFCG_ATG)
+    per_eval += t_guide;
+  if (gfcg && pr->has_classifier)
+    per_eval += pr->t_classifier + (mode == GFCG_MODE_GFCG_ATG ? 0.0 : pr->t_main);
+  return per_eval * (2.0 * steps - 1.0) * count;
+}

@@ -1,0 +1,28 @@
+/* gfcg-run-window.h — the window shown while the engine samples: a live
+ * preview of the denoised estimate, a progress bar and a Stop button. */
+#ifndef GFCG_RUN_WINDOW_H
+#define GFCG_RUN_WINDOW_H
+
+#include <gtk/gtk.h>
+
+G_BEGIN_DECLS
+
+typedef struct _GfcgRunWindow GfcgRunWindow;
+
+/* Stop (or closing the window) cancels cancellable. */
+GfcgRunWindow *gfcg_run_window_new     (const char    *title,
+                                        GCancellable  *cancellable);
+/* rgb: width x height 8-bit RGB, or NULL to keep the last preview. */
+void           gfcg_run_window_update  (GfcgRunWindow *window,
+                                        double         fraction,
+                                        const char    *text,
+                                        const guchar  *rgb,
+                                        int            width,
+                                        int            height);
+/* What the Stop button does. */
+void           gfcg_run_window_stop    (GfcgRunWindow *window);
+void           gfcg_run_window_destroy (GfcgRunWindow *window);
+
+G_END_DECLS
+
+#endif /* GFCG_RUN_WINDOW_H */
