@@ -90,11 +90,12 @@ static gboolean
 invalid (GError **error, const char *fmt, ...)
 {
   va_list ap;
+  char *msg;
   va_start (ap, fmt);
-  g_set_error_literal (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT, "");
-  g_free ((*error)->message);
-  (*error)->message = g_strdup_vprintf (fmt, ap);
+  msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
+  g_set_error_literal (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT, msg);
+  g_free (msg);
   return FALSE;
 }
 

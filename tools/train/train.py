@@ -34,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'reference'))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, 'tools', 'eval'))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -44,6 +45,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 import gfcg_ref  # noqa: E402
 import prepare_data  # noqa: E402
+import sample_modes  # noqa: E402
 from classifier_ref import ResNetCNN  # noqa: E402
 from edm2_ref import Block, EDM2Precond, Fourier, MPConv, normalize  # noqa: E402
 
@@ -522,52 +524,15 @@ def unet_full_config(config):
 
 @torch.no_grad()
 def sample_batch(pack, classes, seeds, mode, steps, w=1.0, s_max=1.0, temperature=1.0, dev=None):
-    """Batched deterministic Heun (docs/pack-format.md), engine noise, fp32, no lag.
-    Modes: none, atg, gfcg, gfcg+atg. Returns the final x [N,3,H,W] and stats."""
-    main = pack.nets['main']
-    guide = pack.nets.get('guide')
-    clf = pack.classifier
-    yc = onehot(torch.as_tensor(classes, device=dev))
-    x = torch.stack([gfcg_ref.noise(s, [3, RES, RES])[0] for s in seeds]).to(dev)
-    ts = gfcg_ref.sigmas(steps)
-    conf = []
-
-    def D(net, x, sigma, y):
-        return net(x, torch.full((len(x),), sigma, device=dev), y)
-
-    def guided(x, sigma):
-        x_c = D(main, x, sigma, yc)
-        if mode in ('none', 'atg'):
-            if mode == 'atg' and w != 1:
-                return x_c + (w - 1) * (x_c - D(guide, x, sigma, yc))
-            return x_c
-        p = torch.softmax(clf(x_c).double() / temperature, dim=1)
-        q = p.clone()
-        q[yc.bool()] = -1.0
-        c_ref = q.argmax(1)
-        p_c = (p * yc).sum(1)
-        p_ref = p.gather(1, c_ref[:, None])[:, 0]
-        r = p_ref / (p_c + p_ref)
-        aa = torch.clamp(2 * r, max=1.0).float()[:, None, None, None]
-        s = s_max * aa
-        conf.append(r.mean().item())
-        yref = onehot(c_ref)
-        if mode == 'gfcg':
-            return x_c + s * (x_c - D(main, x, sigma, yref))
-        ymix = (1 - aa[:, :, 0, 0]) * yc + aa[:, :, 0, 0] * yref
-        return x_c + (w - 1 + s) * (x_c - D(guide, x, sigma, ymix))
-
-    x = ts[0] * x
-    n = len(ts) - 1
-    for i in range(n):
-        t, tn = ts[i], ts[i + 1]
-        d = (x - guided(x, t)) / t
-        xn = x + (tn - t) * d
-        if i < n - 1:
-            d2 = (xn - guided(xn, tn)) / tn
-            xn = x + (tn - t) * (0.5 * d + 0.5 * d2)
-        x = xn
-    return x, (float(np.mean(conf)) if conf else None)
+    """Batched deterministic Heun in any guidance mode (tools/eval/sample_modes.py, the
+    evaluation's sampler), fp32, engine noise for the given seeds, no lag.
+    Returns the final x [N,3,H,W] and None (kept for the log's mean_r field)."""
+    b = sample_modes.Batched(pack, dev, amp=False)
+    noise = torch.stack([gfcg_ref.noise(s, [3, RES, RES])[0] for s in seeds]).to(dev)
+    labels = torch.as_tensor(classes, device=dev)
+    x = sample_modes.sample_batch(b, labels, mode, w, s_max, False, steps, None,
+                                  T=temperature, noise=noise)
+    return x, None
 
 
 def to_u8(x):
