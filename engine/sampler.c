@@ -557,6 +557,7 @@ int gfcg_image_get_height (const GfcgImage *i) { return i->height; }
 const guchar *gfcg_image_get_pixels (const GfcgImage *i) { return i->rgb; }
 int gfcg_image_get_n_steps (const GfcgImage *i) { return (int) i->trace->len; }
 int gfcg_image_get_nfe (const GfcgImage *i) { return i->nfe; }
+double gfcg_image_get_seconds (const GfcgImage *i) { return i->seconds; }
 
 const float *
 gfcg_image_get_raw (const GfcgImage *i, int *channels, int *height, int *width)

@@ -166,3 +166,13 @@ def test_fp16_weights(packs, tmp_path, cache):
     e = x_err(xo, xc)
     print(f'\n[opencl] fp16 weights, cfg trajectory: {e:.3e}')
     assert 'CPU' not in err and e <= 1e-2
+
+
+def test_verbose_reports_device_and_peak_memory(packs, tmp_path):
+    """`gfcg sample --verbose` names the device and reports peak memory."""
+    p = run('sample', '--pack', packs / 'tiny-pixel', '--class', 1, '--steps', 2, '--seed', 1,
+            '--quiet', '--verbose', '--device', DEV, '--out', tmp_path / 'v.png')
+    m = re.search(r'peak memory ([0-9.]+) MiB in tensors, ([0-9.]+) MiB on the device', p.stderr)
+    assert m, p.stderr
+    assert float(m.group(1)) > 0 and float(m.group(2)) > 0
+    assert 'opencl:' in p.stderr

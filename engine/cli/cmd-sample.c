@@ -64,7 +64,7 @@ cli_sample (int argc, char **argv)
   double sigma_min = NAN, sigma_max = NAN, rho = NAN;
   int steps = -1, count = 1, threads = 0, imagenet = -1;
   gint64 seed = -1;
-  gboolean lagged = FALSE, no_lagged = FALSE, quiet = FALSE;
+  gboolean lagged = FALSE, no_lagged = FALSE, quiet = FALSE, verbose = FALSE;
   GOptionEntry entries[] = {
     { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack directory (default: the default pack)", "DIR" },
     { "class", 'c', 0, G_OPTION_ARG_STRING, &class_spec, "Class: pack index, name, wnid or inet:N", "CLASS" },
@@ -89,6 +89,7 @@ cli_sample (int argc, char **argv)
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all cores)", "N" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress on stderr", NULL },
+    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Also print the device, time and peak memory", NULL },
     { NULL }
   };
   GfcgContext *ctx = NULL;
@@ -171,6 +172,12 @@ cli_sample (int argc, char **argv)
       goto done;
     }
 
+  if (verbose)
+    {
+      char *d = gfcg_context_describe (ctx);
+      g_printerr ("gfcg sample: %s\n", d);
+      g_free (d);
+    }
   signal (SIGINT, on_sigint_flag);
   pr.quiet = quiet;
   pr.tty = isatty (2);
@@ -207,6 +214,14 @@ cli_sample (int argc, char **argv)
         g_printerr ("gfcg sample: wrote %s (seed %" G_GUINT64_FORMAT ", %d network evaluations)\n",
                     path, opt.seed, gfcg_image_get_nfe (img));
       g_free (path);
+      if (verbose)
+        {
+          gsize peak_tensors = 0, peak_device = 0;
+          gfcg_context_get_memory (ctx, &peak_tensors, &peak_device);
+          g_printerr ("gfcg sample: %.2f s, peak memory %.1f MiB in tensors, %.1f MiB on the device\n",
+                      gfcg_image_get_seconds (img), peak_tensors / 1048576.0,
+                      peak_device / 1048576.0);
+        }
       if (trace != NULL)
         {
           path = numbered (trace, j, count);

@@ -189,6 +189,8 @@ const float  *gfcg_image_get_raw        (const GfcgImage *image, int *channels, 
 int           gfcg_image_get_n_steps    (const GfcgImage *image);
 const GfcgStepInfo *gfcg_image_get_step (const GfcgImage *image, int eval);
 int           gfcg_image_get_nfe        (const GfcgImage *image);
+/* Wall-clock seconds the sampling took. */
+double        gfcg_image_get_seconds    (const GfcgImage *image);
 /* The full record (options, per-evaluation trace, final verdict) as JSON. */
 char         *gfcg_image_get_trace_json (const GfcgImage *image);
 
