@@ -453,6 +453,16 @@ gfcg_pack_find_class (const GfcgPack *pack, const char *spec, GError **error)
     if (g_ascii_strcasecmp (spec, pack->classes[k].wnid) == 0 ||
         g_ascii_strcasecmp (spec, pack->classes[k].name) == 0)
       return k;
+  if ((inet = gfcg_imagenet_find (spec)) >= 0)
+    {
+      if ((k = gfcg_pack_class_from_imagenet (pack, inet)) >= 0)
+        return k;
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "ImageNet class '%s' (inet:%d, %s) is not one that pack '%s' can draw"
+                   " (`gfcg info` lists its classes)", spec, inet, gfcg_imagenet_name (inet),
+                   pack->name);
+      return -1;
+    }
   g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
                "unknown class '%s' for pack '%s' (give an index 0..%d, inet:N, a wnid or a name;"
                " `gfcg info` lists them)", spec, pack->name, pack->n_classes - 1);

@@ -154,9 +154,12 @@ def test_missing_pack(tmp_path):
 
 
 @pytest.mark.parametrize('args,expected', [
-    (['--class', 'zebra'], "unknown class 'zebra'"),
+    (['--class', 'unicorn'], "unknown class 'unicorn'"),
+    (['--class', 'zebra'], "ImageNet class 'zebra' (inet:340, zebra) is not one that pack"),
     (['--class', '99'], 'out of range'),
     (['--class', 'inet:1'], 'not one that pack'),
+    (['--class', 'goldfish'], "ImageNet class 'goldfish' (inet:1, goldfish) is not one that pack"),
+    (['--class', 'Carassius auratus'], '(inet:1, goldfish)'),
     (['--class', '1', '--mode', 'fast'], "unknown mode 'fast'"),
     (['--class', '1', '--steps', '0'], 'steps'),
     (['--class', '1', '--guidance', '-1'], 'guidance'),
@@ -211,3 +214,14 @@ def test_interrupt_stops_cleanly(pack, tmp_path):
     assert p.wait(timeout=120) == 1
     assert 'cancelled' in err
     assert out.read_bytes() == b'keep me'
+
+
+def test_imagenet_names_and_synonyms(pack, tmp_path):
+    """Any ImageNet name, synonym or wnid finds the pack's class (tiny-pixel
+    has ImageNet 491, 'chain saw', as pack class 3)."""
+    for spec in ['chainsaw', 'Chain Saw', 'n03000684', 'inet:491', '3']:
+        trace = tmp_path / 't.json'
+        p = gfcg('sample', '--pack', pack, '--class', spec, '--mode', 'none', '--steps', 1,
+                 '--seed', 1, '--quiet', '--out', tmp_path / 'x.png', '--trace', trace)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(trace.read_text())['class']['index'] == 3, spec

@@ -99,10 +99,16 @@ gboolean    gfcg_pack_get_class       (const GfcgPack *pack, int k, int *imagene
                                        const char **wnid, const char **name);
 /* Pack class for an ImageNet-1k index, or -1 when the pack cannot draw it. */
 int         gfcg_pack_class_from_imagenet (const GfcgPack *pack, int imagenet);
-/* spec: a pack class index ("1"), "inet:N" (ImageNet index), a wnid or a
- * class name (case-insensitive).  Returns -1 and sets error when unknown. */
+/* spec: a pack class index ("1"), "inet:N" (ImageNet index), or a wnid, name
+ * or synonym (case-insensitive) of the pack's classes or of any ImageNet
+ * class.  Returns -1 and sets error when unknown or not in the pack. */
 int         gfcg_pack_find_class      (const GfcgPack *pack, const char *spec, GError **error);
 gboolean    gfcg_pack_has_component   (const GfcgPack *pack, const char *component);
+
+/* The ImageNet-1k table: the index of an English name, synonym or wnid
+ * (case-insensitive), or -1; and the name of an index (NULL if out of range). */
+int         gfcg_imagenet_find        (const char *spec);
+const char *gfcg_imagenet_name        (int index);
 /* A multi-line human description (components, sizes, defaults). */
 char       *gfcg_pack_describe        (const GfcgPack *pack);
 
