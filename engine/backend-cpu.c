@@ -63,8 +63,8 @@ cpu_download (GfcgBackend *be, const GfcgTensor *t, float *dst)
 
 /* Unfold one image [C, H, W] into columns [C*k*k, Ho*Wo] for a GEMM. */
 static void
-im2col (const float *x, int c, int h, int w, int k, int stride, int pad,
-        int ho, int wo, float *cols)
+im2col2 (const float *x, int c, int h, int w, int k, int stride, int pad_t, int pad_l,
+         int ho, int wo, float *cols)
 {
   int rows = c * k * k;
   for (int r = 0; r < rows; r++)
@@ -74,15 +74,22 @@ im2col (const float *x, int c, int h, int w, int k, int stride, int pad,
       float *dst = cols + (gsize) r * ho * wo;
       for (int oy = 0; oy < ho; oy++)
         {
-          int iy = oy * stride - pad + ky;
+          int iy = oy * stride - pad_t + ky;
           for (int ox = 0; ox < wo; ox++)
             {
-              int ix = ox * stride - pad + kx;
+              int ix = ox * stride - pad_l + kx;
               dst[oy * wo + ox] = (iy >= 0 && iy < h && ix >= 0 && ix < w)
                                     ? src[iy * w + ix] : 0.0f;
             }
         }
     }
+}
+
+static void
+im2col (const float *x, int c, int h, int w, int k, int stride, int pad, int ho, int wo,
+        float *cols)
+{
+  im2col2 (x, c, h, w, k, stride, pad, pad, ho, wo, cols);
 }
 
 static void
@@ -400,6 +407,204 @@ cpu_image_prep (GfcgBackend *be, const GfcgTensor *x, const float *mean, const f
       }
 }
 
+/* Depthwise k x k convolution, one plane at a time: a GEMM with one output
+ * row per group would be all overhead. */
+static void
+depthwise (const float *x, const float *w, const float *bias, int c, int h, int wd, int k,
+           const GfcgConvParams *p, int ho, int wo, float *y)
+{
+  for (int ch = 0; ch < c; ch++)
+    {
+      const float *src = x + (gsize) ch * h * wd, *kern = w + (gsize) ch * k * k;
+      float *dst = y + (gsize) ch * ho * wo;
+      for (int oy = 0; oy < ho; oy++)
+        for (int ox = 0; ox < wo; ox++)
+          {
+            float acc = bias != NULL ? bias[ch] : 0.0f;
+            for (int ky = 0; ky < k; ky++)
+              {
+                int iy = oy * p->stride - p->pad_top + ky;
+                if (iy < 0 || iy >= h)
+                  continue;
+                for (int kx = 0; kx < k; kx++)
+                  {
+                    int ix = ox * p->stride - p->pad_left + kx;
+                    if (ix >= 0 && ix < wd)
+                      acc += kern[ky * k + kx] * src[iy * wd + ix];
+                  }
+              }
+            dst[oy * wo + ox] = acc;
+          }
+    }
+}
+
+static void
+cpu_conv2d_ex (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+               const GfcgConvParams *p, GfcgTensor *y)
+{
+  int n = x->shape[0], c = x->shape[1], h = x->shape[2], wd = x->shape[3];
+  int o = w->shape[0], k = w->ndim == 4 ? w->shape[2] : 1, g = p->groups;
+  int ho = y->shape[2], wo = y->shape[3];
+  int cg = c / g, og = o / g, kdim = cg * k * k, npix = ho * wo;
+  float *cols;
+
+  if (g == c && g == o)
+    {
+      for (int b = 0; b < n; b++)
+        depthwise (CF (x) + (gsize) b * c * h * wd, CF (w), bias != NULL ? CF (bias) : NULL,
+                   c, h, wd, k, p, ho, wo, F (y) + (gsize) b * o * npix);
+      return;
+    }
+  cols = g_try_malloc ((gsize) kdim * npix * sizeof (float));
+  if (cols == NULL)
+    {
+      gfcg_backend_fail (be, GFCG_ERROR_NO_MEMORY, "out of memory for a convolution");
+      return;
+    }
+  for (int b = 0; b < n; b++)
+    for (int gi = 0; gi < g; gi++)
+      {
+        const float *xb = CF (x) + ((gsize) b * c + (gsize) gi * cg) * h * wd;
+        float *yb = F (y) + ((gsize) b * o + (gsize) gi * og) * npix;
+        im2col2 (xb, cg, h, wd, k, p->stride, p->pad_top, p->pad_left, ho, wo, cols);
+        gemm_threads (2.0 * og * npix * kdim);
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, og, npix, kdim, 1.0f,
+                     CF (w) + (gsize) gi * og * kdim, kdim, cols, npix, 0.0f, yb, npix);
+        if (bias != NULL)
+          for (int oc = 0; oc < og; oc++)
+            for (int i = 0; i < npix; i++)
+              yb[(gsize) oc * npix + i] += CF (bias)[gi * og + oc];
+      }
+  g_free (cols);
+}
+
+static void
+cpu_group_norm (GfcgBackend *be, const GfcgTensor *x, int groups, float eps,
+                const GfcgTensor *gamma, const GfcgTensor *beta, gboolean silu, GfcgTensor *y)
+{
+  int c = x->shape[1], cg = c / groups;
+  gsize hw = (gsize) x->shape[2] * x->shape[3], len = cg * hw;
+  (void) be;
+  for (int b = 0; b < x->shape[0]; b++)
+    for (int g = 0; g < groups; g++)
+      {
+        gsize off = ((gsize) b * c + (gsize) g * cg) * hw;
+        const float *src = CF (x) + off;
+        float *dst = F (y) + off;
+        double sum = 0.0, ss = 0.0, mean, var;
+        float inv;
+        for (gsize i = 0; i < len; i++)
+          sum += src[i];
+        mean = sum / len;
+        for (gsize i = 0; i < len; i++)
+          ss += (src[i] - mean) * (src[i] - mean);
+        var = ss / len;
+        inv = (float) (1.0 / sqrt (var + eps));
+        for (int ch = 0; ch < cg; ch++)
+          {
+            float ga = CF (gamma)[g * cg + ch] * inv, be_ = CF (beta)[g * cg + ch];
+            float mu = (float) mean;
+            for (gsize i = 0; i < hw; i++)
+              {
+                float v = (src[ch * hw + i] - mu) * ga + be_;
+                dst[ch * hw + i] = silu ? v / (1.0f + expf (-v)) : v;
+              }
+          }
+      }
+}
+
+static void
+cpu_unary (GfcgBackend *be, const GfcgTensor *x, GfcgUnary f, float a, GfcgTensor *y)
+{
+  (void) be;
+  for (gsize i = 0; i < x->numel; i++)
+    {
+      float v = CF (x)[i];
+      switch (f)
+        {
+        case GFCG_UNARY_SILU:  v = v / (1.0f + expf (-v)); break;
+        case GFCG_UNARY_RELU6: v = CLAMP (v, 0.0f, 6.0f); break;
+        case GFCG_UNARY_TANH:  v = a * tanhf (v / a); break;
+        }
+      F (y)[i] = v;
+    }
+}
+
+static void
+cpu_maxpool (GfcgBackend *be, const GfcgTensor *x, int k, int stride, int pad, GfcgTensor *y)
+{
+  int h = x->shape[2], w = x->shape[3], ho = y->shape[2], wo = y->shape[3];
+  (void) be;
+  for (int pl = 0; pl < x->shape[0] * x->shape[1]; pl++)
+    {
+      const float *src = CF (x) + (gsize) pl * h * w;
+      float *dst = F (y) + (gsize) pl * ho * wo;
+      for (int oy = 0; oy < ho; oy++)
+        for (int ox = 0; ox < wo; ox++)
+          {
+            float m = -INFINITY;
+            for (int ky = 0; ky < k; ky++)
+              for (int kx = 0; kx < k; kx++)
+                {
+                  int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                  if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                    m = MAX (m, src[iy * w + ix]);
+                }
+            dst[oy * wo + ox] = m;
+          }
+    }
+}
+
+static void
+cpu_channel_affine (GfcgBackend *be, const GfcgTensor *x, const float *scale, const float *shift,
+                    GfcgTensor *y)
+{
+  int c = x->shape[1];
+  gsize hw = (gsize) x->shape[2] * x->shape[3];
+  (void) be;
+  for (int pl = 0; pl < x->shape[0] * c; pl++)
+    for (gsize i = 0; i < hw; i++)
+      F (y)[pl * hw + i] = CF (x)[pl * hw + i] * scale[pl % c] + shift[pl % c];
+}
+
+/* Plain attention (the VAE's mid block): per head, att = scale q^T k over
+ * pixel positions, softmax over keys, y = v att^T. */
+static void
+cpu_attention_qkv (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,
+                   const GfcgTensor *v, int heads, float scale, GfcgTensor *y)
+{
+  int c = q->shape[1], dim = c / heads, hw = q->shape[2] * q->shape[3];
+  float *att = g_try_malloc ((gsize) hw * hw * sizeof (float));
+
+  if (att == NULL)
+    {
+      gfcg_backend_fail (be, GFCG_ERROR_NO_MEMORY, "out of memory for attention (%d pixels)", hw);
+      return;
+    }
+  for (int b = 0; b < q->shape[0]; b++)
+    for (int h = 0; h < heads; h++)
+      {
+        gsize off = ((gsize) b * c + (gsize) h * dim) * hw;
+        gemm_threads (4.0 * hw * hw * dim);
+        cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, hw, hw, dim, scale,
+                     CF (q) + off, hw, CF (k) + off, hw, 0.0f, att, hw);
+        for (int i = 0; i < hw; i++)
+          {
+            float *row = att + (gsize) i * hw, mx = row[0], sum = 0.0f;
+            for (int j = 1; j < hw; j++)
+              mx = MAX (mx, row[j]);
+            for (int j = 0; j < hw; j++)
+              sum += (row[j] = expf (row[j] - mx));
+            for (int j = 0; j < hw; j++)
+              row[j] /= sum;
+          }
+        /* y [dim, q] = v [dim, key] att^T */
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, dim, hw, hw, 1.0f,
+                     CF (v) + off, hw, att, hw, 0.0f, F (y) + off, hw);
+      }
+  g_free (att);
+}
+
 static const GfcgBackendOps cpu_ops = {
   .name = "cpu",
   .alloc = cpu_alloc,
@@ -422,6 +627,12 @@ static const GfcgBackendOps cpu_ops = {
   .fourier = cpu_fourier,
   .avgpool_global = cpu_avgpool_global,
   .image_prep = cpu_image_prep,
+  .conv2d_ex = cpu_conv2d_ex,
+  .group_norm = cpu_group_norm,
+  .unary = cpu_unary,
+  .maxpool = cpu_maxpool,
+  .channel_affine = cpu_channel_affine,
+  .attention_qkv = cpu_attention_qkv,
 };
 
 const GfcgBackendOps *

@@ -388,3 +388,238 @@ gfcg_op_image_prep (const GfcgTensor *x, int size, const float *mean, const floa
     x->be->ops->image_prep (x->be, x, mean, std, y);
   return y;
 }
+
+/* ---- decoder and ImageNet-classifier ops ------------------------------------------
+ *
+ * A backend without one of these ops gets the CPU version run on host copies
+ * of the tensors: correct everywhere, fast where it matters (the CPU), and
+ * the OpenCL backend can add kernels one at a time. */
+
+/* A host-side stand-in for a device tensor (data = float array).  NULL in,
+ * NULL out, so optional inputs pass through. */
+static GfcgTensor *
+host_copy (const GfcgTensor *t, gboolean fill)
+{
+  GfcgTensor *h;
+  if (t == NULL)
+    return NULL;
+  h = g_new (GfcgTensor, 1);
+  *h = *t;
+  h->data = g_try_malloc (t->numel * sizeof (float));
+  if (h->data == NULL)
+    {
+      gfcg_backend_fail (t->be, GFCG_ERROR_NO_MEMORY,
+                         "out of host memory for a %" G_GSIZE_FORMAT " MiB tensor",
+                         t->numel * sizeof (float) >> 20);
+      g_free (h);
+      return NULL;
+    }
+  if (fill)
+    t->be->ops->download (t->be, t, h->data);
+  return h;
+}
+
+static void
+host_free (GfcgTensor *h)
+{
+  if (h != NULL)
+    g_free (h->data);
+  g_free (h);
+}
+
+/* Uploads the host result into the device output and frees the copies. */
+static void
+host_finish (GfcgTensor *y, GfcgTensor *hy, GfcgTensor *a, GfcgTensor *b, GfcgTensor *c,
+             GfcgTensor *d)
+{
+  if (hy != NULL && gfcg_backend_ok (y->be))
+    y->be->ops->upload (y->be, y, hy->data);
+  host_free (hy);
+  host_free (a);
+  host_free (b);
+  host_free (c);
+  host_free (d);
+}
+
+#define CPU_OPS (gfcg_backend_cpu_ops ())
+
+GfcgConvParams
+gfcg_conv_params (int stride, int pad, int groups)
+{
+  GfcgConvParams p = { stride, pad, pad, pad, pad, groups };
+  return p;
+}
+
+GfcgConvParams
+gfcg_conv_params_same (int k, int stride, int h, int w)
+{
+  GfcgConvParams p = { .stride = stride, .groups = 1 };
+  int ho = (h + stride - 1) / stride, wo = (w + stride - 1) / stride;
+  int ph = MAX ((ho - 1) * stride + k - h, 0), pw = MAX ((wo - 1) * stride + k - w, 0);
+  p.pad_top = ph / 2;
+  p.pad_bottom = ph - ph / 2;
+  p.pad_left = pw / 2;
+  p.pad_right = pw - pw / 2;
+  return p;
+}
+
+GfcgTensor *
+gfcg_op_conv2d_ex (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+                   const GfcgConvParams *p)
+{
+  GfcgBackend *be;
+  GfcgTensor *y;
+  int k, ho, wo;
+
+  if (!READY (x) || w == NULL)
+    return NULL;
+  be = x->be;
+  k = w->ndim == 4 ? w->shape[2] : 1;
+  if (!check (be, x->ndim == 4 && p->groups >= 1 && p->stride >= 1 &&
+                    x->shape[1] % p->groups == 0 && w->shape[0] % p->groups == 0 &&
+                    w->shape[1] * p->groups == x->shape[1] &&
+                    (bias == NULL || bias->numel == (gsize) w->shape[0]), "conv2d_ex"))
+    return NULL;
+  ho = (x->shape[2] + p->pad_top + p->pad_bottom - k) / p->stride + 1;
+  wo = (x->shape[3] + p->pad_left + p->pad_right - k) / p->stride + 1;
+  if (!check (be, ho > 0 && wo > 0, "conv2d_ex (output size)"))
+    return NULL;
+  y = gfcg_tensor_new4 (be, x->shape[0], w->shape[0], ho, wo);
+  if (y == NULL)
+    return NULL;
+  if (be->ops->conv2d_ex != NULL)
+    be->ops->conv2d_ex (be, x, w, bias, p, y);
+  else
+    {
+      GfcgTensor *hx = host_copy (x, TRUE), *hw = host_copy (w, TRUE);
+      GfcgTensor *hb = host_copy (bias, TRUE), *hy = host_copy (y, FALSE);
+      if (gfcg_backend_ok (be))
+        CPU_OPS->conv2d_ex (be, hx, hw, hb, p, hy);
+      host_finish (y, hy, hx, hw, hb, NULL);
+    }
+  return y;
+}
+
+GfcgTensor *
+gfcg_op_group_norm (const GfcgTensor *x, int groups, float eps, const GfcgTensor *gamma,
+                    const GfcgTensor *beta, gboolean silu)
+{
+  GfcgBackend *be;
+  GfcgTensor *y;
+  if (!READY (x) || gamma == NULL || beta == NULL)
+    return NULL;
+  be = x->be;
+  if (!check (be, x->ndim == 4 && groups >= 1 && x->shape[1] % groups == 0 &&
+                    gamma->numel == (gsize) x->shape[1] && beta->numel == (gsize) x->shape[1],
+              "group_norm"))
+    return NULL;
+  if ((y = like (x)) == NULL)
+    return NULL;
+  if (be->ops->group_norm != NULL)
+    be->ops->group_norm (be, x, groups, eps, gamma, beta, silu, y);
+  else
+    {
+      GfcgTensor *hx = host_copy (x, TRUE), *hg = host_copy (gamma, TRUE);
+      GfcgTensor *hb = host_copy (beta, TRUE), *hy = host_copy (y, FALSE);
+      if (gfcg_backend_ok (be))
+        CPU_OPS->group_norm (be, hx, groups, eps, hg, hb, silu, hy);
+      host_finish (y, hy, hx, hg, hb, NULL);
+    }
+  return y;
+}
+
+GfcgTensor *
+gfcg_op_unary (const GfcgTensor *x, GfcgUnary f, float a)
+{
+  GfcgBackend *be;
+  GfcgTensor *y;
+  if (!READY (x) || (y = like (x)) == NULL)
+    return NULL;
+  be = x->be;
+  if (be->ops->unary != NULL)
+    be->ops->unary (be, x, f, a, y);
+  else
+    {
+      GfcgTensor *hx = host_copy (x, TRUE), *hy = host_copy (y, FALSE);
+      if (gfcg_backend_ok (be))
+        CPU_OPS->unary (be, hx, f, a, hy);
+      host_finish (y, hy, hx, NULL, NULL, NULL);
+    }
+  return y;
+}
+
+GfcgTensor *
+gfcg_op_maxpool (const GfcgTensor *x, int k, int stride, int pad)
+{
+  GfcgBackend *be;
+  GfcgTensor *y;
+  int ho, wo;
+  if (!READY (x))
+    return NULL;
+  be = x->be;
+  if (!check (be, x->ndim == 4 && k >= 1 && stride >= 1 && pad >= 0 && pad < k, "maxpool"))
+    return NULL;
+  ho = (x->shape[2] + 2 * pad - k) / stride + 1;
+  wo = (x->shape[3] + 2 * pad - k) / stride + 1;
+  if (!check (be, ho > 0 && wo > 0, "maxpool (output size)"))
+    return NULL;
+  if ((y = gfcg_tensor_new4 (be, x->shape[0], x->shape[1], ho, wo)) == NULL)
+    return NULL;
+  if (be->ops->maxpool != NULL)
+    be->ops->maxpool (be, x, k, stride, pad, y);
+  else
+    {
+      GfcgTensor *hx = host_copy (x, TRUE), *hy = host_copy (y, FALSE);
+      if (gfcg_backend_ok (be))
+        CPU_OPS->maxpool (be, hx, k, stride, pad, hy);
+      host_finish (y, hy, hx, NULL, NULL, NULL);
+    }
+  return y;
+}
+
+GfcgTensor *
+gfcg_op_channel_affine (const GfcgTensor *x, const float *scale, const float *shift)
+{
+  GfcgBackend *be;
+  GfcgTensor *y;
+  if (!READY (x) || !check (x->be, x->ndim == 4, "channel_affine") || (y = like (x)) == NULL)
+    return NULL;
+  be = x->be;
+  if (be->ops->channel_affine != NULL)
+    be->ops->channel_affine (be, x, scale, shift, y);
+  else
+    {
+      GfcgTensor *hx = host_copy (x, TRUE), *hy = host_copy (y, FALSE);
+      if (gfcg_backend_ok (be))
+        CPU_OPS->channel_affine (be, hx, scale, shift, hy);
+      host_finish (y, hy, hx, NULL, NULL, NULL);
+    }
+  return y;
+}
+
+GfcgTensor *
+gfcg_op_attention_qkv (const GfcgTensor *q, const GfcgTensor *k, const GfcgTensor *v,
+                       int heads, float scale)
+{
+  GfcgBackend *be;
+  GfcgTensor *y;
+  if (!READY (q) || k == NULL || v == NULL)
+    return NULL;
+  be = q->be;
+  if (!check (be, q->ndim == 4 && gfcg_tensor_same_shape (q, k) && gfcg_tensor_same_shape (q, v) &&
+                    heads >= 1 && q->shape[1] % heads == 0, "attention_qkv"))
+    return NULL;
+  if ((y = like (q)) == NULL)
+    return NULL;
+  if (be->ops->attention_qkv != NULL)
+    be->ops->attention_qkv (be, q, k, v, heads, scale, y);
+  else
+    {
+      GfcgTensor *hq = host_copy (q, TRUE), *hk = host_copy (k, TRUE);
+      GfcgTensor *hv = host_copy (v, TRUE), *hy = host_copy (y, FALSE);
+      if (gfcg_backend_ok (be))
+        CPU_OPS->attention_qkv (be, hq, hk, hv, heads, scale, hy);
+      host_finish (y, hy, hq, hk, hv, NULL);
+    }
+  return y;
+}

@@ -31,6 +31,24 @@ struct _GfcgTensor
 
 typedef enum { GFCG_RESAMPLE_KEEP, GFCG_RESAMPLE_DOWN, GFCG_RESAMPLE_UP } GfcgResample;
 
+/* Element-wise functions of the decoder and ImageNet-classifier networks. */
+typedef enum
+{
+  GFCG_UNARY_SILU,  /* x * sigmoid(x) (plain, not EDM2's magnitude-preserving one) */
+  GFCG_UNARY_RELU6, /* clamp(x, 0, 6): MobileNetV2 */
+  GFCG_UNARY_TANH,  /* a * tanh(x / a): TAESD's soft clamp of its input */
+} GfcgUnary;
+
+/* A general 2-D convolution: zero padding given per side (TensorFlow's SAME
+ * padding puts the odd pixel at the bottom/right), and groups (depthwise
+ * when groups == C == O).  w [O, C / groups, k, k]. */
+typedef struct
+{
+  int stride;
+  int pad_top, pad_left, pad_bottom, pad_right;
+  int groups;
+} GfcgConvParams;
+
 typedef struct
 {
   const char *name;
@@ -79,6 +97,30 @@ typedef struct
    * (half-pixel centres), then (v - mean[c]) / std[c]. */
   void (*image_prep) (GfcgBackend *be, const GfcgTensor *x, const float *mean,
                       const float *std, GfcgTensor *y);
+
+  /* Ops of the decoders and ImageNet classifiers.  A backend may leave any
+   * of them NULL: backend.c then runs the CPU version on host copies (slow
+   * on a GPU, but one code path and always correct). */
+  void (*conv2d_ex)  (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
+                      const GfcgTensor *bias, const GfcgConvParams *p, GfcgTensor *y);
+  /* GroupNorm over (C / groups channels x H x W), then gamma, beta per
+   * channel, then SiLU when silu is set (the decoders always follow one
+   * with the other). */
+  void (*group_norm) (GfcgBackend *be, const GfcgTensor *x, int groups, float eps,
+                      const GfcgTensor *gamma, const GfcgTensor *beta, gboolean silu,
+                      GfcgTensor *y);
+  void (*unary)      (GfcgBackend *be, const GfcgTensor *x, GfcgUnary f, float a,
+                      GfcgTensor *y);
+  /* k x k max pooling; padding never wins (it counts as -inf). */
+  void (*maxpool)    (GfcgBackend *be, const GfcgTensor *x, int k, int stride, int pad,
+                      GfcgTensor *y);
+  /* y[n, c] = x[n, c] * scale[c] + shift[c] (host arrays of C floats). */
+  void (*channel_affine) (GfcgBackend *be, const GfcgTensor *x, const float *scale,
+                          const float *shift, GfcgTensor *y);
+  /* Plain multi-head attention: q, k, v [N, C, H, W], head h owns channels
+   * h*C/heads ..; y = v softmax(scale q^T k)^T over key positions. */
+  void (*attention_qkv) (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,
+                         const GfcgTensor *v, int heads, float scale, GfcgTensor *y);
 } GfcgBackendOps;
 
 struct _GfcgBackend
@@ -132,6 +174,19 @@ GfcgTensor *gfcg_op_fourier    (GfcgBackend *be, int n, const float *t, const Gf
                                 const GfcgTensor *phases);
 GfcgTensor *gfcg_op_avgpool_global (const GfcgTensor *x);
 GfcgTensor *gfcg_op_image_prep (const GfcgTensor *x, int size, const float *mean, const float *std);
+GfcgTensor *gfcg_op_conv2d_ex  (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+                                const GfcgConvParams *p);
+/* TensorFlow's SAME padding for a k x k kernel at this stride and input size. */
+GfcgConvParams gfcg_conv_params_same (int k, int stride, int h, int w);
+/* Symmetric padding, groups 1 unless given. */
+GfcgConvParams gfcg_conv_params (int stride, int pad, int groups);
+GfcgTensor *gfcg_op_group_norm (const GfcgTensor *x, int groups, float eps,
+                                const GfcgTensor *gamma, const GfcgTensor *beta, gboolean silu);
+GfcgTensor *gfcg_op_unary      (const GfcgTensor *x, GfcgUnary f, float a);
+GfcgTensor *gfcg_op_maxpool    (const GfcgTensor *x, int k, int stride, int pad);
+GfcgTensor *gfcg_op_channel_affine (const GfcgTensor *x, const float *scale, const float *shift);
+GfcgTensor *gfcg_op_attention_qkv (const GfcgTensor *q, const GfcgTensor *k,
+                                   const GfcgTensor *v, int heads, float scale);
 
 /* Replace *dst by src, freeing the old tensor (keeps network code short). */
 static inline void

@@ -1,25 +1,24 @@
-/* classifier.c — the packs' small ResNet-style guidance classifier
- * (docs/pack-format.md, "resnet-cnn"): conv + folded batch norm + ReLU
- * residual blocks, global average pooling, a linear head. */
+/* classifier.c — what every guidance/evaluation classifier shares: the
+ * common config (input size, normalisation, label space), the input
+ * preparation, and dispatch to the architecture (cls-*.c) that builds the
+ * network.  docs/pack-format.md describes the config keys. */
 #include "gfcg-private.h"
 
 #include <string.h>
 
-typedef struct
-{
-  int         stride, cin, cout;
-  GfcgTensor *w1, *b1, *w2, *b2, *ws, *bs; /* ws/bs: projection skip or NULL */
-} ResBlock;
+static const ClassifierArch *const archs[] = {
+  &classifier_arch_resnet_cnn,
+};
 
 struct _Classifier
 {
-  GfcgBackend *be;
-  int          in_channels, resolution, num_classes;
-  gboolean     imagenet;
-  float        mean[3], std[3];
-  GfcgTensor  *stem_w, *stem_b, *fc_w, *fc_b;
-  GArray      *blocks; /* ResBlock */
-  gsize        n_params;
+  GfcgBackend          *be;
+  const ClassifierArch *arch;
+  gpointer              net;
+  int                   resolution, num_classes, label_offset;
+  gboolean              imagenet;
+  float                 mean[3], std[3];
+  gsize                 n_params;
 };
 
 void
@@ -27,19 +26,8 @@ classifier_free (Classifier *c)
 {
   if (c == NULL)
     return;
-  gfcg_tensor_free (c->stem_w);
-  gfcg_tensor_free (c->stem_b);
-  gfcg_tensor_free (c->fc_w);
-  gfcg_tensor_free (c->fc_b);
-  for (guint i = 0; c->blocks != NULL && i < c->blocks->len; i++)
-    {
-      ResBlock *b = &g_array_index (c->blocks, ResBlock, i);
-      GfcgTensor *ts[] = { b->w1, b->b1, b->w2, b->b2, b->ws, b->bs };
-      for (guint j = 0; j < G_N_ELEMENTS (ts); j++)
-        gfcg_tensor_free (ts[j]);
-    }
-  if (c->blocks != NULL)
-    g_array_unref (c->blocks);
+  if (c->net != NULL)
+    c->arch->free (c->net);
   g_free (c);
 }
 
@@ -47,26 +35,7 @@ int classifier_n_outputs (const Classifier *c) { return c->num_classes; }
 gboolean classifier_imagenet_space (const Classifier *c) { return c->imagenet; }
 int classifier_resolution (const Classifier *c) { return c->resolution; }
 gsize classifier_n_params (const Classifier *c) { return c->n_params; }
-
-#define SHAPE(...) ((const gint64[]) { __VA_ARGS__ })
-
-/* conv weight [o, i, k, k] and bias [o] under "prefix.weight"/"prefix.bias". */
-static gboolean
-load_conv (Classifier *c, GfcgSafetensors *st, const char *prefix, int o, int i, int k,
-           GfcgTensor **w, GfcgTensor **b, GError **error)
-{
-  char *kw = g_strconcat (prefix, ".weight", NULL), *kb = g_strconcat (prefix, ".bias", NULL);
-  *w = k > 0 ? weight_load (c->be, st, kw, 4, SHAPE (o, i, k, k), error)
-             : weight_load (c->be, st, kw, 2, SHAPE (o, i), error);
-  if (*w != NULL)
-    *b = weight_load (c->be, st, kb, 1, SHAPE (o), error);
-  g_free (kw);
-  g_free (kb);
-  if (*w == NULL || *b == NULL)
-    return FALSE;
-  c->n_params += (*w)->numel + (*b)->numel;
-  return TRUE;
-}
+const char *classifier_arch (const Classifier *c) { return c->arch->name; }
 
 static gboolean
 read_vec3 (JsonObject *o, const char *key, float def, float *out, gboolean positive,
@@ -99,31 +68,37 @@ bad:
 }
 
 Classifier *
-classifier_load (GfcgBackend *be, JsonObject *config, const char *file, GError **error)
+classifier_load (GfcgBackend *be, const char *arch, JsonObject *config, const char *file,
+                 GError **error)
 {
   const char *where = "component 'classifier'";
   Classifier *c = g_new0 (Classifier, 1);
   GfcgSafetensors *st = NULL;
-  int *widths = NULL, *blocks = NULL, n_w = 0, n_b = 0, cin;
   const char *space;
+  int in_channels;
 
   c->be = be;
-  c->blocks = g_array_new (FALSE, TRUE, sizeof (ResBlock));
+  for (guint i = 0; i < G_N_ELEMENTS (archs); i++)
+    if (g_strcmp0 (arch, archs[i]->name) == 0)
+      c->arch = archs[i];
+  if (c->arch == NULL)
+    {
+      GString *names = g_string_new (NULL);
+      for (guint i = 0; i < G_N_ELEMENTS (archs); i++)
+        g_string_append_printf (names, "%s%s", i ? ", " : "", archs[i]->name);
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                   "%s: architecture '%s' is not supported (%s)", where, arch, names->str);
+      g_string_free (names, TRUE);
+      goto fail;
+    }
   space = json_object_get_string_member_with_default (config, "label_space", "pack");
-  if (!cfg_int (config, "in_channels", 3, FALSE, 3, 3, &c->in_channels, where, error) ||
+  if (!cfg_int (config, "in_channels", 3, FALSE, 3, 3, &in_channels, where, error) ||
       !cfg_int (config, "resolution", 0, TRUE, 4, 4096, &c->resolution, where, error) ||
       !cfg_int (config, "num_classes", 0, TRUE, 2, 100000, &c->num_classes, where, error) ||
-      !cfg_int_list (config, "widths", TRUE, 1, 4096, &widths, &n_w, where, error) ||
-      !cfg_int_list (config, "blocks", TRUE, 0, 64, &blocks, &n_b, where, error) ||
+      !cfg_int (config, "label_offset", 0, FALSE, 0, 16, &c->label_offset, where, error) ||
       !read_vec3 (config, "mean", 0.0f, c->mean, FALSE, error) ||
       !read_vec3 (config, "std", 1.0f, c->std, TRUE, error))
     goto fail;
-  if (n_w < 1 || n_w != n_b)
-    {
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
-                   "%s: 'widths' and 'blocks' must be lists of the same length", where);
-      goto fail;
-    }
   if (space == NULL || (strcmp (space, "pack") != 0 && strcmp (space, "imagenet") != 0))
     {
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
@@ -138,44 +113,14 @@ classifier_load (GfcgBackend *be, JsonObject *config, const char *file, GError *
       goto fail;
     }
   if ((st = gfcg_st_open (file, error)) == NULL ||
-      !load_conv (c, st, "stem", widths[0], c->in_channels, 3, &c->stem_w, &c->stem_b, error))
-    goto fail;
-  cin = widths[0];
-  for (int s = 0; s < n_w; s++)
-    for (int b = 0; b < blocks[s]; b++)
-      {
-        ResBlock rb = { 0 };
-        char *p = g_strdup_printf ("stages.%d.%d", s, b);
-        char *k1 = g_strconcat (p, ".conv1", NULL), *k2 = g_strconcat (p, ".conv2", NULL);
-        char *ks = g_strconcat (p, ".skip", NULL);
-        gboolean ok;
-        rb.stride = (s > 0 && b == 0) ? 2 : 1;
-        rb.cin = cin;
-        rb.cout = widths[s];
-        ok = load_conv (c, st, k1, rb.cout, rb.cin, 3, &rb.w1, &rb.b1, error) &&
-             load_conv (c, st, k2, rb.cout, rb.cout, 3, &rb.w2, &rb.b2, error) &&
-             (rb.stride == 1 && rb.cin == rb.cout ? TRUE
-              : load_conv (c, st, ks, rb.cout, rb.cin, 1, &rb.ws, &rb.bs, error));
-        g_array_append_val (c->blocks, rb);
-        g_free (p);
-        g_free (k1);
-        g_free (k2);
-        g_free (ks);
-        if (!ok)
-          goto fail;
-        cin = rb.cout;
-      }
-  if (!load_conv (c, st, "fc", c->num_classes, cin, 0, &c->fc_w, &c->fc_b, error))
+      (c->net = c->arch->load (be, config, st, c->num_classes + c->label_offset, &c->n_params,
+                               error)) == NULL)
     goto fail;
   gfcg_st_close (st);
-  g_free (widths);
-  g_free (blocks);
   return c;
 
 fail:
   gfcg_st_close (st);
-  g_free (widths);
-  g_free (blocks);
   classifier_free (c);
   return NULL;
 }
@@ -184,35 +129,32 @@ gboolean
 classifier_logits (Classifier *c, int n, int channels, int h, int w, const float *x,
                    float *logits, GError **error)
 {
-  GfcgTensor *xt, *t;
+  GfcgTensor *xt, *t, *out;
+  int n_raw = c->num_classes + c->label_offset;
 
-  if (channels != c->in_channels)
+  if (channels != 3)
     {
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-                   "the classifier takes %d channels, the image has %d", c->in_channels, channels);
+                   "the classifier takes 3 channels, the image has %d", channels);
       return FALSE;
     }
   xt = gfcg_tensor_from_host (c->be, 4, (int[]) { n, channels, h, w }, x);
   t = gfcg_op_image_prep (xt, c->resolution, c->mean, c->std);
   gfcg_tensor_free (xt);
-  gfcg_tensor_set (&t, gfcg_op_conv2d (t, c->stem_w, c->stem_b, 1, 1));
-  gfcg_tensor_set (&t, gfcg_op_relu (t));
-  for (guint i = 0; i < c->blocks->len; i++)
-    {
-      ResBlock *b = &g_array_index (c->blocks, ResBlock, i);
-      GfcgTensor *r, *skip;
-      r = gfcg_op_conv2d (t, b->w1, b->b1, b->stride, 1);
-      gfcg_tensor_set (&r, gfcg_op_relu (r));
-      gfcg_tensor_set (&r, gfcg_op_conv2d (r, b->w2, b->b2, 1, 1));
-      skip = b->ws != NULL ? gfcg_op_conv2d (t, b->ws, b->bs, b->stride, 0) : NULL;
-      gfcg_tensor_set (&r, gfcg_op_axpby (1.0f, r, 1.0f, skip != NULL ? skip : t));
-      gfcg_tensor_free (skip);
-      gfcg_tensor_set (&t, gfcg_op_relu (r));
-      gfcg_tensor_free (r);
-    }
-  gfcg_tensor_set (&t, gfcg_op_avgpool_global (t));
-  gfcg_tensor_set (&t, gfcg_op_linear (t, c->fc_w, c->fc_b));
-  gfcg_tensor_download (t, logits);
+  out = t != NULL ? c->arch->forward (c->net, t) : NULL;
   gfcg_tensor_free (t);
+  if (out != NULL && c->label_offset == 0)
+    gfcg_tensor_download (out, logits);
+  else if (out != NULL)
+    {
+      /* Drop the leading outputs that are not classes (Coral's background). */
+      float *raw = g_new (float, (gsize) n * n_raw);
+      gfcg_tensor_download (out, raw);
+      for (int b = 0; b < n; b++)
+        memcpy (logits + (gsize) b * c->num_classes, raw + (gsize) b * n_raw + c->label_offset,
+                c->num_classes * sizeof (float));
+      g_free (raw);
+    }
+  gfcg_tensor_free (out);
   return gfcg_backend_take_error (c->be, error);
 }

@@ -31,18 +31,36 @@ guint    edm2_n_unused    (const Edm2Net *net);
 gboolean edm2_denoise     (Edm2Net *net, int n, const float *x, const double *sigma,
                            const float *labels, float *out, GError **error);
 
-/* ---- resnet-cnn classifier (classifier.c) ---- */
+/* ---- classifiers (classifier.c: common input handling; one file per arch) ---- */
 
 typedef struct _Classifier Classifier;
 
-Classifier *classifier_load    (GfcgBackend *be, JsonObject *config, const char *file,
-                                GError **error);
+/* One classifier architecture.  classifier.c reads the common config (input
+ * size, normalisation, label space), prepares the input image and calls
+ * forward on it; an arch only builds its network. */
+typedef struct
+{
+  const char *name;                          /* pack.json "arch" */
+  /* Reads the arch's own config and weights.  n_outputs is the number of
+   * logits forward must produce; *n_params gets the parameter count. */
+  gpointer    (*load)    (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st,
+                          int n_outputs, gsize *n_params, GError **error);
+  /* Prepared input [n, 3, R, R] -> raw logits [n, n_outputs]. */
+  GfcgTensor *(*forward) (gpointer net, const GfcgTensor *x);
+  void        (*free)    (gpointer net);
+} ClassifierArch;
+
+extern const ClassifierArch classifier_arch_resnet_cnn;   /* cls-resnet-cnn.c */
+
+Classifier *classifier_load    (GfcgBackend *be, const char *arch, JsonObject *config,
+                                const char *file, GError **error);
 void        classifier_free    (Classifier *c);
 int         classifier_n_outputs (const Classifier *c);
 gboolean    classifier_imagenet_space (const Classifier *c);
 int         classifier_resolution (const Classifier *c);
 gsize       classifier_n_params (const Classifier *c);
-/* Raw logits [n, n_outputs] for network-space images x [n, C, H, W]. */
+const char *classifier_arch    (const Classifier *c);
+/* Logits [n, n_outputs] for images x [n, C, H, W] in [-1, 1]. */
 gboolean    classifier_logits  (Classifier *c, int n, int channels, int h, int w,
                                 const float *x, float *logits, GError **error);
 

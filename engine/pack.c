@@ -218,12 +218,7 @@ load_component (GfcgPack *pack, JsonObject *comps, const char *name, GError **er
     return FALSE;
   if (strcmp (name, "classifier") == 0)
     {
-      if (strcmp (arch, "resnet-cnn") != 0)
-        g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
-                     "%s/pack.json: classifier architecture '%s' is not supported (resnet-cnn)",
-                     pack->dir, arch);
-      else
-        ok = (pack->classifier = classifier_load (pack->ctx->be, config, file, error)) != NULL;
+      ok = (pack->classifier = classifier_load (pack->ctx->be, arch, config, file, error)) != NULL;
     }
   else if (strcmp (arch, "edm2-unet") != 0)
     g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
