@@ -61,35 +61,74 @@ cpu_download (GfcgBackend *be, const GfcgTensor *t, float *dst)
   memcpy (dst, t->data, t->numel * sizeof (float));
 }
 
-/* Unfold one image [C, H, W] into columns [C*k*k, Ho*Wo] for a GEMM. */
+/* Unfold output rows oy0..oy1-1 of one image [C, H, W] into columns
+ * [C*k*k, (oy1-oy0)*Wo] for a GEMM. */
 static void
 im2col2 (const float *x, int c, int h, int w, int k, int stride, int pad_t, int pad_l,
-         int ho, int wo, float *cols)
+         int oy0, int oy1, int wo, float *cols)
 {
-  int rows = c * k * k;
+  int rows = c * k * k, ny = oy1 - oy0;
   for (int r = 0; r < rows; r++)
     {
       int ci = r / (k * k), ky = (r / k) % k, kx = r % k;
       const float *src = x + (gsize) ci * h * w;
-      float *dst = cols + (gsize) r * ho * wo;
-      for (int oy = 0; oy < ho; oy++)
+      float *dst = cols + (gsize) r * ny * wo;
+      /* Output columns whose input column lies inside the image: ox0..ox1-1
+       * (the rest is padding).  Copying that span row by row, instead of
+       * testing every element, made 512-pixel decoders several times faster. */
+      int lo = pad_l - kx, hi = w - 1 + pad_l - kx;
+      int ox0 = lo <= 0 ? 0 : (lo + stride - 1) / stride;
+      int ox1 = hi < 0 ? 0 : MIN (hi / stride + 1, wo);
+      ox0 = MIN (ox0, wo); /* never past the row, whatever the padding */
+      ox1 = MAX (ox1, ox0);
+      for (int oy = oy0; oy < oy1; oy++)
         {
           int iy = oy * stride - pad_t + ky;
-          for (int ox = 0; ox < wo; ox++)
+          float *drow = dst + (gsize) (oy - oy0) * wo;
+          const float *srow;
+          if (iy < 0 || iy >= h)
             {
-              int ix = ox * stride - pad_l + kx;
-              dst[oy * wo + ox] = (iy >= 0 && iy < h && ix >= 0 && ix < w)
-                                    ? src[iy * w + ix] : 0.0f;
+              memset (drow, 0, wo * sizeof (float));
+              continue;
             }
+          srow = src + (gsize) iy * w;
+          memset (drow, 0, ox0 * sizeof (float));
+          if (stride == 1)
+            memcpy (drow + ox0, srow + (ox0 - lo), (ox1 - ox0) * sizeof (float));
+          else
+            for (int ox = ox0; ox < ox1; ox++)
+              drow[ox] = srow[ox * stride - lo];
+          memset (drow + ox1, 0, (wo - ox1) * sizeof (float));
         }
     }
 }
 
-static void
-im2col (const float *x, int c, int h, int w, int k, int stride, int pad, int ho, int wo,
-        float *cols)
+/* The column buffer is filled a band of output rows at a time, at most
+ * 64 MiB: unfolding a whole 512-pixel layer of the SD VAE decoder at once
+ * (256 channels x 9 x 512^2) would take 2.4 GB. */
+#define COLS_BYTES ((gsize) 64 << 20)
+
+static int
+band_rows (int kdim, int ho, int wo)
 {
-  im2col2 (x, c, h, w, k, stride, pad, pad, ho, wo, cols);
+  gsize per_row = (gsize) kdim * wo * sizeof (float);
+  return (int) MAX (1, MIN ((gsize) ho, COLS_BYTES / per_row));
+}
+
+/* yb [o, ho*wo] = wt [o, c*k*k] x unfold(xb), band by band. */
+static void
+conv_gemm (const float *xb, int c, int h, int w, int k, int stride, int pad_t, int pad_l,
+           const float *wt, int o, int ho, int wo, int rows, float *cols, float *yb)
+{
+  int kdim = c * k * k;
+  gemm_threads (2.0 * o * ho * wo * kdim);
+  for (int oy0 = 0; oy0 < ho; oy0 += rows)
+    {
+      int oy1 = MIN (ho, oy0 + rows), np = (oy1 - oy0) * wo;
+      im2col2 (xb, c, h, w, k, stride, pad_t, pad_l, oy0, oy1, wo, cols);
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, o, np, kdim, 1.0f, wt, kdim,
+                   cols, np, 0.0f, yb + (gsize) oy0 * wo, ho * wo);
+    }
 }
 
 static void
@@ -101,7 +140,8 @@ cpu_conv2d (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const Gfc
   int ho = y->shape[2], wo = y->shape[3];
   int kdim = c * k * k, npix = ho * wo;
   gboolean direct = (k == 1 && stride == 1 && pad == 0);
-  float *cols = direct ? NULL : g_try_malloc ((gsize) kdim * npix * sizeof (float));
+  int rows = band_rows (kdim, ho, wo);
+  float *cols = direct ? NULL : g_try_malloc ((gsize) kdim * rows * wo * sizeof (float));
 
   if (!direct && cols == NULL)
     {
@@ -113,10 +153,13 @@ cpu_conv2d (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const Gfc
       const float *xb = CF (x) + (gsize) b * c * h * wd;
       float *yb = F (y) + (gsize) b * o * npix;
       if (!direct)
-        im2col (xb, c, h, wd, k, stride, pad, ho, wo, cols);
-      gemm_threads (2.0 * o * npix * kdim);
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, o, npix, kdim,
-                   1.0f, CF (w), kdim, direct ? xb : cols, npix, 0.0f, yb, npix);
+        conv_gemm (xb, c, h, wd, k, stride, pad, pad, CF (w), o, ho, wo, rows, cols, yb);
+      else
+        {
+          gemm_threads (2.0 * o * npix * kdim);
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, o, npix, kdim,
+                       1.0f, CF (w), kdim, xb, npix, 0.0f, yb, npix);
+        }
       if (bias != NULL)
         for (int oc = 0; oc < o; oc++)
           for (int p = 0; p < npix; p++)
@@ -445,7 +488,7 @@ cpu_conv2d_ex (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const 
   int n = x->shape[0], c = x->shape[1], h = x->shape[2], wd = x->shape[3];
   int o = w->shape[0], k = w->ndim == 4 ? w->shape[2] : 1, g = p->groups;
   int ho = y->shape[2], wo = y->shape[3];
-  int cg = c / g, og = o / g, kdim = cg * k * k, npix = ho * wo;
+  int cg = c / g, og = o / g, kdim = cg * k * k, npix = ho * wo, rows;
   float *cols;
 
   if (g == c && g == o)
@@ -455,7 +498,8 @@ cpu_conv2d_ex (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const 
                    c, h, wd, k, p, ho, wo, F (y) + (gsize) b * o * npix);
       return;
     }
-  cols = g_try_malloc ((gsize) kdim * npix * sizeof (float));
+  rows = band_rows (kdim, ho, wo);
+  cols = g_try_malloc ((gsize) kdim * rows * wo * sizeof (float));
   if (cols == NULL)
     {
       gfcg_backend_fail (be, GFCG_ERROR_NO_MEMORY, "out of memory for a convolution");
@@ -466,10 +510,8 @@ cpu_conv2d_ex (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const 
       {
         const float *xb = CF (x) + ((gsize) b * c + (gsize) gi * cg) * h * wd;
         float *yb = F (y) + ((gsize) b * o + (gsize) gi * og) * npix;
-        im2col2 (xb, cg, h, wd, k, p->stride, p->pad_top, p->pad_left, ho, wo, cols);
-        gemm_threads (2.0 * og * npix * kdim);
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, og, npix, kdim, 1.0f,
-                     CF (w) + (gsize) gi * og * kdim, kdim, cols, npix, 0.0f, yb, npix);
+        conv_gemm (xb, cg, h, wd, k, p->stride, p->pad_top, p->pad_left,
+                   CF (w) + (gsize) gi * og * kdim, og, ho, wo, rows, cols, yb);
         if (bias != NULL)
           for (int oc = 0; oc < og; oc++)
             for (int i = 0; i < npix; i++)

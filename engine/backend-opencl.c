@@ -8,7 +8,10 @@
  *   binary that does not load is deleted and rebuilt from source.
  * - Matrix products (convolutions as im2col + GEMM, linear layers, both
  *   products of attention): CLBlast where it was built in, else (or with
- *   own_gemm) the tiled kernel of gfcg.cl.
+ *   own_gemm) the tiled kernel of gfcg.cl.  Grouped convolutions are one
+ *   batched GEMM over the groups; depthwise ones a direct kernel.  A large
+ *   im2col (the SD VAE decoder at 512x512 unfolds to over a GiB) is done a
+ *   slice of images or output pixels at a time.
  * - Memory: released tensors go to a pool keyed by size, so from the second
  *   network evaluation on no buffer is created; im2col and attention use
  *   grow-only scratch buffers.  The in-order queue makes reuse safe.
@@ -43,17 +46,19 @@ enum
   K_MP_SILU, K_RELU, K_AXPBY, K_AXPBY_BATCH, K_CLIP, K_CAT, K_CAT_ONES, K_RESAMPLE_UP,
   K_RESAMPLE_DOWN, K_SCALE_CHANNELS, K_ADD_BIAS, K_HALF_TO_FLOAT, K_FLOAT_TO_HALF,
   K_PIXEL_NORM, K_AVGPOOL_GLOBAL, K_FOURIER, K_IMAGE_PREP, K_IM2COL, K_ATTN_NORM,
-  K_SOFTMAX_ROWS, K_GEMM_TILED, K_COUNT
+  K_SOFTMAX_ROWS, K_GEMM_TILED, K_CONV_DEPTHWISE, K_GN_PARTIAL, K_GN_STATS, K_GN_APPLY,
+  K_UNARY, K_CHANNEL_AFFINE, K_MAXPOOL, K_COUNT
 };
 
 static const char *const kernel_names[K_COUNT] = {
   "mp_silu", "relu", "axpby", "axpby_batch", "clip", "cat", "cat_ones", "resample_up",
   "resample_down", "scale_channels", "add_bias", "half_to_float", "float_to_half",
   "pixel_norm", "avgpool_global", "fourier", "image_prep", "im2col", "attn_norm",
-  "softmax_rows", "gemm_tiled",
+  "softmax_rows", "gemm_tiled", "conv_depthwise", "gn_partial", "gn_stats", "gn_apply",
+  "unary", "channel_affine", "maxpool",
 };
 
-enum { SCR_COLS, SCR_QKV, SCR_ATT, SCR_W, SCR_COUNT };
+enum { SCR_COLS, SCR_QKV, SCR_ATT, SCR_W, SCR_GN_PART, SCR_GN_STATS, SCR_COUNT };
 
 typedef struct
 {
@@ -83,6 +88,7 @@ typedef struct
   cl_mem           scratch[SCR_COUNT];
   gsize            scratch_bytes[SCR_COUNT];
   gsize            dev_bytes, dev_peak, budget;
+  gsize            slice_bytes; /* most scratch for one im2col slice or attention batch */
   int              fail_alloc_at, fail_kernel_at, n_allocs, n_launches;
   size_t           max_wg;
   GArray          *gemm_events; /* GemmEvent */
@@ -942,31 +948,99 @@ add_bias (ClPriv *p, GfcgTensor *y, const GfcgTensor *bias, int hw, int o)
   return LAUNCH1 (p, K_ADD_BIAS, y->numel, AM (y), AM (bias), AI (hw), AI (o));
 }
 
+/* Convolution as im2col + GEMM, w [O, C/groups, k, k].  cols holds rows =
+ * C*k*k unfolded rows per image, group gi owning rows gi*kg ..; the whole
+ * batch is unfolded at once when it fits slice_bytes, else a few images or
+ * (one image) a run of output pixels at a time, written into y with
+ * ldc = npix.  Over (image i, group gi) the cols and y blocks have uniform
+ * strides but the weights repeat every `groups`: one batched GEMM over the
+ * groups per image, or over the images when there is one group. */
+static cl_int
+conv_gemm (ClPriv *p, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+           const GfcgConvParams *cp, GfcgTensor *y)
+{
+  int n = x->shape[0], c = x->shape[1], h = x->shape[2], wd = x->shape[3];
+  int o = w->shape[0], k = w->ndim == 4 ? w->shape[2] : 1, g = cp->groups;
+  int ho = y->shape[2], wo = y->shape[3], npix = ho * wo;
+  int rows = c * k * k, kg = rows / g, og = o / g, nimg = n, np = npix;
+  gboolean direct = k == 1 && cp->stride == 1 && cp->pad_top == 0 && cp->pad_left == 0 &&
+                    cp->pad_bottom == 0 && cp->pad_right == 0;
+  gsize per_img = (gsize) rows * npix * sizeof (float);
+  cl_mem wm = NULL, cols = CT (x)->buf;
+  cl_int err = weight_mem (p, w, &wm);
+
+  if (!direct && per_img * n > p->slice_bytes)
+    {
+      nimg = (int) MAX (p->slice_bytes / per_img, 1);
+      if (per_img > p->slice_bytes)
+        {
+          gsize fit = p->slice_bytes / ((gsize) rows * sizeof (float));
+          np = (int) MAX (fit >= 64 ? fit / 64 * 64 : fit, 1);
+        }
+    }
+  for (int n0 = 0; n0 < n && err == CL_SUCCESS; n0 += nimg)
+    {
+      int ni = MIN (nimg, n - n0);
+      for (int p0 = 0; p0 < npix && err == CL_SUCCESS; p0 += np)
+        {
+          int pc = MIN (np, npix - p0);
+          size_t ob = 0, oy = (size_t) n0 * o * npix + p0;
+          if (direct) /* cols is x itself: [n][c][npix] */
+            ob = (size_t) n0 * rows * npix;
+          else
+            {
+              err = scratch (p, SCR_COLS, (gsize) ni * rows * pc * sizeof (float), &cols);
+              if (err == CL_SUCCESS)
+                err = LAUNCH (p, K_IM2COL, 3, ((size_t[]) { pc, rows, ni }), NULL, AM (x),
+                              AI (c), AI (h), AI (wd), AI (k), AI (cp->stride),
+                              AI (cp->pad_top), AI (cp->pad_left), AI (wo), AI (n0), AI (p0),
+                              AB (cols));
+            }
+          if (err == CL_SUCCESS && g == 1)
+            err = gemm (p, FALSE, FALSE, o, pc, rows, 1.0f, wm, 0, rows, 0, cols, ob, pc,
+                        (size_t) rows * pc, 0.0f, CT (y)->buf, oy, npix, (size_t) o * npix, ni);
+          for (int i = 0; i < ni && g > 1 && err == CL_SUCCESS; i++)
+            err = gemm (p, FALSE, FALSE, og, pc, kg, 1.0f, wm, 0, kg, (size_t) og * kg, cols,
+                        ob + (size_t) i * rows * pc, pc, (size_t) kg * pc, 0.0f, CT (y)->buf,
+                        oy + (size_t) i * o * npix, npix, (size_t) og * npix, g);
+        }
+    }
+  if (err == CL_SUCCESS && bias != NULL)
+    err = add_bias (p, y, bias, npix, o);
+  return err;
+}
+
 static void
 cl_conv2d (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
            int stride, int pad, GfcgTensor *y)
 {
-  ClPriv *p = PRIV (be);
-  int n = x->shape[0], c = x->shape[1], h = x->shape[2], wd = x->shape[3];
-  int o = w->shape[0], k = w->ndim == 4 ? w->shape[2] : 1;
-  int ho = y->shape[2], wo = y->shape[3], kdim = c * k * k, npix = ho * wo;
-  gboolean direct = (k == 1 && stride == 1 && pad == 0);
-  cl_mem wm = NULL, cols = CT (x)->buf;
-  cl_int err = weight_mem (p, w, &wm);
-
-  if (err == CL_SUCCESS && !direct)
-    {
-      err = scratch (p, SCR_COLS, (gsize) n * kdim * npix * sizeof (float), &cols);
-      if (err == CL_SUCCESS)
-        err = LAUNCH (p, K_IM2COL, 3, ((size_t[]) { npix, kdim, n }), NULL, AM (x), AI (c),
-                      AI (h), AI (wd), AI (k), AI (stride), AI (pad), AI (wo), AB (cols));
-    }
-  if (err == CL_SUCCESS)
-    err = gemm (p, FALSE, FALSE, o, npix, kdim, 1.0f, wm, 0, kdim, 0, cols, 0, npix,
-                (size_t) kdim * npix, 0.0f, CT (y)->buf, 0, npix, (size_t) o * npix, n);
-  if (err == CL_SUCCESS && bias != NULL)
-    err = add_bias (p, y, bias, npix, o);
+  GfcgConvParams cp = gfcg_conv_params (stride, pad, 1);
+  cl_int err = conv_gemm (PRIV (be), x, w, bias, &cp, y);
   FAIL_OR_REPEAT (be, err, "conv2d", be->ops->conv2d (be, x, w, bias, stride, pad, y));
+}
+
+static void
+cl_conv2d_ex (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+              const GfcgConvParams *cp, GfcgTensor *y)
+{
+  ClPriv *p = PRIV (be);
+  int c = x->shape[1], k = w->ndim == 4 ? w->shape[2] : 1;
+  cl_int err;
+
+  if (cp->groups == c && cp->groups == w->shape[0])
+    {
+      cl_mem wm = NULL;
+      size_t g[3] = { y->shape[3], y->shape[2], (size_t) y->shape[0] * c };
+      err = weight_mem (p, w, &wm);
+      if (err == CL_SUCCESS) /* without a bias the weights stand in for it (unread) */
+        err = LAUNCH (p, K_CONV_DEPTHWISE, 3, g, NULL, AM (x), AB (wm),
+                      bias != NULL ? AM (bias) : AB (wm), AI (bias != NULL), AI (c),
+                      AI (x->shape[2]), AI (x->shape[3]), AI (k), AI (cp->stride),
+                      AI (cp->pad_top), AI (cp->pad_left), AM (y));
+    }
+  else
+    err = conv_gemm (p, x, w, bias, cp, y);
+  FAIL_OR_REPEAT (be, err, "conv2d_ex", be->ops->conv2d_ex (be, x, w, bias, cp, y));
 }
 
 static void
@@ -1166,6 +1240,127 @@ cl_image_prep (GfcgBackend *be, const GfcgTensor *x, const float *mean, const fl
   FAIL_OR_REPEAT (be, err, "image_prep", be->ops->image_prep (be, x, mean, std, y));
 }
 
+/* ---- decoder and ImageNet-classifier ops ----------------------------------------------- */
+
+/* A power-of-two work-group size for a tree reduction over `len` values. */
+static size_t
+reduce_local (ClPriv *p, int kernel, size_t cap, size_t len)
+{
+  size_t ls = 1, kmax = 0;
+  if (clGetKernelWorkGroupInfo (p->k[kernel], p->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                sizeof kmax, &kmax, NULL) == CL_SUCCESS && kmax > 0)
+    cap = MIN (cap, kmax);
+  cap = MIN (cap, p->max_wg);
+  while (ls * 2 <= cap && ls * 2 <= len)
+    ls *= 2;
+  return ls;
+}
+
+static void
+cl_group_norm (GfcgBackend *be, const GfcgTensor *x, int groups, float eps,
+               const GfcgTensor *gamma, const GfcgTensor *beta, gboolean silu, GfcgTensor *y)
+{
+  ClPriv *p = PRIV (be);
+  int c = x->shape[1], cg = c / groups, hw = x->shape[2] * x->shape[3];
+  int ng = x->shape[0] * groups, len = cg * hw, slices, chunk;
+  size_t ls = reduce_local (p, K_GN_PARTIAL, 256, len);
+  cl_mem part = NULL, stats = NULL;
+  cl_int err;
+
+  /* About 64 values per work-item, and at most 64 slices per group (the
+   * slices are combined by one work-item each in gn_stats). */
+  slices = (int) CLAMP ((len + ls * 64 - 1) / (ls * 64), 1, 64);
+  chunk = (len + slices - 1) / slices;
+  slices = (len + chunk - 1) / chunk;
+  err = scratch (p, SCR_GN_PART, (gsize) ng * slices * 3 * sizeof (float), &part);
+  if (err == CL_SUCCESS)
+    err = scratch (p, SCR_GN_STATS, (gsize) ng * 2 * sizeof (float), &stats);
+  if (err == CL_SUCCESS)
+    err = LAUNCH (p, K_GN_PARTIAL, 2, ((size_t[]) { ls * slices, ng }), ((size_t[]) { ls, 1 }),
+                  AM (x), AI (len), AI (chunk), AB (part), AL (ls * sizeof (float)),
+                  AL (ls * sizeof (float)), AL (ls * sizeof (float)));
+  if (err == CL_SUCCESS)
+    err = LAUNCH1 (p, K_GN_STATS, ng, AB (part), AI (slices), AF (eps), AB (stats));
+  if (err == CL_SUCCESS)
+    err = LAUNCH1 (p, K_GN_APPLY, x->numel, AM (x), AB (stats), AM (gamma), AM (beta), AI (c),
+                   AI (cg), AI (hw), AI (silu), AM (y));
+  FAIL_OR_REPEAT (be, err, "group_norm",
+                  be->ops->group_norm (be, x, groups, eps, gamma, beta, silu, y));
+}
+
+static void
+cl_unary (GfcgBackend *be, const GfcgTensor *x, GfcgUnary f, float a, GfcgTensor *y)
+{
+  /* The kernel's codes are GfcgUnary's values. */
+  cl_int err = LAUNCH1 (PRIV (be), K_UNARY, x->numel, AM (x), AI (f), AF (a), AM (y));
+  FAIL_OR_REPEAT (be, err, "unary", be->ops->unary (be, x, f, a, y));
+}
+
+static void
+cl_maxpool (GfcgBackend *be, const GfcgTensor *x, int k, int stride, int pad, GfcgTensor *y)
+{
+  size_t g[3] = { y->shape[3], y->shape[2], (size_t) y->shape[0] * y->shape[1] };
+  cl_int err = LAUNCH (PRIV (be), K_MAXPOOL, 3, g, NULL, AM (x), AI (x->shape[2]),
+                       AI (x->shape[3]), AI (k), AI (stride), AI (pad), AM (y));
+  FAIL_OR_REPEAT (be, err, "maxpool", be->ops->maxpool (be, x, k, stride, pad, y));
+}
+
+static void
+cl_channel_affine (GfcgBackend *be, const GfcgTensor *x, const float *scale, const float *shift,
+                   GfcgTensor *y)
+{
+  ClPriv *p = PRIV (be);
+  int c = x->shape[1];
+  float *ss = g_new (float, 2 * c);
+  cl_int err;
+  cl_mem m;
+  memcpy (ss, scale, c * sizeof (float));
+  memcpy (ss + c, shift, c * sizeof (float));
+  m = host_buffer (p, ss, 2 * c, &err);
+  g_free (ss);
+  if (err == CL_SUCCESS)
+    {
+      err = LAUNCH1 (p, K_CHANNEL_AFFINE, x->numel, AM (x), AB (m), AI (c),
+                     AI (x->shape[2] * x->shape[3]), AM (y));
+      clReleaseMemObject (m);
+    }
+  FAIL_OR_REPEAT (be, err, "channel_affine", be->ops->channel_affine (be, x, scale, shift, y));
+}
+
+/* As cl_attention without the normalisation: head h of sample n is the
+ * contiguous block b = n*heads + h of dim x hw floats in each of q, k, v
+ * and y.  The score matrices go through scratch a few batches at a time
+ * (a 64x64 latent has 4096 x 4096 scores per head). */
+static void
+cl_attention_qkv (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,
+                  const GfcgTensor *v, int heads, float scale, GfcgTensor *y)
+{
+  ClPriv *p = PRIV (be);
+  int dim = q->shape[1] / heads, hw = q->shape[2] * q->shape[3], nb = q->shape[0] * heads;
+  gsize att_bytes = (gsize) hw * hw * sizeof (float);
+  int step = (int) CLAMP (p->slice_bytes / att_bytes, 1, (gsize) nb);
+  size_t ls = reduce_local (p, K_SOFTMAX_ROWS, 128, hw), blk = (size_t) dim * hw;
+  cl_mem att = NULL;
+  cl_int err = scratch (p, SCR_ATT, step * att_bytes, &att);
+
+  for (int b0 = 0; b0 < nb && err == CL_SUCCESS; b0 += step)
+    {
+      int bc = MIN (step, nb - b0);
+      /* att[b] [q, k] = scale q[b]^T k[b] */
+      err = gemm (p, TRUE, FALSE, hw, hw, dim, scale, CT (q)->buf, b0 * blk, hw, blk,
+                  CT (k)->buf, b0 * blk, hw, blk, 0.0f, att, 0, hw, (size_t) hw * hw, bc);
+      if (err == CL_SUCCESS)
+        err = LAUNCH (p, K_SOFTMAX_ROWS, 1, ((size_t[]) { (size_t) bc * hw * ls }),
+                      ((size_t[]) { ls }), AB (att), AI (hw), AL (ls * sizeof (float)));
+      /* y[b] [c, q] = sum_k v[b] [c, k] att[b] [q, k] */
+      if (err == CL_SUCCESS)
+        err = gemm (p, FALSE, TRUE, dim, hw, hw, 1.0f, CT (v)->buf, b0 * blk, hw, blk, att, 0,
+                    hw, (size_t) hw * hw, 0.0f, CT (y)->buf, b0 * blk, hw, blk, bc);
+    }
+  FAIL_OR_REPEAT (be, err, "attention_qkv",
+                  be->ops->attention_qkv (be, q, k, v, heads, scale, y));
+}
+
 static const GfcgBackendOps cl_ops = {
   .name = "opencl",
   .destroy = cl_destroy,
@@ -1189,6 +1384,12 @@ static const GfcgBackendOps cl_ops = {
   .fourier = cl_fourier,
   .avgpool_global = cl_avgpool_global,
   .image_prep = cl_image_prep,
+  .conv2d_ex = cl_conv2d_ex,
+  .group_norm = cl_group_norm,
+  .unary = cl_unary,
+  .maxpool = cl_maxpool,
+  .channel_affine = cl_channel_affine,
+  .attention_qkv = cl_attention_qkv,
 };
 
 /* ---- creation ------------------------------------------------------------------- */
@@ -1234,6 +1435,11 @@ gfcg_backend_opencl_new (int index, const GfcgClOptions *options, GError **error
   p->budget = budget_env != NULL ? (gsize) g_ascii_strtoull (budget_env, NULL, 10) << 20
                                  : (gsize) (p->info.global_mem / 10 * 9);
   clGetDeviceInfo (f.d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof p->max_wg, &p->max_wg, NULL);
+  /* 256 MiB of im2col or attention scores at a time (KiB from the
+   * environment, for tests of the slicing with small tensors). */
+  p->slice_bytes = env_int ("GFCG_OPENCL_SLICE_KB") > 0
+                     ? (gsize) env_int ("GFCG_OPENCL_SLICE_KB") << 10
+                     : MIN ((gsize) 256 << 20, (gsize) p->info.max_alloc);
   p->ctx = clCreateContext ((cl_context_properties[]) { CL_CONTEXT_PLATFORM,
                                                         (cl_context_properties) f.p, 0 },
                             1, &f.d, NULL, NULL, &err);

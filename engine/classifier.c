@@ -8,6 +8,8 @@
 
 static const ClassifierArch *const archs[] = {
   &classifier_arch_resnet_cnn,
+  &classifier_arch_mobilenet_v2,
+  &classifier_arch_resnet50,
 };
 
 struct _Classifier

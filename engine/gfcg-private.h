@@ -51,6 +51,8 @@ typedef struct
 } ClassifierArch;
 
 extern const ClassifierArch classifier_arch_resnet_cnn;   /* cls-resnet-cnn.c */
+extern const ClassifierArch classifier_arch_mobilenet_v2; /* cls-mobilenet-v2.c */
+extern const ClassifierArch classifier_arch_resnet50;     /* cls-resnet50.c */
 
 Classifier *classifier_load    (GfcgBackend *be, const char *arch, JsonObject *config,
                                 const char *file, GError **error);
@@ -63,6 +65,52 @@ const char *classifier_arch    (const Classifier *c);
 /* Logits [n, n_outputs] for images x [n, C, H, W] in [-1, 1]. */
 gboolean    classifier_logits  (Classifier *c, int n, int channels, int h, int w,
                                 const float *x, float *logits, GError **error);
+
+/* ---- latent decoders (decoder.c: the latent-to-picture chain; one file per arch) ---- */
+
+#define GFCG_MAX_LATENT_CHANNELS 16
+
+typedef struct _Decoder Decoder;
+
+/* One decoder architecture: it builds the network; decoder.c maps latents
+ * in and pictures out with the constants below. */
+typedef struct
+{
+  const char *name;                  /* pack.json "arch" */
+  double      latent_scale;          /* default: raw SD latent -> network input */
+  float       out_scale, out_shift;  /* network output -> SD VAE decoder units */
+  /* Reads the arch's config and weights; where names the component. */
+  gpointer    (*load)    (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st,
+                          const char *where, int *latent_channels, int *factor,
+                          gsize *n_params, GError **error);
+  /* [n, latent_channels, h, w] -> [n, 3, factor h, factor w]. */
+  GfcgTensor *(*forward) (gpointer net, const GfcgTensor *z);
+  void        (*free)    (gpointer net);
+} DecoderArch;
+
+extern const DecoderArch decoder_arch_sd_vae;   /* dec-sd-vae.c */
+extern const DecoderArch decoder_arch_taesd;    /* dec-taesd.c */
+
+/* pack.json "latent": network latent x -> raw latent x * scale + shift, and
+ * the decoder outputs (SD VAE units) that stand for black and white. */
+typedef struct
+{
+  float scale[GFCG_MAX_LATENT_CHANNELS], shift[GFCG_MAX_LATENT_CHANNELS];
+  float black, white;
+} LatentSpace;
+
+Decoder    *decoder_load    (GfcgBackend *be, const char *component, const char *arch,
+                             JsonObject *config, const char *file, GError **error);
+void        decoder_free    (Decoder *d);
+const char *decoder_arch    (const Decoder *d);
+int         decoder_factor  (const Decoder *d);
+int         decoder_latent_channels (const Decoder *d);
+gsize       decoder_n_params (const Decoder *d);
+guint       decoder_n_unused (const Decoder *d);
+/* Network latents x [n, C, h, w] -> pictures rgb [n, 3, f h, f w] in [-1, 1];
+ * decoded (may be NULL) gets the network's own output, before the mapping. */
+gboolean    decoder_decode  (Decoder *d, const LatentSpace *ls, int n, int h, int w,
+                             const float *x, float *rgb, float *decoded, GError **error);
 
 /* ---- packs (pack.c) ---- */
 
@@ -82,11 +130,18 @@ struct _GfcgPack
   PackClass   *classes;
   Edm2Net     *main, *guide, *uncond;
   Classifier  *classifier;
-  gboolean     has_decoder;
+  Decoder     *decoder, *preview; /* latent packs: final pictures; GFCG's view and previews */
+  LatentSpace  latent;
   JsonObject  *defaults;    /* may be NULL */
 };
 
 Edm2Net *pack_net (GfcgPack *pack, const char *net, GError **error);
+/* Network-space images [n, C, R, R] as pictures [n, 3, *size, *size] in
+ * [-1, 1]: the preview decoder (else the decoder) when preview is set, the
+ * decoder otherwise; pixel packs return x itself.  Free with pack_picture_free. */
+float   *pack_picture (GfcgPack *pack, gboolean preview, int n, const float *x, int *size,
+                       GError **error);
+void     pack_picture_free (const float *x, float *picture);
 
 /* ---- config helpers (pack.c) ---- */
 

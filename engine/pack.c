@@ -121,6 +121,8 @@ gfcg_pack_free (GfcgPack *pack)
   edm2_free (pack->guide);
   edm2_free (pack->uncond);
   classifier_free (pack->classifier);
+  decoder_free (pack->decoder);
+  decoder_free (pack->preview);
   for (int i = 0; i < pack->n_classes; i++)
     {
       g_free (pack->classes[i].wnid);
@@ -208,17 +210,16 @@ load_component (GfcgPack *pack, JsonObject *comps, const char *name, GError **er
       return FALSE;
     }
   config = json_object_get_object_member (comp, "config");
-  if (strcmp (name, "decoder") == 0)
-    {
-      /* Decoders (VAE, TAESD) arrive with the real-models work. */
-      pack->has_decoder = TRUE;
-      return TRUE;
-    }
   if ((file = component_file (pack, comp, name, error)) == NULL)
     return FALSE;
   if (strcmp (name, "classifier") == 0)
     {
       ok = (pack->classifier = classifier_load (pack->ctx->be, arch, config, file, error)) != NULL;
+    }
+  else if (strcmp (name, "decoder") == 0 || strcmp (name, "preview") == 0)
+    {
+      Decoder **slot = strcmp (name, "decoder") == 0 ? &pack->decoder : &pack->preview;
+      ok = (*slot = decoder_load (pack->ctx->be, name, arch, config, file, error)) != NULL;
     }
   else if (strcmp (arch, "edm2-unet") != 0)
     g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
@@ -262,6 +263,119 @@ check_net (GfcgPack *pack, Edm2Net *net, const char *name, gboolean conditional,
   return FALSE;
 }
 
+/* A list of n numbers under key (absent: def, unless def is NULL). */
+static gboolean
+cfg_float_list (JsonObject *o, const char *key, int n, const float *def, float *out,
+                const char *where, GError **error)
+{
+  JsonNode *node = json_object_get_member (o, key);
+  JsonArray *a;
+  if (node == NULL && def != NULL)
+    {
+      memcpy (out, def, n * sizeof (float));
+      return TRUE;
+    }
+  if (node == NULL || !JSON_NODE_HOLDS_ARRAY (node) ||
+      json_array_get_length (a = json_node_get_array (node)) != (guint) n)
+    goto bad;
+  for (int i = 0; i < n; i++)
+    {
+      JsonNode *e = json_array_get_element (a, i);
+      if (!node_is_number (e))
+        goto bad;
+      out[i] = (float) json_node_get_double (e);
+    }
+  return TRUE;
+bad:
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: 'latent.%s' must be a list of %d numbers",
+               where, key, n);
+  return FALSE;
+}
+
+/* pack.json "latent": EDM2's standardisation of SD latents by default. */
+static gboolean
+load_latent_space (GfcgPack *pack, JsonObject *root, const char *where, GError **error)
+{
+  static const float edm2_mean[4] = { 5.81f, 3.25f, 0.12f, -2.15f };
+  static const float edm2_std[4] = { 4.17f, 4.62f, 3.71f, 3.28f };
+  static const float unit[2] = { 0.0f, 1.0f };
+  JsonNode *n = json_object_get_member (root, "latent");
+  JsonObject *o;
+  float mean[GFCG_MAX_LATENT_CHANNELS], std[GFCG_MAX_LATENT_CHANNELS], range[2];
+  double final_mean, final_std;
+  int c = pack->channels;
+  gboolean edm2 = c == 4;
+
+  if (n != NULL && !JSON_NODE_HOLDS_OBJECT (n))
+    return cfg_error (error, where, "latent", "must be an object");
+  if (n == NULL && !edm2)
+    return cfg_error (error, where, "latent", "is needed to decode latents that are not SD's 4 channels");
+  o = n != NULL ? json_node_get_object (n) : json_object_new ();
+  if (c > GFCG_MAX_LATENT_CHANNELS)
+    cfg_error (error, where, "channels", "is too many for a decoder");
+  else if (cfg_float_list (o, "raw_mean", c, edm2 ? edm2_mean : NULL, mean, where, error) &&
+           cfg_float_list (o, "raw_std", c, edm2 ? edm2_std : NULL, std, where, error) &&
+           cfg_float_list (o, "decoded_range", 2, unit, range, where, error) &&
+           cfg_double (o, "final_mean", 0.0, FALSE, &final_mean, where, error) &&
+           cfg_double (o, "final_std", 0.5, FALSE, &final_std, where, error))
+    {
+      gboolean ok = final_std > 0.0 && range[1] != range[0];
+      for (int i = 0; i < c; i++)
+        {
+          ok &= std[i] > 0.0f;
+          pack->latent.scale[i] = (float) (std[i] / final_std);
+          pack->latent.shift[i] = (float) (mean[i] - final_mean * std[i] / final_std);
+        }
+      pack->latent.black = range[0];
+      pack->latent.white = range[1];
+      if (n == NULL)
+        json_object_unref (o);
+      if (ok)
+        return TRUE;
+      return cfg_error (error, where, "latent",
+                        "needs raw_std and final_std > 0 and a decoded_range of two different values");
+    }
+  if (n == NULL)
+    json_object_unref (o);
+  return FALSE;
+}
+
+/* Decoders belong to latent packs and must fit the networks. */
+static gboolean
+check_decoders (GfcgPack *pack, JsonObject *root, const char *where, GError **error)
+{
+  Decoder *decs[2] = { pack->decoder, pack->preview };
+  const char *names[2] = { "decoder", "preview" };
+
+  if (pack->preview != NULL && pack->decoder == NULL)
+    return cfg_error (error, where, "components.preview", "needs a 'decoder' component too");
+  if (pack->decoder == NULL)
+    return TRUE;
+  if (strcmp (pack->kind, "latent") != 0)
+    return cfg_error (error, where, "components.decoder", "belongs to latent packs only");
+  if (!load_latent_space (pack, root, where, error))
+    return FALSE;
+  for (int i = 0; i < 2; i++)
+    {
+      int f = decs[i] != NULL ? decoder_factor (decs[i]) : 0;
+      if (decs[i] == NULL)
+        continue;
+      if (decoder_latent_channels (decs[i]) != pack->channels)
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                     "%s: component '%s' decodes %d latent channels, the pack has %d", where,
+                     names[i], decoder_latent_channels (decs[i]), pack->channels);
+      else if (edm2_resolution (pack->main) * f != pack->resolution)
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                     "%s: component '%s' turns %d latent pixels into %d, the pack's resolution "
+                     "is %d", where, names[i], edm2_resolution (pack->main),
+                     edm2_resolution (pack->main) * f, pack->resolution);
+      else
+        continue;
+      return FALSE;
+    }
+  return TRUE;
+}
+
 GfcgPack *
 gfcg_pack_load (GfcgContext *ctx, const char *dir, GError **error)
 {
@@ -272,7 +386,8 @@ gfcg_pack_load (GfcgContext *ctx, const char *dir, GError **error)
   JsonObject *o, *comps;
   GError *err = NULL;
   const char *fmt;
-  static const char *const order[] = { "main", "guide", "uncond", "classifier", "decoder" };
+  static const char *const order[] = { "main", "guide", "uncond", "classifier", "decoder",
+                                       "preview" };
 
   pack->ctx = ctx;
   pack->dir = g_strdup (dir);
@@ -342,6 +457,8 @@ gfcg_pack_load (GfcgContext *ctx, const char *dir, GError **error)
                    path, pack->resolution, edm2_resolution (pack->main));
       goto fail;
     }
+  if (!check_decoders (pack, o, path, error))
+    goto fail;
   if (pack->classifier != NULL && !classifier_imagenet_space (pack->classifier) &&
       classifier_n_outputs (pack->classifier) != pack->n_classes)
     {
@@ -476,7 +593,9 @@ gfcg_pack_has_component (const GfcgPack *pack, const char *c)
   if (g_strcmp0 (c, "classifier") == 0)
     return pack->classifier != NULL;
   if (g_strcmp0 (c, "decoder") == 0)
-    return pack->has_decoder;
+    return pack->decoder != NULL;
+  if (g_strcmp0 (c, "preview") == 0)
+    return pack->preview != NULL;
   return FALSE;
 }
 
@@ -490,6 +609,22 @@ describe_net (GString *s, const char *name, Edm2Net *net)
                           edm2_resolution (net), edm2_resolution (net), edm2_label_dim (net));
   if (edm2_n_unused (net) > 0)
     g_string_append_printf (s, " (%u unused tensors ignored)", edm2_n_unused (net));
+  g_string_append_c (s, '\n');
+}
+
+static void
+describe_decoder (GString *s, const char *name, const Decoder *d, const GfcgPack *pack)
+{
+  int lr;
+  if (d == NULL)
+    return;
+  lr = edm2_resolution (pack->main);
+  g_string_append_printf (s, "  %-10s %s, %.2fM parameters, %dx%dx%d latent -> %dx%d RGB",
+                          name, decoder_arch (d), decoder_n_params (d) / 1e6,
+                          decoder_latent_channels (d), lr, lr, lr * decoder_factor (d),
+                          lr * decoder_factor (d));
+  if (decoder_n_unused (d) > 0)
+    g_string_append_printf (s, " (%u unused tensors ignored)", decoder_n_unused (d));
   g_string_append_c (s, '\n');
 }
 
@@ -507,13 +642,17 @@ gfcg_pack_describe (const GfcgPack *pack)
   describe_net (s, "guide", pack->guide);
   describe_net (s, "uncond", pack->uncond);
   if (pack->classifier != NULL)
-    g_string_append_printf (s, "  %-10s resnet-cnn, %.2fM parameters, %d px input, %d outputs (%s)\n",
-                            "classifier", classifier_n_params (pack->classifier) / 1e6,
+    g_string_append_printf (s, "  %-10s %s, %.2fM parameters, %d px input, %d outputs (%s)\n",
+                            "classifier", classifier_arch (pack->classifier),
+                            classifier_n_params (pack->classifier) / 1e6,
                             classifier_resolution (pack->classifier),
                             classifier_n_outputs (pack->classifier),
                             classifier_imagenet_space (pack->classifier) ? "ImageNet" : "pack classes");
-  if (pack->has_decoder)
-    g_string_append_printf (s, "  %-10s present (not yet supported by this engine)\n", "decoder");
+  describe_decoder (s, "decoder", pack->decoder, pack);
+  describe_decoder (s, "preview", pack->preview, pack);
+  if (strcmp (pack->kind, "latent") == 0 && pack->decoder == NULL)
+    g_string_append_printf (s, "  %-10s none: `gfcg denoise` works, sampling needs one\n",
+                            "decoder");
   gfcg_sample_options_init (&o, pack);
   g_string_append_printf (s, "defaults:   mode %s, %d steps, guidance %g, s_max %g, T %g, window"
                           " [%g, %g]%s\nclasses (%d):\n",
@@ -600,4 +739,67 @@ gfcg_pack_classify (GfcgPack *pack, int n, int height, int width, const float *x
       !classifier_logits (pack->classifier, n, 3, height, width, x, logits, error))
     return -1;
   return classifier_n_outputs (pack->classifier);
+}
+
+float *
+pack_picture (GfcgPack *pack, gboolean preview, int n, const float *x, int *size, GError **error)
+{
+  Decoder *d = preview && pack->preview != NULL ? pack->preview : pack->decoder;
+  int r = edm2_resolution (pack->main);
+  float *rgb;
+
+  if (strcmp (pack->kind, "latent") != 0)
+    {
+      *size = r;
+      return (float *) x;
+    }
+  if (d == NULL)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "pack '%s' is a latent pack without a decoder", pack->name);
+      return NULL;
+    }
+  *size = r * decoder_factor (d);
+  rgb = g_try_new (float, (gsize) n * 3 * *size * *size);
+  if (rgb == NULL)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_NO_MEMORY, "no memory for decoded pictures");
+      return NULL;
+    }
+  if (!decoder_decode (d, &pack->latent, n, r, r, x, rgb, NULL, error))
+    g_clear_pointer (&rgb, g_free);
+  return rgb;
+}
+
+void
+pack_picture_free (const float *x, float *picture)
+{
+  if (picture != x)
+    g_free (picture);
+}
+
+int
+gfcg_pack_decode (GfcgPack *pack, const char *decoder, int n, int height, int width,
+                  const float *x, float *rgb, float *decoded, GError **error)
+{
+  Decoder *d = g_strcmp0 (decoder, "decoder") == 0   ? pack->decoder
+               : g_strcmp0 (decoder, "preview") == 0 ? pack->preview : NULL;
+  if (d == NULL)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "pack '%s' has no decoder component '%s'", pack->name,
+                   decoder != NULL ? decoder : "(null)");
+      return -1;
+    }
+  if (rgb == NULL)
+    return decoder_factor (d);
+  if (n < 1 || height < 1 || width < 1)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "nothing to decode (%d latents of %dx%d)", n, height, width);
+      return -1;
+    }
+  if (!decoder_decode (d, &pack->latent, n, height, width, x, rgb, decoded, error))
+    return -1;
+  return decoder_factor (d);
 }

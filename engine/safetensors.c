@@ -410,7 +410,11 @@ gfcg_st_write (const char *path, const GfcgStWrite *tensors, guint n, GError **e
     }
   json_builder_end_object (b);
   gen = json_generator_new ();
-  json_generator_set_root (gen, json_builder_get_root (b));
+  {
+    JsonNode *root = json_builder_get_root (b); /* a new reference: ours to free */
+    json_generator_set_root (gen, root);
+    json_node_unref (root);
+  }
   header = json_generator_to_data (gen, &hlen);
   g_object_unref (gen);
   g_object_unref (b);

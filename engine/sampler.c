@@ -10,6 +10,7 @@
 struct _GfcgImage
 {
   int           width, height, channels, steps, nfe;
+  int           raw_size;  /* network resolution: latent packs decode to width */
   guchar       *rgb;
   float        *raw;
   GArray       *trace; /* GfcgStepInfo */
@@ -131,9 +132,10 @@ gfcg_sample_options_validate (const GfcgSampleOptions *o, const GfcgPack *pack, 
   if (mode_uses_guide (o->mode) && pack->guide == NULL)
     return invalid (error, "mode %s needs a guide network, and pack '%s' has none",
                     gfcg_mode_to_string (o->mode), pack->name);
-  if (strcmp (pack->kind, "latent") == 0)
-    return invalid (error, "pack '%s' is a latent pack: sampling it needs a VAE decoder, which "
-                    "this engine does not support yet (gfcg denoise works)", pack->name);
+  if (strcmp (pack->kind, "latent") == 0 && pack->decoder == NULL)
+    return invalid (error, "pack '%s' is a latent pack without a 'decoder' component: it cannot "
+                    "make pictures (gfcg denoise works; tools/convert-edm2 --vae adds one)",
+                    pack->name);
   return TRUE;
 }
 
@@ -263,15 +265,19 @@ onehot (Sampler *s, int k)
   return v;
 }
 
-/* Classifies x_c and fills c_ref, p_c, p_ref, r, a, s of info. */
+/* Classifies x_c and fills c_ref, p_c, p_ref, r, a, s of info.  Latent
+ * packs show the classifier x_c through the preview decoder. */
 static gboolean
 gfcg_reference (Sampler *s, const float *x_c, GfcgStepInfo *info, GError **error)
 {
-  int c = s->o->class_index, best = -1;
+  int c = s->o->class_index, best = -1, size;
   double *p = s->probs;
+  float *pic = pack_picture (s->pack, TRUE, 1, x_c, &size, error);
+  gboolean ok = pic != NULL &&
+                classify_probs (s->pack, 1, size, size, pic, s->o->temperature, p, error);
 
-  int res = edm2_resolution (s->pack->main);
-  if (!classify_probs (s->pack, 1, res, res, x_c, s->o->temperature, p, error))
+  pack_picture_free (x_c, pic);
+  if (!ok)
     return FALSE;
   for (int k = 0; k < s->n_classes; k++)
     if (k != c && (best < 0 || p[k] > p[best]))
@@ -421,15 +427,27 @@ sigma_at (const GfcgSampleOptions *o, int i)
 }
 
 static gboolean
-report (const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointer data, int eval,
-        const GfcgStepInfo *info, const float *pred, int c, int h, int w, GError **error)
+report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointer data,
+        int eval, const GfcgStepInfo *info, const float *pred, GError **error)
 {
   gboolean go = TRUE;
-  if (cb != NULL)
+  if (cb != NULL && o->no_previews)
     {
-      guchar *rgb = g_new (guchar, (gsize) h * w * 3);
-      GfcgProgress p = { eval, 2 * o->steps - 1, info, rgb, w, h };
-      gfcg_to_rgb8 (pred, c, h, w, rgb);
+      GfcgProgress p = { eval, 2 * o->steps - 1, info, NULL, 0, 0 };
+      go = cb (&p, data);
+    }
+  else if (cb != NULL)
+    {
+      int size, c = strcmp (pack->kind, "latent") == 0 ? 3 : pack->channels;
+      float *pic = pack_picture (pack, TRUE, 1, pred, &size, error);
+      guchar *rgb;
+      GfcgProgress p = { eval, 2 * o->steps - 1, info, NULL, size, size };
+      if (pic == NULL)
+        return FALSE;
+      rgb = g_new (guchar, (gsize) size * size * 3);
+      gfcg_to_rgb8 (pic, c, size, size, rgb);
+      pack_picture_free (pred, pic);
+      p.preview = rgb;
       go = cb (&p, data);
       g_free (rgb);
     }
@@ -444,9 +462,9 @@ GfcgImage *
 gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progress,
              gpointer user_data, GError **error)
 {
-  int c = pack->channels, res = edm2_resolution (pack->main), eval = 0;
+  int c = pack->channels, res = edm2_resolution (pack->main), eval = 0, size = 0;
   gsize per = (gsize) c * res * res;
-  float *x, *d, *pred, *xn;
+  float *x, *d, *pred, *xn, *pic = NULL;
   Sampler s = { 0 };
   GfcgImage *img = NULL;
   gint64 t0 = g_get_monotonic_time ();
@@ -481,7 +499,7 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
         break;
       img->nfe += info.nfe;
       g_array_append_val (img->trace, info);
-      ok = report (o, progress, user_data, eval++, &info, pred, c, res, res, error);
+      ok = report (pack, o, progress, user_data, eval++, &info, pred, error);
       for (gsize e = 0; e < per; e++)
         {
           d[e] = (float) ((x[e] - (double) pred[e]) / t_cur);
@@ -495,7 +513,7 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
             break;
           img->nfe += info2.nfe;
           g_array_append_val (img->trace, info2);
-          ok = report (o, progress, user_data, eval++, &info2, pred, c, res, res, error);
+          ok = report (pack, o, progress, user_data, eval++, &info2, pred, error);
           for (gsize e = 0; e < per; e++)
             {
               double d2 = (xn[e] - (double) pred[e]) / t_next;
@@ -505,23 +523,28 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
       memcpy (x, xn, per * sizeof (float));
     }
 
+  /* The final picture: latent packs through the full decoder. */
+  if (ok && (pic = pack_picture (pack, FALSE, 1, x, &size, error)) == NULL)
+    ok = FALSE;
   if (ok)
     {
-      img->width = img->height = res;
+      gboolean latent = pic != x;
+      img->width = img->height = size;
+      img->raw_size = res;
       img->channels = c;
       img->steps = o->steps;
       img->options = *o;
       img->options.cancellable = NULL;
       img->raw = g_memdup2 (x, per * sizeof (float));
-      img->rgb = g_new (guchar, (gsize) res * res * 3);
-      gfcg_to_rgb8 (x, c, res, res, img->rgb);
+      img->rgb = g_new (guchar, (gsize) size * size * 3);
+      gfcg_to_rgb8 (pic, latent ? 3 : c, size, size, img->rgb);
       img->pack_name = g_strdup (pack->name);
       img->imagenet = pack->classes[o->class_index].imagenet;
       img->class_name = g_strdup (pack->classes[o->class_index].name);
       img->final_top1 = -1;
       if (pack->classifier != NULL)
         {
-          ok = classify_probs (pack, 1, res, res, x, 1.0, s.probs, error);
+          ok = classify_probs (pack, 1, size, size, pic, 1.0, s.probs, error);
           for (int k = 0; ok && k < pack->n_classes; k++)
             if (img->final_top1 < 0 || s.probs[k] > s.probs[img->final_top1])
               img->final_top1 = k;
@@ -529,6 +552,8 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
         }
       img->seconds = (g_get_monotonic_time () - t0) / 1e6;
     }
+  if (pic != NULL)
+    pack_picture_free (x, pic);
   if (!ok)
     g_clear_pointer (&img, gfcg_image_free);
   g_free (x);
@@ -565,9 +590,9 @@ gfcg_image_get_raw (const GfcgImage *i, int *channels, int *height, int *width)
   if (channels)
     *channels = i->channels;
   if (height)
-    *height = i->height;
+    *height = i->raw_size;
   if (width)
-    *width = i->width;
+    *width = i->raw_size;
   return i->raw;
 }
 

@@ -26,20 +26,12 @@ arg_error (GError **error, const char *arg, const char *fmt, ...)
 char *
 gfcg_job_pack_dir (const char *pack)
 {
-  char *def, *dir;
+  /* A folder, or the name of a pack beside the default one or fetched by
+   * `gfcg models fetch` (the engine's rule, as on the command line). */
+  char *dir = gfcg_pack_resolve (pack, NULL);
 
-  if (pack == NULL || *pack == '\0')
-    return gfcg_default_pack_dir ();
-  if (strchr (pack, G_DIR_SEPARATOR) != NULL || g_file_test (pack, G_FILE_TEST_IS_DIR))
-    return g_strdup (pack);
-  /* A bare name: a pack installed beside the default one. */
-  def = gfcg_default_pack_dir ();
-  dir = g_build_filename (def, "..", pack, NULL);
-  g_free (def);
-  if (g_file_test (dir, G_FILE_TEST_IS_DIR))
-    return dir;
-  g_free (dir);
-  return g_strdup (pack);
+  /* An unknown name stays as it is: loading it gives the error naming it. */
+  return dir != NULL ? dir : g_strdup (pack);
 }
 
 static gboolean

@@ -39,7 +39,8 @@ gboolean  gfcg_job_run           (GfcgJob             *job,
 void      gfcg_job_free          (GfcgJob             *job);
 
 /* Resolves the pack argument: "" = the default pack, a bare name = a pack
- * beside the default one, else a directory. */
+ * beside the default one or installed by `gfcg models fetch`, else a
+ * directory (gfcg_pack_resolve). */
 char     *gfcg_job_pack_dir      (const char          *pack);
 
 /* "tench (gfcg, seed 7)" for picture j. */

@@ -21,27 +21,6 @@ picker_free (gpointer data)
 }
 
 static void
-add_pack_dirs (GtkComboBoxText *combo, const char *parent)
-{
-  GDir       *dir = g_dir_open (parent, 0, NULL);
-  const char *name;
-
-  if (dir == NULL)
-    return;
-  while ((name = g_dir_read_name (dir)) != NULL)
-    {
-      char *path = g_build_filename (parent, name, NULL);
-      char *json = g_build_filename (path, "pack.json", NULL);
-
-      if (g_file_test (json, G_FILE_TEST_IS_REGULAR))
-        gtk_combo_box_text_append_text (combo, path);
-      g_free (json);
-      g_free (path);
-    }
-  g_dir_close (dir);
-}
-
-static void
 on_browse (GtkButton *button, Picker *p)
 {
   GtkWidget *chooser, *top = gtk_widget_get_toplevel (GTK_WIDGET (button));
@@ -68,20 +47,22 @@ on_browse (GtkButton *button, Picker *p)
 GtkWidget *
 gfcg_pack_picker_new (GObject *config, const char *property)
 {
+  GtkWidget *outer = gtk_box_new (GTK_ORIENTATION_VERTICAL, 2);
   GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-  GtkWidget *combo, *entry, *button;
+  GtkWidget *combo, *entry, *button, *more;
   Picker    *p = g_new0 (Picker, 1);
-  char      *def = gfcg_default_pack_dir (), *parent, *user, *hint;
+  char      *def = gfcg_default_pack_dir (), *hint;
+  char     **packs = gfcg_installed_packs ();
 
   p->config = config;
   p->property = g_strdup (property);
-  g_object_set_data_full (G_OBJECT (box), "gfcg-pack-picker", p, picker_free);
+  g_object_set_data_full (G_OBJECT (outer), "gfcg-pack-picker", p, picker_free);
   combo = gtk_combo_box_text_new_with_entry ();
-  parent = g_path_get_dirname (def);
-  add_pack_dirs (GTK_COMBO_BOX_TEXT (combo), parent);
-  user = g_build_filename (g_get_user_data_dir (), "gfcg", "models", NULL);
-  if (g_strcmp0 (user, parent) != 0)
-    add_pack_dirs (GTK_COMBO_BOX_TEXT (combo), user);
+  /* The default pack, those shipped beside it, then those `gfcg models
+   * fetch` installed: the engine's list, so the names match the command's. */
+  for (char **d = packs; *d != NULL; d++)
+    gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (combo), *d);
+  g_strfreev (packs);
   entry = gtk_bin_get_child (GTK_BIN (combo));
   hint = g_strdup_printf (_("Default: %s"), def);
   gtk_entry_set_placeholder_text (GTK_ENTRY (entry), hint);
@@ -93,11 +74,15 @@ gfcg_pack_picker_new (GObject *config, const char *property)
   button = gtk_button_new_with_mnemonic (_("_Browse..."));
   g_signal_connect (button, "clicked", G_CALLBACK (on_browse), p);
   gtk_box_pack_start (GTK_BOX (box), button, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (outer), box, FALSE, FALSE, 0);
+  more = gtk_label_new (_("More models: gfcg models list, then gfcg models fetch NAME"));
+  gtk_label_set_xalign (GTK_LABEL (more), 0.0);
+  gtk_label_set_selectable (GTK_LABEL (more), TRUE);
+  gimp_label_set_attributes (GTK_LABEL (more), PANGO_ATTR_SCALE, PANGO_SCALE_SMALL, -1);
+  gtk_box_pack_start (GTK_BOX (outer), more, FALSE, FALSE, 0);
   g_free (hint);
-  g_free (user);
-  g_free (parent);
   g_free (def);
-  return box;
+  return outer;
 }
 
 GtkWidget *

@@ -1,5 +1,6 @@
 /* gfcg-pack-picker.h — entry widgets bound to the string properties `pack`
- * (a folder: the packs found beside the default one, or Browse...) and
+ * (a folder or an installed pack's name: the packs gfcg_installed_packs()
+ * lists, or Browse..., with a line on how to fetch more) and
  * `device` (auto, cpu, opencl:N, or typed). */
 #ifndef GFCG_PACK_PICKER_H
 #define GFCG_PACK_PICKER_H

@@ -12,7 +12,7 @@ cli_bench (int argc, char **argv)
   char *pack_dir = NULL, *net = NULL, *device = NULL;
   int batch = 1, evals = 3, warmup = 1, threads = 0, steps = 32;
   GOptionEntry entries[] = {
-    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack directory (default: the default pack)", "DIR" },
+    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
     { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main (default), guide or uncond", "NET" },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N[:fp16][:tiled]", "DEV" },
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Images per network evaluation (1)", "N" },

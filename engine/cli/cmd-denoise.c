@@ -20,15 +20,51 @@ read_tensor (GfcgSafetensors *st, const char *name, int ndim, gint64 *dims, GErr
   return gfcg_st_read (st, name, ndim, e->shape, error);
 }
 
+/* --net decoder|preview: network-space latents x -> the pictures the
+ * sampler would make ("image", [-1, 1]) and the decoder's own output
+ * ("decoded"). */
+static int
+decode (GfcgPack *pack, const char *net, const float *x, const gint64 *xs, const char *out,
+        GError **error)
+{
+  int f = gfcg_pack_decode (pack, net, 0, 0, 0, NULL, NULL, NULL, error), channels;
+  float *rgb, *dec;
+  gsize n;
+  gboolean ok;
+
+  if (f < 0 || !gfcg_pack_get_net_shape (pack, "main", &channels, NULL, NULL, error))
+    return 1;
+  if (xs[0] < 1 || xs[0] > 64 || xs[1] != channels || xs[2] < 1 || xs[2] > 1024 ||
+      xs[3] < 1 || xs[3] > 1024)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "x must have shape [N <= 64, %d, H, W] with H, W <= 1024", channels);
+      return 1;
+    }
+  n = (gsize) xs[0] * 3 * xs[2] * f * xs[3] * f;
+  rgb = g_new (float, n);
+  dec = g_new (float, n);
+  ok = gfcg_pack_decode (pack, net, (int) xs[0], (int) xs[2], (int) xs[3], x, rgb, dec, error) > 0;
+  if (ok)
+    {
+      GfcgStWrite t[2] = { { "image", 4, { xs[0], 3, xs[2] * f, xs[3] * f }, rgb },
+                           { "decoded", 4, { xs[0], 3, xs[2] * f, xs[3] * f }, dec } };
+      ok = gfcg_st_write (out, t, 2, error);
+    }
+  g_free (rgb);
+  g_free (dec);
+  return ok ? 0 : 1;
+}
+
 int
 cli_denoise (int argc, char **argv)
 {
   char *pack_dir = NULL, *net = NULL, *in = NULL, *out = NULL, *device = NULL;
   GOptionEntry entries[] = {
-    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack directory", "DIR" },
-    { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main, guide, uncond or classifier", "NET" },
+    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name", "PACK" },
+    { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main, guide, uncond, classifier, decoder or preview", "NET" },
     { "in", 'i', 0, G_OPTION_ARG_FILENAME, &in, "Input safetensors: x [N,C,H,W], sigma [N], labels [N,L]", "FILE" },
-    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output safetensors: D [N,C,H,W] (classifier: logits [N,K])", "FILE" },
+    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output safetensors: D [N,C,H,W] (classifier: logits [N,K]; decoders: image, decoded [N,3,fH,fW])", "FILE" },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
     { NULL }
   };
@@ -77,6 +113,14 @@ cli_denoise (int argc, char **argv)
       if (error != NULL)
         goto fail;
       status = 0;
+      goto done;
+    }
+
+  if (strcmp (net, "decoder") == 0 || strcmp (net, "preview") == 0)
+    {
+      status = decode (pack, net, x, xs, out, &error);
+      if (status != 0)
+        goto fail;
       goto done;
     }
 
@@ -144,7 +188,7 @@ cli_classify (int argc, char **argv)
 {
   char *pack_dir = NULL, *device = NULL;
   GOptionEntry entries[] = {
-    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack directory (default: the default pack)", "DIR" },
+    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
     { NULL }
   };

@@ -6,7 +6,7 @@ cli_info (int argc, char **argv)
 {
   char *pack_dir = NULL;
   GOptionEntry entries[] = {
-    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack directory (default: the default pack)", "DIR" },
+    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
     { NULL }
   };
   GfcgContext *ctx;

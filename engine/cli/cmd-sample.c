@@ -12,8 +12,10 @@
 
 typedef struct
 {
-  gboolean quiet, tty;
-  int      image, count;
+  gboolean    quiet, tty;
+  int         image, count;
+  const char *previews;   /* --previews DIR, or NULL */
+  GError     *error;      /* writing a preview failed */
 } Progress;
 
 static volatile sig_atomic_t got_sigint;
@@ -40,7 +42,15 @@ progress_cb (const GfcgProgress *p, gpointer data)
         g_printerr ("%41s", "");
       g_printerr ("%s", pr->tty ? "" : "\n");
     }
-  return !got_sigint;
+  if (pr->previews != NULL && p->preview != NULL && pr->error == NULL)
+    {
+      char *name = g_strdup_printf ("preview-%04d-%03d.png", pr->image, p->eval);
+      char *path = g_build_filename (pr->previews, name, NULL);
+      gfcg_write_png (path, p->preview, p->width, p->height, NULL, &pr->error);
+      g_free (path);
+      g_free (name);
+    }
+  return !got_sigint && pr->error == NULL;
 }
 
 /* out.png -> out-0002.png for image j of several. */
@@ -59,14 +69,14 @@ int
 cli_sample (int argc, char **argv)
 {
   char *pack_dir = NULL, *class_spec = NULL, *mode = NULL, *out = NULL, *out_raw = NULL;
-  char *trace = NULL, *device = NULL;
+  char *trace = NULL, *device = NULL, *previews = NULL;
   double guidance = NAN, s_max = NAN, temperature = NAN, sigma_lo = NAN, sigma_hi = NAN;
   double sigma_min = NAN, sigma_max = NAN, rho = NAN;
   int steps = -1, count = 1, threads = 0, imagenet = -1;
   gint64 seed = -1;
   gboolean lagged = FALSE, no_lagged = FALSE, quiet = FALSE, verbose = FALSE;
   GOptionEntry entries[] = {
-    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack directory (default: the default pack)", "DIR" },
+    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
     { "class", 'c', 0, G_OPTION_ARG_STRING, &class_spec, "Class: pack index, name, wnid or inet:N", "CLASS" },
     { "imagenet", 0, 0, G_OPTION_ARG_INT, &imagenet, "Class by ImageNet-1k index", "N" },
     { "mode", 'm', 0, G_OPTION_ARG_STRING, &mode, "Guidance: none, cfg, atg, gfcg, gfcg+cfg, gfcg+atg, gfcg+atg-add (default: the pack's)", "MODE" },
@@ -86,6 +96,7 @@ cli_sample (int argc, char **argv)
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "PNG to write (several: FILE-0000.png, ...)", "FILE" },
     { "out-raw", 0, 0, G_OPTION_ARG_FILENAME, &out_raw, "Also write the final float state (safetensors, tensor x)", "FILE" },
     { "trace", 0, 0, G_OPTION_ARG_FILENAME, &trace, "Write the per-evaluation trace as JSON", "FILE" },
+    { "previews", 0, 0, G_OPTION_ARG_FILENAME, &previews, "Write every evaluation's preview (the denoised estimate; latent packs: through the preview decoder) as DIR/preview-IMAGE-EVAL.png", "DIR" },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all cores)", "N" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress on stderr", NULL },
@@ -126,6 +137,14 @@ cli_sample (int argc, char **argv)
     gfcg_context_set_threads (ctx, threads);
 
   gfcg_sample_options_init (&opt, pack);
+  /* Pictures of each evaluation cost a decode on latent packs: only on request. */
+  opt.no_previews = previews == NULL;
+  if (previews != NULL && g_mkdir_with_parents (previews, 0755) != 0)
+    {
+      g_set_error (&error, GFCG_ERROR, GFCG_ERROR_IO, "%s: cannot create the directory", previews);
+      cli_fail ("sample", error);
+      goto done;
+    }
   if (class_spec != NULL)
     k = gfcg_pack_find_class (pack, class_spec, &error);
   else if ((k = gfcg_pack_class_from_imagenet (pack, imagenet)) < 0)
@@ -182,6 +201,7 @@ cli_sample (int argc, char **argv)
   pr.quiet = quiet;
   pr.tty = isatty (2);
   pr.count = count;
+  pr.previews = previews;
   for (int j = 0; j < count; j++)
     {
       GfcgImage *img;
@@ -194,6 +214,13 @@ cli_sample (int argc, char **argv)
       img = gfcg_sample (pack, &opt, progress_cb, &pr, &error);
       if (pr.tty && !quiet)
         g_printerr ("\n");
+      if (pr.error != NULL)
+        {
+          g_clear_error (&error);
+          error = g_steal_pointer (&pr.error);
+          gfcg_image_free (img);
+          img = NULL;
+        }
       if (img == NULL)
         {
           cli_fail ("sample", error);
@@ -269,5 +296,6 @@ done:
   g_free (out_raw);
   g_free (trace);
   g_free (device);
+  g_free (previews);
   return status;
 }

@@ -19,13 +19,15 @@ int cli_classify (int argc, char **argv);
 int cli_info     (int argc, char **argv);
 int cli_devices  (int argc, char **argv);
 int cli_bench    (int argc, char **argv);
+int cli_models   (int argc, char **argv);
 
 /* Parses argv with the entries; prints the error and returns FALSE. */
 gboolean     cli_parse     (const char *command, const char *params, const char *summary,
                             GOptionEntry *entries, int *argc, char ***argv);
 /* Prints "gfcg CMD: message" and returns the exit status 1. */
 int          cli_fail      (const char *command, GError *error);
-/* Loads the named pack (NULL = the default pack) on the named device. */
+/* Loads the named pack (a folder, an installed pack's name, or NULL for
+ * the default pack) on the named device. */
 GfcgPack    *cli_load_pack (const char *command, const char *pack_dir, const char *device,
                             GfcgContext **ctx);
 

@@ -13,6 +13,7 @@ static const CliCommand commands[] = {
   { "info", "what a model pack holds", cli_info },
   { "devices", "list the compute devices", cli_devices },
   { "bench", "time network evaluations on a device", cli_bench },
+  { "models", "list, fetch, verify and remove the published model packs", cli_models },
 };
 
 static void
@@ -59,10 +60,13 @@ GfcgPack *
 cli_load_pack (const char *command, const char *pack_dir, const char *device, GfcgContext **ctx)
 {
   GError *error = NULL;
-  char *dir = pack_dir != NULL ? g_strdup (pack_dir) : gfcg_default_pack_dir ();
+  /* A folder, or the name of an installed pack (`gfcg models fetch`). */
+  char *dir = gfcg_pack_resolve (pack_dir, &error);
   GfcgPack *pack = NULL;
 
-  *ctx = gfcg_context_new (device, &error);
+  *ctx = NULL;
+  if (dir != NULL)
+    *ctx = gfcg_context_new (device, &error);
   if (*ctx != NULL)
     pack = gfcg_pack_load (*ctx, dir, &error);
   if (pack == NULL)

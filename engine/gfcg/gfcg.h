@@ -87,6 +87,21 @@ void        gfcg_pack_free            (GfcgPack *pack);
  * was installed (or sits in the source tree for uninstalled runs). */
 char       *gfcg_default_pack_dir     (void);
 
+/* Installed packs (models.c).  `gfcg models fetch` installs into
+ * gfcg_models_dir(): $XDG_DATA_HOME/gfcg/models. */
+char       *gfcg_models_dir           (void);
+/* The catalog of published packs `gfcg models` reads: $GFCG_CATALOG, else
+ * the installed data/models/catalog.json (the source tree's when uninstalled). */
+char       *gfcg_models_catalog_path  (void);
+/* Folders of the packs beside the default pack (the default first), then of
+ * the packs in gfcg_models_dir(), each name once; NULL-terminated. */
+char      **gfcg_installed_packs      (void);
+/* spec: NULL or "" (the default pack), a folder, or the name of an installed
+ * pack.  Returns the folder; NULL with an error for an unknown name. */
+char       *gfcg_pack_resolve         (const char *spec, GError **error);
+/* A usable pack name: letters, digits, '-', '_', '.', not hidden, no "..". */
+gboolean    gfcg_pack_name_is_valid   (const char *name);
+
 const char *gfcg_pack_get_name        (const GfcgPack *pack);
 const char *gfcg_pack_get_title       (const GfcgPack *pack);
 const char *gfcg_pack_get_licence     (const GfcgPack *pack);
@@ -130,6 +145,15 @@ int         gfcg_pack_classify        (GfcgPack *pack, int n, int height, int wi
  * probs [n, n_classes]. */
 gboolean    gfcg_pack_class_probs     (GfcgPack *pack, int n, int height, int width,
                                        const float *x, float *probs, GError **error);
+/* A latent pack's "decoder" or "preview" component on network-space latents
+ * x [n, C, height, width]: rgb gets the pictures [n, 3, f height, f width]
+ * (f: the decoder's factor, 8 for SD) in [-1, 1] as sampling makes them;
+ * decoded, when not NULL, the decoder network's own output before the
+ * mapping to pixels.  Returns f, or -1 on error; with rgb NULL it only
+ * returns f. */
+int         gfcg_pack_decode          (GfcgPack *pack, const char *decoder, int n, int height,
+                                       int width, const float *x, float *rgb, float *decoded,
+                                       GError **error);
 
 /* ---- Sampling ------------------------------------------------------------ */
 
@@ -146,6 +170,8 @@ typedef struct
   gboolean      lagged;       /* reference from the previous evaluation        */
   guint64       seed;
   GCancellable *cancellable;  /* checked between evaluations; may be NULL       */
+  gboolean      no_previews;  /* progress gets preview NULL: spares latent packs a
+                                 decode per evaluation                           */
 } GfcgSampleOptions;
 
 /* What one guided evaluation did (also the rows of the trace). */

@@ -151,6 +151,143 @@ avgpool_global (__global const float *x, int hw, __global float *y)
   y[p] = s / hw;
 }
 
+/* ---- group normalisation ---------------------------------------------------
+ * Statistics in two small steps so that a group of a million values (the
+ * SD VAE decoder at 512x512) is spread over many work-groups: gn_partial
+ * gives (count, mean, M2) of each slice of a group, Welford per work-item
+ * and Chan's combination over the work-group tree (stable in fp32, unlike
+ * sum and sum of squares); gn_stats combines the slices of a group into
+ * (mean, 1/sqrt(var + eps)); gn_apply normalises. */
+
+static void
+chan_combine (float *n, float *mean, float *m2, float nb, float meanb, float m2b)
+{
+  float na = *n, nt = na + nb, d;
+  if (nb == 0.0f)
+    return;
+  d = meanb - *mean;
+  *mean += d * (nb / nt);
+  *m2 += m2b + d * d * (na * nb / nt);
+  *n = nt;
+}
+
+/* Global size (ls * slices, n*groups), local (ls, 1); len values per group,
+ * each slice `chunk` of them.  part [n*groups][slices][3]. */
+__kernel void
+gn_partial (__global const float *x, int len, int chunk, __global float *part,
+            __local float *sn, __local float *sm, __local float *s2)
+{
+  int lid = get_local_id (0), ls = get_local_size (0), s = get_group_id (0);
+  int slices = get_num_groups (0), g = get_global_id (1);
+  int start = s * chunk, end = min (len, start + chunk);
+  __global const float *src = x + (size_t) g * len;
+  float n = 0.0f, mean = 0.0f, m2 = 0.0f;
+  for (int i = start + lid; i < end; i += ls)
+    {
+      float v = src[i], d = v - mean;
+      n += 1.0f;
+      mean += d / n;
+      m2 = fma (d, v - mean, m2);
+    }
+  sn[lid] = n;
+  sm[lid] = mean;
+  s2[lid] = m2;
+  barrier (CLK_LOCAL_MEM_FENCE);
+  for (int off = ls / 2; off > 0; off >>= 1)
+    {
+      if (lid < off)
+        {
+          float an = sn[lid], am = sm[lid], a2 = s2[lid];
+          chan_combine (&an, &am, &a2, sn[lid + off], sm[lid + off], s2[lid + off]);
+          sn[lid] = an;
+          sm[lid] = am;
+          s2[lid] = a2;
+        }
+      barrier (CLK_LOCAL_MEM_FENCE);
+    }
+  if (lid == 0)
+    {
+      __global float *o = part + ((size_t) g * slices + s) * 3;
+      o[0] = sn[0];
+      o[1] = sm[0];
+      o[2] = s2[0];
+    }
+}
+
+/* Global size (n*groups): stats [n*groups][2] = mean, 1/sqrt(var + eps). */
+__kernel void
+gn_stats (__global const float *part, int slices, float eps, __global float *stats)
+{
+  int g = get_global_id (0);
+  __global const float *p = part + (size_t) g * slices * 3;
+  float n = 0.0f, mean = 0.0f, m2 = 0.0f;
+  for (int s = 0; s < slices; s++)
+    chan_combine (&n, &mean, &m2, p[3 * s], p[3 * s + 1], p[3 * s + 2]);
+  stats[2 * g] = mean;
+  stats[2 * g + 1] = 1.0f / sqrt (m2 / n + eps);
+}
+
+/* y = (x - mean) * gamma * inv + beta (then SiLU); cg channels per group. */
+__kernel void
+gn_apply (__global const float *x, __global const float *stats, __global const float *gamma,
+          __global const float *beta, int c, int cg, int hw, int silu, __global float *y)
+{
+  size_t i = get_global_id (0);
+  int pl = (int) (i / (size_t) hw), ch = pl % c, g = pl / cg;
+  float v = (x[i] - stats[2 * g]) * (gamma[ch] * stats[2 * g + 1]) + beta[ch];
+  y[i] = silu ? v / (1.0f + exp (-v)) : v;
+}
+
+/* ---- element-wise functions of the decoders and classifiers ----------------- */
+
+/* f: 0 SiLU, 1 ReLU6, 2 a*tanh(x/a) (GfcgUnary). */
+__kernel void
+unary (__global const float *x, int f, float a, __global float *y)
+{
+  size_t i = get_global_id (0);
+  float v = x[i];
+  if (f == 0)
+    v = v / (1.0f + exp (-v));
+  else if (f == 1)
+    v = clamp (v, 0.0f, 6.0f);
+  else
+    v = a * tanh (v / a);
+  y[i] = v;
+}
+
+/* ss = [scale[0..c), shift[0..c)]. */
+__kernel void
+channel_affine (__global const float *x, __global const float *ss, int c, int hw,
+                __global float *y)
+{
+  size_t i = get_global_id (0);
+  int ch = (int) ((i / (size_t) hw) % (size_t) c);
+  y[i] = x[i] * ss[ch] + ss[c + ch];
+}
+
+/* Global size (wo, ho, planes); the padding never wins (-inf). */
+__kernel void
+maxpool (__global const float *x, int h, int w, int k, int stride, int pad, __global float *y)
+{
+  int ox = get_global_id (0), oy = get_global_id (1), pl = get_global_id (2);
+  int wo = get_global_size (0), ho = get_global_size (1);
+  __global const float *src = x + (size_t) pl * h * w;
+  float m = -INFINITY;
+  for (int ky = 0; ky < k; ky++)
+    {
+      int iy = oy * stride - pad + ky;
+      if (iy < 0 || iy >= h)
+        continue;
+      for (int kx = 0; kx < k; kx++)
+        {
+          int ix = ox * stride - pad + kx;
+          if (ix >= 0 && ix < w)
+            m = fmax (m, src[iy * w + ix]);
+        }
+    }
+  y[((size_t) pl * ho + oy) * wo + ox] = m;
+}
+
 /* ---- embeddings, classifier input ------------------------------------------ */
 
 /* Global size (c, n). */
@@ -193,19 +330,49 @@ image_prep (__global const float *x, int c, int h, int w, __global const float *
 
 /* ---- convolution: unfolding for the GEMM ------------------------------------- */
 
-/* Global size (ho*wo, c*k*k, n): cols [n][c*k*k][ho*wo]. */
+/* Global size (np, c*k*k, nimg): cols [nimg][c*k*k][np] for the output
+ * pixels p0 .. p0+np of images n0 .. n0+nimg (a large convolution is
+ * unfolded a slice at a time).  Padding per side: only the top and left
+ * ones shift the window; the bottom and right ones are already in ho, wo. */
 __kernel void
-im2col (__global const float *x, int c, int h, int w, int k, int stride, int pad, int wo,
-        __global float *cols)
+im2col (__global const float *x, int c, int h, int w, int k, int stride, int pad_t, int pad_l,
+        int wo, int n0, int p0, __global float *cols)
 {
-  int p = get_global_id (0), r = get_global_id (1), n = get_global_id (2);
-  int npix = get_global_size (0), rows = get_global_size (1);
+  int pc = get_global_id (0), r = get_global_id (1), n = get_global_id (2);
+  int np = get_global_size (0), rows = get_global_size (1), p = p0 + pc;
   int ci = r / (k * k), ky = (r / k) % k, kx = r % k;
-  int iy = (p / wo) * stride - pad + ky, ix = (p % wo) * stride - pad + kx;
+  int iy = (p / wo) * stride - pad_t + ky, ix = (p % wo) * stride - pad_l + kx;
   float v = 0.0f;
   if (iy >= 0 && iy < h && ix >= 0 && ix < w)
-    v = x[(((size_t) n * c + ci) * h + iy) * w + ix];
-  cols[((size_t) n * rows + r) * npix + p] = v;
+    v = x[(((size_t) (n0 + n) * c + ci) * h + iy) * w + ix];
+  cols[((size_t) n * rows + r) * np + pc] = v;
+}
+
+/* Depthwise convolution (groups == c == o): a GEMM per channel would have a
+ * single output row, so each work-item sums its k x k window directly.
+ * Global size (wo, ho, n*c); bias unused when has_bias is 0. */
+__kernel void
+conv_depthwise (__global const float *x, __global const float *wt, __global const float *bias,
+                int has_bias, int c, int h, int w, int k, int stride, int pad_t, int pad_l,
+                __global float *y)
+{
+  int ox = get_global_id (0), oy = get_global_id (1), pl = get_global_id (2);
+  int wo = get_global_size (0), ho = get_global_size (1), ch = pl % c;
+  __global const float *src = x + (size_t) pl * h * w, *kern = wt + (size_t) ch * k * k;
+  float acc = has_bias ? bias[ch] : 0.0f;
+  for (int ky = 0; ky < k; ky++)
+    {
+      int iy = oy * stride - pad_t + ky;
+      if (iy < 0 || iy >= h)
+        continue;
+      for (int kx = 0; kx < k; kx++)
+        {
+          int ix = ox * stride - pad_l + kx;
+          if (ix >= 0 && ix < w)
+            acc = fma (kern[ky * k + kx], src[iy * w + ix], acc);
+        }
+    }
+  y[((size_t) pl * ho + oy) * wo + ox] = acc;
 }
 
 /* ---- attention ----------------------------------------------------------- */

@@ -78,8 +78,9 @@ def sigmas(steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):
 # ---------------------------------------------------------------- packs
 
 class Pack:
-    def __init__(self, path, meta, nets, classifier):
+    def __init__(self, path, meta, nets, classifier, decoders=None):
         self.path, self.meta, self.nets, self.classifier = path, meta, nets, classifier
+        self.decoders = decoders or {}  # latent packs: 'decoder', 'preview' (latent_ref)
         self.name, self.kind = meta['name'], meta['kind']
         self.resolution, self.channels, self.classes = meta['resolution'], meta['channels'], meta['classes']
         self.defaults = {**BUILTIN_DEFAULTS, **meta.get('defaults', {})}
@@ -94,14 +95,18 @@ def load_pack(path, dtype=torch.float64):
     with open(os.path.join(path, 'pack.json')) as f:
         meta = json.load(f)
     assert meta['format'] == 'gfcg-pack' and meta['format_version'] == 1
-    nets, classifier = {}, None
+    nets, classifier, decoders = {}, None, {}
     for name, comp in meta['components'].items():
+        if name in ('decoder', 'preview'):
+            from latent_ref import load_decoder
+            decoders[name] = load_decoder(path, meta, comp, dtype)
+            continue
         if comp['arch'] == 'edm2-unet':
             module = EDM2Precond(**comp['config'])
         elif comp['arch'] == 'resnet-cnn':
             module = ResNetCNN(**comp['config'])
         else:
-            continue  # decoders: not part of this reference yet
+            continue
         tensors = load_file(os.path.join(path, comp['file']))
         want = module.state_dict()
         missing = set(want) - set(tensors)
@@ -113,7 +118,7 @@ def load_pack(path, dtype=torch.float64):
             classifier = module
         else:
             nets[name] = module
-    return Pack(path, meta, nets, classifier)
+    return Pack(path, meta, nets, classifier, decoders)
 
 
 def onehot(pack, k, dtype):
@@ -122,10 +127,20 @@ def onehot(pack, k, dtype):
     return y
 
 
-def pack_probs(pack, x, temperature=1.0):
-    """Classifier softmax over the pack's classes for a network-space image [1,C,H,W]."""
-    assert pack.kind == 'pixel', 'latent packs need a decoder before the classifier'
-    logits = pack.classifier(x)[0]
+def picture(pack, x, preview=True):
+    """Network-space [1,C,H,W] -> the picture in [-1, 1]: latent packs decode
+    with the preview decoder (else the decoder), or with the decoder when
+    preview is False."""
+    if pack.kind == 'pixel':
+        return x
+    d = pack.decoders.get('preview' if preview else 'decoder') or pack.decoders['decoder']
+    return d(x)[0]
+
+
+def pack_probs(pack, x, temperature=1.0, preview=True):
+    """Classifier softmax over the pack's classes for a network-space image
+    [1,C,H,W] (latent packs: the picture the engine decodes for GFCG)."""
+    logits = pack.classifier(picture(pack, x, preview))[0]
     if pack.classifier.label_space == 'imagenet':
         logits = logits[[c['imagenet'] for c in pack.classes]]
     else:
@@ -135,7 +150,7 @@ def pack_probs(pack, x, temperature=1.0):
 
 def final_verdict(pack, x):
     """{"top1", "p_target"-ready probs} of the final image (temperature 1)."""
-    p = pack_probs(pack, x, 1.0)
+    p = pack_probs(pack, x, 1.0, preview=False)
     return int(torch.argmax(p)), p
 
 
@@ -143,7 +158,8 @@ def final_verdict(pack, x):
 
 def sample(pack, class_index, mode=None, seed=0, steps=None, guidance=None, s_max=None,
            temperature=None, sigma_lo=None, sigma_hi=None, lagged=None,
-           sigma_min=None, sigma_max=None, rho=None):
+           sigma_min=None, sigma_max=None, rho=None, on_eval=None):
+    """on_eval(index, prediction), when given, sees every guided evaluation's result."""
     o = dict(pack.defaults)
     given = dict(mode=mode, steps=steps, guidance=guidance, s_max=s_max, temperature=temperature,
                  sigma_lo=sigma_lo, sigma_hi=sigma_hi, lagged=lagged,
@@ -207,6 +223,8 @@ def sample(pack, class_index, mode=None, seed=0, steps=None, guidance=None, s_ma
                           c_ref=c_ref, p_c=use['p_c'] if use else None,
                           p_ref=use['p_ref'] if use else None, r=use['r'] if use else None,
                           a=a, s=s, nfe=nfe))
+        if on_eval is not None:
+            on_eval(len(trace) - 1, out)
         return out
 
     ts = sigmas(int(o['steps']), o['sigma_min'], o['sigma_max'], o['rho'])

@@ -23,6 +23,9 @@ The reconstructed state is then walked like a state_dict (`_parameters`,
 `init_kwargs`, every tensor is checked against tests/reference/edm2_ref.py
 built with that config (on the meta device), and the pack is written as
 docs/pack-format.md describes.
+
+Latent networks get their image decoders (--vae, --taesd) from safetensors
+files, which hold no code: see sd_decoders.py.
 """
 import argparse
 import collections
@@ -419,10 +422,39 @@ def classes_for(label_dim):
             for k in range(label_dim)]
 
 
-def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=None,
-            guidance=None, source_url=None, mode=None, log=print):
+def _save(path, role, tensors, fp16):
     import torch
     from safetensors.torch import save_file
+    dtype = torch.float16 if fp16 else torch.float32
+    ts = {}
+    for k, t in tensors.items():
+        v = t.detach().to(torch.float32)
+        if fp16 and v.abs().max().item() > 65504:
+            raise ConvertError(f'{role}: {k} does not fit in fp16; convert without --fp16')
+        ts[k] = v.to(dtype).contiguous()
+    save_file(ts, path)
+
+
+def convert_decoders(vae, vae_config, taesd):
+    """-> {component: (arch, config, tensors, source)}: --vae is the decoder and
+    --taesd the preview; --taesd alone is the decoder."""
+    import sd_decoders
+    comps = {}
+    try:
+        if vae:
+            cfg, t, info = sd_decoders.convert_vae(vae, vae_config)
+            comps['decoder'] = ('sd-vae-decoder', cfg, t, info)
+        if taesd:
+            cfg, t, info = sd_decoders.convert_taesd(taesd)
+            comps['preview' if vae else 'decoder'] = ('taesd-decoder', cfg, t, info)
+    except sd_decoders.DecoderError as e:
+        raise ConvertError(str(e)) from None
+    return comps
+
+
+def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=None,
+            guidance=None, source_url=None, mode=None, vae=None, vae_config=None, taesd=None,
+            log=print):
     nets = {'main': main}
     if guide:
         nets['guide'] = guide
@@ -445,20 +477,24 @@ def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=Non
         kind, resolution = 'latent', mcfg['img_resolution'] * 8
     else:
         raise ConvertError(f'img_channels {mcfg["img_channels"]}: neither pixel (3) nor SD latent (4)')
-    dtype = torch.float16 if fp16 else torch.float32
+    if (vae or taesd) and kind != 'latent':
+        raise ConvertError('--vae/--taesd belong to latent (4-channel) networks; this one is pixel')
+    decoders = convert_decoders(vae, vae_config, taesd)
+    for role, (arch, cfg, _, info) in decoders.items():
+        if cfg['latent_channels'] != mcfg['img_channels']:
+            raise ConvertError(f'{info["file"]}: decodes {cfg["latent_channels"]} latent channels, '
+                               f'the networks make {mcfg["img_channels"]}')
     os.makedirs(out, exist_ok=True)
     comps, sources = {}, {}
     for role, (cfg, tensors, info) in converted.items():
-        ts = {}
-        for k, t in tensors.items():
-            v = t.detach().to(torch.float32)
-            if fp16 and v.abs().max().item() > 65504:
-                raise ConvertError(f'{role}: {k} does not fit in fp16; convert without --fp16')
-            ts[k] = v.to(dtype).contiguous()
-        save_file(ts, os.path.join(out, f'{role}.safetensors'))
+        _save(os.path.join(out, f'{role}.safetensors'), role, tensors, fp16)
         comps[role] = {'file': f'{role}.safetensors', 'arch': 'edm2-unet', 'config': cfg,
                        'source': info}
         sources[role] = info.get('url') or info['file']
+    for role, (arch, cfg, tensors, info) in decoders.items():
+        _save(os.path.join(out, f'{role}.safetensors'), role, tensors, fp16)
+        comps[role] = {'file': f'{role}.safetensors', 'arch': arch, 'config': cfg, 'source': info}
+        sources[role] = info['url'] + ' (' + info['file'] + ')'
     base = name or re.sub(r'\.pkl$', '', os.path.basename(main))
     defaults = {'mode': mode or ('atg' if guide else 'cfg' if uncond else 'none')}
     if guidance is not None:
@@ -477,9 +513,14 @@ def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=Non
     if mcfg['label_dim'] not in (0, 1000):
         manifest['classes_note'] = ('label_dim is not 1000: pack class k is assumed to be '
                                     'ImageNet-1k index k')
-    if kind == 'latent':
+    if kind == 'latent' and decoders:
+        import sd_decoders
+        manifest['latent'] = dict(sd_decoders.EDM2_LATENT)
+        manifest['licence_note'] += ' Decoders: ' + '; '.join(
+            f'{role} {info["name"]}, {info["licence"]}' for role, (_, _, _, info) in decoders.items()) + '.'
+    elif kind == 'latent':
         manifest['note'] = ('latent pack (Stable Diffusion sd-vae-ft-mse latents): it needs a '
-                            '"decoder" component before it can draw pictures')
+                            '"decoder" component before it can draw pictures (--vae, --taesd)')
     with open(os.path.join(out, 'pack.json'), 'w') as f:
         json.dump(manifest, f, indent=2)
         f.write('\n')
@@ -505,10 +546,18 @@ def main(argv=None):
                                    '--uncond, else none)')
     ap.add_argument('--source-url', help='where the main pickle came from (default: NVIDIA\'s URL '
                                          'for its published file names)')
+    ap.add_argument('--vae', help='latent packs: the SD VAE (stabilityai/sd-vae-ft-mse '
+                                  'diffusion_pytorch_model.safetensors); its decoder becomes the '
+                                  'pack\'s decoder')
+    ap.add_argument('--vae-config', help='the VAE\'s diffusers config.json (only needed when its '
+                                         'norm_num_groups is not 32)')
+    ap.add_argument('--taesd', help='latent packs: TAESD\'s taesd_decoder.safetensors, the quick '
+                                    'preview decoder (the decoder itself without --vae)')
     a = ap.parse_args(argv)
     try:
         convert(a.main, a.out, guide=a.guide, uncond=a.uncond, fp16=a.fp16, name=a.name,
-                title=a.title, guidance=a.guidance, source_url=a.source_url, mode=a.mode)
+                title=a.title, guidance=a.guidance, source_url=a.source_url, mode=a.mode,
+                vae=a.vae, vae_config=a.vae_config, taesd=a.taesd)
     except (RefusedPickle, ConvertError) as e:
         print(f'convert-edm2: {e}', file=sys.stderr)
         return 2

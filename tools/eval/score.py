@@ -75,7 +75,8 @@ def load_real(root, wnids, per_class):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--samples', required=True)
+    ap.add_argument('--samples', required=True,
+                    help='npz of tools/eval/sample_modes.py; several: comma-separated')
     ap.add_argument('--pack', required=True)
     ap.add_argument('--evaluator', required=True)
     ap.add_argument('--real', required=True)
@@ -88,9 +89,16 @@ def main():
     meta = json.load(open(os.path.join(a.pack, 'pack.json')))
     inet = np.array([c['imagenet'] for c in meta['classes']])
     wnids = [c['wnid'] for c in meta['classes']]
-    data = np.load(a.samples)
-    log_path = os.path.splitext(a.samples)[0] + '.json'
-    log = json.load(open(log_path)) if os.path.exists(log_path) else {'configs': {}}
+    # Several archives (tools/train/gpu-session.sh splits them): merged, in order.
+    data, log = {}, {'configs': {}}
+    for path in a.samples.split(','):
+        part = np.load(path)
+        data.update({k: part[k] for k in part.files})
+        log_path = os.path.splitext(path)[0] + '.json'
+        if os.path.exists(log_path):
+            part_log = json.load(open(log_path))
+            log.update({k: v for k, v in part_log.items() if k != 'configs'})
+            log['configs'].update(part_log['configs'])
     labels = data['labels']
     net = TFLiteNet(a.evaluator)
 
@@ -103,7 +111,7 @@ def main():
         fd=frechet(f_real[0::2], f_real[1::2]),
         diversity=diversity(f_real, real_lab), n=len(real_lab))}
     sheet = []
-    for name in [k for k in data.files if k != 'labels']:
+    for name in [k for k in data if k != 'labels']:
         imgs = data[name]
         p, f = evaluate(net, imgs)
         info = log['configs'].get(name, {})

@@ -2,12 +2,20 @@
 
     net = TFLiteNet('mobilenet.safetensors')
     probs, features = net(images_uint8_nhwc)       # [N, 1001], [N, 1280]
+    logits = net.logits(images_uint8_nhwc)         # [N, 1001], before the softmax
 
 Float arithmetic with the dequantised weights; each operator's output is
 rounded onto its tensor's quantisation grid (scale, zero point, uint8 range)
 as the quantised interpreter does, so the results follow the uint8 model
-closely.  `features` is the input of the last operator that averages over
-space (the pooled embedding used for Frechet distances).
+closely (fake_quant=False: plain float inference of the dequantised
+weights, what the engine's "mobilenet-v2" computes).  `features` is the
+input of the last operator that averages over space (the pooled embedding
+used for Frechet distances).
+
+Constants are looked up by the stored name the converter records per tensor
+("const"), in PyTorch's weight layout (graph "weights_layout": "torch");
+files of the converter's first version (names t{index}, TFLite layouts) are
+still read.
 """
 import json
 
@@ -29,9 +37,12 @@ class TFLiteNet(torch.nn.Module):
         super().__init__()
         with safe_open(path, 'pt') as f:
             self.graph = json.loads(f.metadata()['graph'])
-            self.consts = {int(k[1:]): f.get_tensor(k) for k in f.keys()}
+            self.tinfo = self.graph['tensors']
+            stored = {t.get('const', f't{i}'): i for i, t in enumerate(self.tinfo)}
+            # float32 whatever the file holds (tools/convert-classifier --fp16 writes F16)
+            self.consts = {stored[k]: f.get_tensor(k).float() for k in f.keys() if k in stored}
+        self.torch_layout = self.graph.get('weights_layout') == 'torch'
         self.fake_quant = fake_quant
-        self.tinfo = self.graph['tensors']
         self.input_size = self.tinfo[self.graph['inputs'][0]]['shape'][1]
 
     def to(self, device):
@@ -57,6 +68,18 @@ class TFLiteNet(torch.nn.Module):
 
     def forward(self, images):
         """images: uint8 or float [N, H, W, 3] in 0..255 at the model's input size."""
+        vals, features = self._run(images)
+        out = vals[self.graph['outputs'][0]]
+        return out.reshape(out.shape[0], -1), features
+
+    def logits(self, images):
+        """The input of the final SOFTMAX (the graph output when there is none)."""
+        vals, _ = self._run(images)
+        last = self.graph['ops'][-1]
+        out = vals[last['inputs'][0] if last['op'] == 'SOFTMAX' else self.graph['outputs'][0]]
+        return out.reshape(out.shape[0], -1)
+
+    def _run(self, images):
         t = self.tinfo[self.graph['inputs'][0]]
         x = images.float()
         if t['dtype'] == 'uint8':
@@ -71,10 +94,13 @@ class TFLiteNet(torch.nn.Module):
             if name in ('CONV_2D', 'DEPTHWISE_CONV_2D'):
                 x, w = get(ins[0]), get(ins[1])
                 b = get(ins[2]) if len(ins) > 2 and ins[2] >= 0 else None
-                if name == 'CONV_2D':
-                    wt, groups = w.permute(0, 3, 1, 2), 1                  # OHWI -> OIHW
+                groups = 1 if name == 'CONV_2D' else x.shape[1]
+                if self.torch_layout:
+                    wt = w if w.ndim == 4 else w.reshape(w.shape[0], -1, 1, 1)
+                elif name == 'CONV_2D':
+                    wt = w.permute(0, 3, 1, 2)                             # OHWI -> OIHW
                 else:
-                    wt, groups = w.permute(3, 0, 1, 2), x.shape[1]         # 1HWC -> C1HW
+                    wt = w.permute(3, 0, 1, 2)                             # 1HWC -> C1HW
                 kh, kw = wt.shape[2], wt.shape[3]
                 if o['padding'] == 0:
                     x = _same_pad(x, kh, kw, o['stride_h'], o['stride_w'])
@@ -107,5 +133,4 @@ class TFLiteNet(torch.nn.Module):
             else:
                 raise ValueError(f'operator {name} is not supported by this runner')
             vals[op['outputs'][0]] = self._quant(op['outputs'][0], y)
-        out = vals[self.graph['outputs'][0]]
-        return out.reshape(out.shape[0], -1), features
+        return vals, features

@@ -1,0 +1,825 @@
+/* models-install.c — installing, verifying and removing packs so that a pack
+ * folder is either complete or absent.
+ *
+ * A pack is converted into a hidden staging folder ".NAME.partial-XXXXXX"
+ * beside the installed packs (same file system, so the final rename(2) is
+ * atomic), checked by loading it, given a manifest of its files' SHA-256 and
+ * renamed to NAME.  Any failure, Ctrl-C included, removes the staging folder.
+ * A run killed outright cannot clean up; its staging folder holds a lock
+ * (flock on ".lock") that dies with the process, and the next `gfcg models`
+ * command removes staging folders whose lock is free.  Hidden folders are
+ * never listed as packs (gfcg_pack_name_is_valid). */
+#include "models.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+#define LOCK_NAME ".lock"
+
+/* ---- small file-system helpers ------------------------------------------------ */
+
+gboolean
+models_rm_rf (const char *path, GError **error)
+{
+  GStatBuf st;
+
+  if (g_lstat (path, &st) != 0)
+    {
+      if (errno == ENOENT)
+        return TRUE;
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", path, g_strerror (errno));
+      return FALSE;
+    }
+  if (S_ISDIR (st.st_mode))
+    {
+      GDir       *dir = g_dir_open (path, 0, NULL);
+      const char *name;
+
+      while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+        {
+          char    *child = g_build_filename (path, name, NULL);
+          gboolean ok = models_rm_rf (child, error);
+
+          g_free (child);
+          if (!ok)
+            {
+              g_dir_close (dir);
+              return FALSE;
+            }
+        }
+      if (dir != NULL)
+        g_dir_close (dir);
+      if (g_rmdir (path) != 0 && errno != ENOENT)
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", path, g_strerror (errno));
+          return FALSE;
+        }
+      return TRUE;
+    }
+  if (g_unlink (path) != 0 && errno != ENOENT)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", path, g_strerror (errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+fsync_path (const char *path)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+
+  if (fd >= 0)
+    {
+      (void) fsync (fd);
+      close (fd);
+    }
+}
+
+static gint64
+free_bytes (const char *path)
+{
+  struct statvfs s;
+
+  if (statvfs (path, &s) != 0)
+    return -1;
+  return (gint64) s.f_bavail * (gint64) s.f_frsize;
+}
+
+static gboolean
+is_staging_name (const char *name)
+{
+  return name[0] == '.' && (strstr (name, ".partial-") != NULL || strstr (name, ".trash-") != NULL);
+}
+
+void
+models_sweep_stale (void)
+{
+  char       *top = gfcg_models_dir ();
+  GDir       *dir = g_dir_open (top, 0, NULL);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      char    *path, *lock;
+      int      fd;
+      gboolean stale = FALSE;
+      GStatBuf st;
+
+      if (!is_staging_name (name))
+        continue;
+      path = g_build_filename (top, name, NULL);
+      lock = g_build_filename (path, LOCK_NAME, NULL);
+      fd = open (lock, O_RDWR | O_CLOEXEC);
+      if (fd >= 0)
+        {
+          /* Free lock: its owner is gone. */
+          stale = flock (fd, LOCK_EX | LOCK_NB) == 0;
+          close (fd);
+        }
+      else if (strstr (name, ".trash-") != NULL)
+        stale = TRUE;
+      else
+        /* No lock yet: only a folder made a while ago and never locked. */
+        stale = g_lstat (path, &st) == 0 && st.st_mtime < time (NULL) - 60;
+      if (stale)
+        {
+          GError *err = NULL;
+
+          if (!models_rm_rf (path, &err))
+            {
+              g_printerr ("gfcg models: could not remove %s: %s\n", path, err->message);
+              g_error_free (err);
+            }
+        }
+      g_free (lock);
+      g_free (path);
+    }
+  if (dir != NULL)
+    g_dir_close (dir);
+  g_free (top);
+}
+
+/* ---- conversion steps ------------------------------------------------------------ */
+
+static char *
+find_tool (const char *tool, GError **error)
+{
+  const char *env = g_getenv ("GFCG_TOOLS_DIR");
+  const char *dirs[] = { env, GFCG_SOURCE_DIR "/tools", GFCG_LIBEXEC_DIR };
+
+  for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
+    {
+      char *p;
+
+      if (dirs[i] == NULL || *dirs[i] == '\0')
+        continue;
+      p = g_build_filename (dirs[i], tool, NULL);
+      if (g_file_test (p, G_FILE_TEST_IS_REGULAR))
+        return p;
+      g_free (p);
+    }
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
+               "converter '%s' not found (looked in $GFCG_TOOLS_DIR, %s/tools and %s)",
+               tool, GFCG_SOURCE_DIR, GFCG_LIBEXEC_DIR);
+  return NULL;
+}
+
+static void
+child_setup (gpointer data)
+{
+  (void) data;
+#ifdef __linux__
+  /* The converter dies with us, so it never writes into a staging folder
+   * that the next run is deleting. */
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+#endif
+  /* Its chatter goes to stderr with ours: stdout stays for results. */
+  dup2 (2, 1);
+}
+
+static gboolean
+run_tool (const char *tool, char **args, gboolean quiet, GError **error)
+{
+  const char *py_env = g_getenv ("GFCG_PYTHON");
+  char       *python = g_find_program_in_path (py_env != NULL && *py_env != '\0' ? py_env : "python3");
+  char       *script = NULL;
+  GPtrArray  *argv = g_ptr_array_new ();
+  GError     *err = NULL;
+  GPid        pid;
+  int         status = 0;
+  gint64      killed_at = 0;
+  gboolean    ok = FALSE;
+
+  if (python == NULL)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
+                   "python3 not found: the converters are Python programs (see README.md)");
+      goto out;
+    }
+  if ((script = find_tool (tool, error)) == NULL)
+    goto out;
+  g_ptr_array_add (argv, python);
+  g_ptr_array_add (argv, script);
+  for (char **a = args; *a != NULL; a++)
+    g_ptr_array_add (argv, *a);
+  g_ptr_array_add (argv, NULL);
+  if (!quiet)
+    {
+      char *line = g_strjoinv (" ", args);
+      g_printerr ("  converting: %s %s\n", tool, line);
+      g_free (line);
+    }
+  if (!g_spawn_async (NULL, (char **) argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+                      child_setup, NULL, &pid, &err))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", tool, err->message);
+      g_error_free (err);
+      goto out;
+    }
+  for (;;)
+    {
+      pid_t r = waitpid (pid, &status, WNOHANG);
+
+      if (r == pid || (r < 0 && errno != EINTR))
+        break;
+      if (models_interrupted && killed_at == 0)
+        {
+          kill (pid, SIGTERM);
+          killed_at = g_get_monotonic_time ();
+        }
+      else if (killed_at != 0 && g_get_monotonic_time () - killed_at > 5 * G_USEC_PER_SEC)
+        kill (pid, SIGKILL);
+      g_usleep (20000);
+    }
+  g_spawn_close_pid (pid);
+  if (models_interrupted)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_CANCELLED, "interrupted during %s", tool);
+  else if (WIFEXITED (status) && WEXITSTATUS (status) == 0)
+    ok = TRUE;
+  else if (WIFSIGNALED (status))
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s was killed by signal %d", tool,
+                 WTERMSIG (status));
+  else
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s failed (exit status %d; its message "
+                 "is above)", tool, WEXITSTATUS (status));
+out:
+  g_free (script);
+  g_free (python);
+  g_ptr_array_free (argv, TRUE);
+  return ok;
+}
+
+/* A downloaded file into the pack (raw fds: errno says why a write fails). */
+static gboolean
+copy_file (const char *from, const char *to, GError **error)
+{
+  char    *dir = g_path_get_dirname (to);
+  guchar  *buf = g_malloc (1 << 20);
+  int      in = -1, out = -1;
+  gboolean ok = FALSE;
+
+  if (g_mkdir_with_parents (dir, 0755) != 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", dir, g_strerror (errno));
+      goto done;
+    }
+  if ((in = open (from, O_RDONLY | O_CLOEXEC)) < 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", from, g_strerror (errno));
+      goto done;
+    }
+  if ((out = open (to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", to, g_strerror (errno));
+      goto done;
+    }
+  for (;;)
+    {
+      ssize_t n = read (in, buf, 1 << 20), done = 0;
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", from, g_strerror (errno));
+          goto done;
+        }
+      if (n == 0)
+        break;
+      while (done < n)
+        {
+          ssize_t w = write (out, buf + done, n - done);
+
+          if (w < 0 && errno == EINTR)
+            continue;
+          if (w <= 0)
+            {
+              int e = w < 0 ? errno : ENOSPC;
+
+              g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "writing %s: %s%s", to, g_strerror (e),
+                           e == ENOSPC || e == EFBIG || e == EDQUOT
+                           ? " (the disk is full or the file size limit is reached)" : "");
+              goto done;
+            }
+          done += w;
+        }
+    }
+  ok = TRUE;
+done:
+  if (in >= 0)
+    close (in);
+  if (out >= 0)
+    close (out);
+  g_free (buf);
+  g_free (dir);
+  return ok;
+}
+
+static gboolean
+run_step (CatalogPack *pack, CatalogStep *step, const char *staging, GHashTable *role_paths,
+          gboolean quiet, GError **error)
+{
+  gboolean ok;
+
+  if (step->tool != NULL)
+    {
+      char **args = catalog_step_expand (pack, step, staging, role_paths, error);
+
+      if (args == NULL)
+        return FALSE;
+      ok = run_tool (step->tool, args, quiet, error);
+      g_strfreev (args);
+      return ok;
+    }
+  else
+    {
+      char *from = catalog_expand_string (pack, step->copy_from, staging, role_paths, error);
+      char *to = g_build_filename (staging, step->copy_to, NULL);
+
+      ok = from != NULL && copy_file (from, to, error);
+      g_free (from);
+      g_free (to);
+      return ok;
+    }
+}
+
+/* ---- the manifest --------------------------------------------------------------- */
+
+/* Relative paths of the regular files under dir, sorted (not the lock). */
+static void
+list_files (const char *top, const char *rel, GPtrArray *out)
+{
+  char       *path = rel != NULL ? g_build_filename (top, rel, NULL) : g_strdup (top);
+  GDir       *dir = g_dir_open (path, 0, NULL);
+  const char *name;
+
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      char    *r = rel != NULL ? g_build_filename (rel, name, NULL) : g_strdup (name);
+      char    *full = g_build_filename (top, r, NULL);
+      GStatBuf st;
+
+      if (rel == NULL && (strcmp (name, LOCK_NAME) == 0 || strcmp (name, MODELS_MANIFEST) == 0))
+        g_free (r);
+      else if (g_lstat (full, &st) == 0 && S_ISDIR (st.st_mode))
+        {
+          list_files (top, r, out);
+          g_free (r);
+        }
+      else
+        g_ptr_array_add (out, r);
+      g_free (full);
+    }
+  if (dir != NULL)
+    g_dir_close (dir);
+  g_free (path);
+  if (rel == NULL)
+    g_ptr_array_sort_values (out, (GCompareFunc) g_strcmp0);
+}
+
+static gboolean
+write_manifest (Catalog *cat, CatalogPack *pack, const char *staging, GHashTable *role_sha,
+                GHashTable *role_url, GError **error)
+{
+  JsonBuilder   *b = json_builder_new ();
+  GPtrArray     *files = g_ptr_array_new_with_free_func (g_free);
+  GDateTime     *now = g_date_time_new_now_utc ();
+  char          *when = g_date_time_format_iso8601 (now);
+  char          *path = g_build_filename (staging, MODELS_MANIFEST, NULL);
+  JsonGenerator *gen = json_generator_new ();
+  JsonNode      *root;
+  char          *text;
+  gboolean       ok = FALSE;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "format");
+  json_builder_add_string_value (b, "gfcg-install");
+  json_builder_set_member_name (b, "format_version");
+  json_builder_add_int_value (b, 1);
+  json_builder_set_member_name (b, "pack");
+  json_builder_add_string_value (b, pack->name);
+  json_builder_set_member_name (b, "licence");
+  json_builder_add_string_value (b, pack->licence != NULL ? pack->licence : "");
+  json_builder_set_member_name (b, "catalog");
+  json_builder_add_string_value (b, cat->path);
+  json_builder_set_member_name (b, "installed");
+  json_builder_add_string_value (b, when);
+  json_builder_set_member_name (b, "engine");
+  json_builder_add_string_value (b, gfcg_version ());
+  json_builder_set_member_name (b, "downloads");
+  json_builder_begin_object (b);
+  for (guint i = 0; pack->roles[i] != NULL; i++)
+    {
+      CatalogFile *f = pack->files->pdata[i];
+
+      json_builder_set_member_name (b, pack->roles[i]);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "file");
+      json_builder_add_string_value (b, f->file);
+      json_builder_set_member_name (b, "url");
+      json_builder_add_string_value (b, g_hash_table_lookup (role_url, pack->roles[i]));
+      json_builder_set_member_name (b, "sha256");
+      json_builder_add_string_value (b, g_hash_table_lookup (role_sha, pack->roles[i]));
+      json_builder_end_object (b);
+    }
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "files");
+  json_builder_begin_object (b);
+  list_files (staging, NULL, files);
+  for (guint i = 0; i < files->len; i++)
+    {
+      char  *full = g_build_filename (staging, files->pdata[i], NULL);
+      gint64 size;
+      char  *sha = models_sha256_file (full, &size, error);
+
+      /* Everything is on disk before the rename makes the pack visible. */
+      fsync_path (full);
+      g_free (full);
+      if (sha == NULL)
+        goto out;
+      json_builder_set_member_name (b, files->pdata[i]);
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "sha256");
+      json_builder_add_string_value (b, sha);
+      json_builder_set_member_name (b, "size");
+      json_builder_add_int_value (b, size);
+      json_builder_end_object (b);
+      g_free (sha);
+    }
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  text = json_generator_to_data (gen, NULL);
+  {
+    GError *err = NULL;
+
+    ok = g_file_set_contents (path, text, -1, &err);
+    if (!ok)
+      {
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "writing the install manifest: %s",
+                     err->message);
+        g_error_free (err);
+      }
+  }
+  g_free (text);
+  json_node_unref (root);
+out:
+  g_object_unref (gen);
+  g_object_unref (b);
+  g_ptr_array_unref (files);
+  g_free (path);
+  g_free (when);
+  g_date_time_unref (now);
+  return ok;
+}
+
+/* ---- install --------------------------------------------------------------------- */
+
+static gboolean
+check_space (const char *dir, gint64 need, const char *what, GError **error)
+{
+  gint64 have = free_bytes (dir);
+
+  /* 5% and 100 MB to spare: the sizes of unpublished files are estimates. */
+  if (need <= 0 || have < 0 || have >= need + need / 20 + 100000000)
+    return TRUE;
+  {
+    char *n = models_format_size (need), *h = models_format_size (have);
+
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
+                 "not enough free space: %s need about %s, %s has %s free", what, n, dir, h);
+    g_free (n);
+    g_free (h);
+  }
+  return FALSE;
+}
+
+/* Bytes still to download (files not yet complete in the cache). */
+static gint64
+missing_bytes (CatalogPack *pack)
+{
+  char       *cache = models_cache_dir ();
+  GHashTable *seen = g_hash_table_new (g_direct_hash, g_direct_equal);
+  gint64      need = 0;
+
+  for (guint i = 0; i < pack->files->len; i++)
+    {
+      CatalogFile *f = pack->files->pdata[i];
+      char        *path = g_build_filename (cache, f->file, NULL);
+      char        *part = g_strconcat (path, ".part", NULL);
+      GStatBuf     st;
+      gint64       size = f->size >= 0 ? f->size : f->approx_size;
+
+      if (g_hash_table_add (seen, f) && !g_file_test (path, G_FILE_TEST_IS_REGULAR))
+        need += MAX (0, size - (g_stat (part, &st) == 0 ? (gint64) st.st_size : 0));
+      g_free (part);
+      g_free (path);
+    }
+  g_hash_table_unref (seen);
+  g_free (cache);
+  return need;
+}
+
+gboolean
+models_install (Catalog *cat, CatalogPack *pack, gboolean force, gboolean quiet, GError **error)
+{
+  char       *top = gfcg_models_dir ();
+  char       *final = g_build_filename (top, pack->name, NULL);
+  char       *cache = models_cache_dir ();
+  char       *staging = NULL, *trash = NULL, *lock = NULL;
+  GHashTable *role_paths = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+  GHashTable *role_sha = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+  GHashTable *role_url = g_hash_table_new (g_str_hash, g_str_equal);
+  GError     *err = NULL;
+  int         lock_fd = -1;
+  gboolean    ok = FALSE;
+
+  if (g_mkdir_with_parents (top, 0755) != 0 || g_mkdir_with_parents (cache, 0755) != 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", top, g_strerror (errno));
+      goto out;
+    }
+  models_sweep_stale ();
+  if (!check_space (cache, missing_bytes (pack), "the downloads", error)
+      || !check_space (top, pack->installed_size, "the converted pack", error))
+    goto out;
+
+  /* 1. The files, each checked. */
+  for (guint i = 0; pack->roles[i] != NULL; i++)
+    {
+      CatalogFile *f = pack->files->pdata[i];
+      char        *sha = NULL;
+      char        *path = models_download (f, quiet, &sha, error);
+
+      if (path == NULL)
+        goto out;
+      g_hash_table_insert (role_paths, pack->roles[i], path);
+      g_hash_table_insert (role_sha, pack->roles[i], sha);
+      g_hash_table_insert (role_url, pack->roles[i], f->urls[0]);
+    }
+
+  /* 2. Convert into the staging folder, locked while we live. */
+  staging = g_strdup_printf ("%s/.%s.partial-XXXXXX", top, pack->name);
+  if (g_mkdtemp_full (staging, 0755) == NULL)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", staging, g_strerror (errno));
+      g_clear_pointer (&staging, g_free);
+      goto out;
+    }
+  lock = g_build_filename (staging, LOCK_NAME, NULL);
+  if ((lock_fd = open (lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0 || flock (lock_fd, LOCK_EX) != 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", lock, g_strerror (errno));
+      goto out;
+    }
+  if (!quiet)
+    g_printerr ("  converting into %s\n", staging);
+  for (guint i = 0; i < pack->steps->len; i++)
+    {
+      if (models_interrupted)
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_CANCELLED, "interrupted");
+          goto out;
+        }
+      if (!run_step (pack, pack->steps->pdata[i], staging, role_paths, quiet, error))
+        goto out;
+    }
+
+  /* 3. It must load before anyone sees it. */
+  {
+    GfcgContext *ctx = gfcg_context_new ("cpu", &err);
+    GfcgPack    *p = ctx != NULL ? gfcg_pack_load (ctx, staging, &err) : NULL;
+
+    if (p == NULL)
+      {
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "the converted pack does not load: %s",
+                     err->message);
+        g_clear_error (&err);
+        if (ctx != NULL)
+          gfcg_context_free (ctx);
+        goto out;
+      }
+    gfcg_pack_free (p);
+    gfcg_context_free (ctx);
+  }
+  if (models_interrupted)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_CANCELLED, "interrupted");
+      goto out;
+    }
+  if (!write_manifest (cat, pack, staging, role_sha, role_url, error))
+    goto out;
+  fsync_path (staging);
+
+  /* 4. Into place: the old copy (--force) goes to a trash name first. */
+  if (g_file_test (final, G_FILE_TEST_EXISTS))
+    {
+      if (!force)
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s appeared meanwhile", final);
+          goto out;
+        }
+      trash = g_strdup_printf ("%s/.%s.trash-XXXXXX", top, pack->name);
+      if (g_mkdtemp_full (trash, 0700) == NULL || g_rename (final, trash) != 0)
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", final, g_strerror (errno));
+          goto out;
+        }
+    }
+  if (g_rename (staging, final) != 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", final, g_strerror (errno));
+      if (trash != NULL)
+        (void) g_rename (trash, final);
+      goto out;
+    }
+  g_clear_pointer (&staging, g_free);
+  fsync_path (top);
+  {
+    char *moved = g_build_filename (final, LOCK_NAME, NULL);
+
+    g_unlink (moved);
+    g_free (moved);
+  }
+  ok = TRUE;
+out:
+  if (staging != NULL && !models_rm_rf (staging, &err))
+    {
+      g_printerr ("gfcg models: could not remove %s: %s\n", staging, err->message);
+      g_clear_error (&err);
+    }
+  if (trash != NULL && !models_rm_rf (trash, &err))
+    {
+      g_printerr ("gfcg models: could not remove %s: %s\n", trash, err->message);
+      g_clear_error (&err);
+    }
+  if (lock_fd >= 0)
+    close (lock_fd);
+  g_hash_table_unref (role_url);
+  g_hash_table_unref (role_sha);
+  g_hash_table_unref (role_paths);
+  g_free (lock);
+  g_free (trash);
+  g_free (staging);
+  g_free (cache);
+  g_free (final);
+  g_free (top);
+  return ok;
+}
+
+/* ---- verify and remove ---------------------------------------------------------- */
+
+gboolean
+models_verify (const char *dir, char **report, GError **error)
+{
+  char        *path = g_build_filename (dir, MODELS_MANIFEST, NULL);
+  JsonParser  *parser = json_parser_new ();
+  GfcgContext *ctx = NULL;
+  GfcgPack    *pack = NULL;
+  gboolean     have_manifest = g_file_test (path, G_FILE_TEST_EXISTS);
+  gboolean     ok = FALSE;
+  gint64       total = 0;
+  guint        n = 0;
+  GError      *err = NULL;
+
+  /* Checksums first: "this file changed" says more than a loader error. */
+  if (have_manifest)
+    {
+      JsonNode   *root;
+      JsonObject *files;
+      GList      *names;
+
+      if (!json_parser_load_from_file (parser, path, &err)
+          || (root = json_parser_get_root (parser)) == NULL || !JSON_NODE_HOLDS_OBJECT (root)
+          || !json_object_has_member (json_node_get_object (root), "files")
+          || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (json_node_get_object (root), "files")))
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: unreadable install manifest%s%s",
+                       path, err != NULL ? ": " : "", err != NULL ? err->message : "");
+          g_clear_error (&err);
+          goto out;
+        }
+      files = json_object_get_object_member (json_node_get_object (root), "files");
+      names = json_object_get_members (files);
+      for (GList *l = names; l != NULL; l = l->next, n++)
+        {
+          JsonObject *e = json_object_get_object_member (files, l->data);
+          const char *want = e != NULL ? json_object_get_string_member_with_default (e, "sha256", "") : "";
+          char       *full = g_build_filename (dir, l->data, NULL);
+          gint64      size;
+          char       *sha;
+
+          if (!g_file_test (full, G_FILE_TEST_EXISTS))
+            {
+              g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                           "%s is missing (installed with the pack)", (char *) l->data);
+              g_free (full);
+              g_list_free (names);
+              goto out;
+            }
+          sha = models_sha256_file (full, &size, error);
+          g_free (full);
+          if (sha == NULL)
+            {
+              g_list_free (names);
+              goto out;
+            }
+          if (strcmp (sha, want) != 0)
+            {
+              g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                           "%s changed since it was installed (sha256 %s, installed %s)",
+                           (char *) l->data, sha, want);
+              g_free (sha);
+              g_list_free (names);
+              goto out;
+            }
+          total += size;
+          g_free (sha);
+        }
+      g_list_free (names);
+    }
+  if ((ctx = gfcg_context_new ("cpu", error)) == NULL)
+    goto out;
+  if ((pack = gfcg_pack_load (ctx, dir, &err)) == NULL)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "does not load: %s", err->message);
+      g_clear_error (&err);
+      goto out;
+    }
+  if (have_manifest)
+    {
+      char *t = models_format_size (total);
+      *report = g_strdup_printf ("ok: loads; %u files match their install checksums (%s)", n, t);
+      g_free (t);
+    }
+  else
+    *report = g_strdup ("ok: loads (no install manifest: not installed by `gfcg models fetch`, "
+                        "files not checksummed)");
+  ok = TRUE;
+out:
+  if (pack != NULL)
+    gfcg_pack_free (pack);
+  if (ctx != NULL)
+    gfcg_context_free (ctx);
+  g_object_unref (parser);
+  g_free (path);
+  return ok;
+}
+
+gboolean
+models_remove (const char *name, GError **error)
+{
+  char    *top = gfcg_models_dir ();
+  char    *dir = g_build_filename (top, name, NULL);
+  char    *trash = NULL;
+  gboolean ok = FALSE;
+
+  if (!gfcg_pack_name_is_valid (name))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT, "'%s' is not a pack name", name);
+      goto out;
+    }
+  if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+    {
+      char *found = gfcg_pack_resolve (name, NULL);
+
+      if (found != NULL)
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                     "'%s' (%s) came with gfcg, not from `gfcg models fetch`; it is not removed",
+                     name, found);
+      else
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                     "'%s' is not installed in %s", name, top);
+      g_free (found);
+      goto out;
+    }
+  models_sweep_stale ();
+  /* Renamed away first: readers see the whole pack or none of it. */
+  trash = g_strdup_printf ("%s/.%s.trash-XXXXXX", top, name);
+  if (g_mkdtemp_full (trash, 0700) == NULL || g_rename (dir, trash) != 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", dir, g_strerror (errno));
+      if (g_file_test (trash, G_FILE_TEST_IS_DIR))
+        g_rmdir (trash);
+      goto out;
+    }
+  ok = models_rm_rf (trash, error);
+out:
+  g_free (trash);
+  g_free (dir);
+  g_free (top);
+  return ok;
+}

@@ -1,0 +1,107 @@
+/* models.h — `gfcg models`: the catalog of published packs (models-catalog.c),
+ * downloads with resume and checksums (models-download.c), and installing,
+ * verifying and removing packs atomically (models-install.c). */
+#ifndef GFCG_CLI_MODELS_H
+#define GFCG_CLI_MODELS_H
+
+#include "gfcg/gfcg.h"
+
+#include <json-glib/json-glib.h>
+#include <signal.h>
+
+/* One downloadable file of the catalog. */
+typedef struct
+{
+  char   *id;            /* key in the catalog's "files"                       */
+  char   *file;          /* name in the download cache                         */
+  char  **urls;          /* tried in order                                     */
+  gint64  size;          /* exact bytes, or -1 when not published              */
+  gint64  approx_size;   /* for estimates when size is -1 (0: unknown)         */
+  char   *sha256;        /* lower-case hex, or NULL when not published         */
+  char   *sha256_prefix; /* e.g. torchvision's 8 digits in the file name       */
+  char   *licence;
+  char   *about;
+} CatalogFile;
+
+/* One conversion step: a converter of the project, or (tests, plain
+ * safetensors) a copy of a downloaded file into the pack. */
+typedef struct
+{
+  char  *tool;           /* "convert-edm2", ...; NULL for a copy               */
+  char **args;           /* with {out}, {name} and {ROLE} placeholders         */
+  char  *copy_from;      /* "{ROLE}" for a copy step                           */
+  char  *copy_to;        /* path inside the pack                               */
+} CatalogStep;
+
+typedef struct
+{
+  char       *name;
+  char       *title;
+  char       *about;
+  char       *licence;
+  char       *memory;    /* human estimates                                    */
+  char       *time;
+  gint64      installed_size; /* approximate bytes of the converted pack       */
+  char      **roles;     /* "main", "guide", ... in catalog order              */
+  GPtrArray  *files;     /* CatalogFile * per role (not owned)                 */
+  GPtrArray  *steps;     /* CatalogStep *                                      */
+} CatalogPack;
+
+typedef struct
+{
+  char       *path;
+  GHashTable *files;     /* id -> CatalogFile *                                */
+  GPtrArray  *packs;     /* CatalogPack *, catalog order                       */
+} Catalog;
+
+Catalog     *catalog_load          (const char *path, GError **error);
+void         catalog_free          (Catalog *cat);
+CatalogPack *catalog_find_pack     (Catalog *cat, const char *name);
+/* Download bytes of the pack's files, exact or estimated; *exact FALSE when
+ * some size is only estimated. */
+gint64       catalog_pack_download_size (const CatalogPack *pack, gboolean *exact);
+/* The step's command line with placeholders replaced: {out} the staging
+ * folder, {name} the pack name, {ROLE} the downloaded file of that role. */
+char       **catalog_step_expand   (const CatalogPack *pack, const CatalogStep *step,
+                                    const char *out, GHashTable *role_paths, GError **error);
+char        *catalog_expand_string (const CatalogPack *pack, const char *s, const char *out,
+                                    GHashTable *role_paths, GError **error);
+
+/* Set by SIGINT/SIGTERM/SIGHUP: downloads and conversions stop at once,
+ * keeping the partial download and removing the staging folder. */
+extern volatile sig_atomic_t models_interrupted;
+void     models_catch_signals (void);
+
+/* Human sizes: "1.2 GB", "340 MB", "12 kB". */
+char    *models_format_size   (gint64 bytes);
+
+/* The cache of downloads: $XDG_CACHE_HOME/gfcg/downloads. */
+char    *models_cache_dir     (void);
+/* Downloads f into the cache (resuming FILE.part with an HTTP Range request)
+ * unless a verified copy is there, checks size and sha256 (a wrong file is
+ * deleted), and returns its path; *sha256 gets its checksum.  quiet: no
+ * progress on stderr. */
+char    *models_download      (const CatalogFile *f, gboolean quiet, char **sha256,
+                               GError **error);
+/* SHA-256 of a file as lower-case hex; *size gets its length. */
+char    *models_sha256_file   (const char *path, gint64 *size, GError **error);
+
+/* Installs the pack: downloads, converts into a hidden staging folder in
+ * gfcg_models_dir(), checks that it loads, writes the install manifest and
+ * renames it into place.  Any failure removes the staging folder. */
+gboolean models_install       (Catalog *cat, CatalogPack *pack, gboolean force, gboolean quiet,
+                               GError **error);
+/* Re-checks an installed pack: it loads, and its files match the manifest.
+ * Returns FALSE with the reason; *report gets a one-line summary when OK. */
+gboolean models_verify        (const char *dir, char **report, GError **error);
+/* Deletes a pack installed in gfcg_models_dir() (rename to a hidden trash
+ * name first, so a half-deleted pack is never seen). */
+gboolean models_remove        (const char *name, GError **error);
+/* Removes staging and trash folders left by killed runs (their lock is free). */
+void     models_sweep_stale   (void);
+/* Deletes a folder tree without following symbolic links. */
+gboolean models_rm_rf         (const char *path, GError **error);
+
+#define MODELS_MANIFEST "install-manifest.json"
+
+#endif

@@ -1,0 +1,191 @@
+/* cls-mobilenet-v2.c — MobileNetV2 1.0 (Sandler et al. 2018), the ImageNet
+ * classifier of Google's Coral TFLite model (docs/pack-format.md,
+ * "mobilenet-v2"): a stride-2 stem, 17 inverted residual blocks (1x1
+ * expansion + ReLU6, depthwise 3x3 + ReLU6, linear 1x1 projection), a 1x1
+ * conv to 1280 + ReLU6, global average pooling and a linear classifier.
+ * Batch norm is folded into every conv (they all have biases).
+ *
+ * Padding is a config choice: TensorFlow's SAME padding (the TFLite model:
+ * at stride 2 on an even size the extra zero row/column is at the bottom/
+ * right only) or PyTorch's symmetric padding 1 (torchvision's model). */
+#include "gfcg-private.h"
+
+#include <string.h>
+
+#define N_BLOCKS 17
+#define HEAD_CHANNELS 1280
+
+/* The inverted-residual settings of MobileNetV2 1.0: expansion t, output
+ * channels c, repeats n, stride s of the first repeat. */
+static const struct { int t, c, n, s; } stages[] = {
+  { 1, 16, 1, 1 }, { 6, 24, 2, 2 }, { 6, 32, 3, 2 }, { 6, 64, 4, 2 },
+  { 6, 96, 3, 1 }, { 6, 160, 3, 2 }, { 6, 320, 1, 1 },
+};
+
+typedef struct
+{
+  int         cin, hidden, cout, stride;
+  GfcgTensor *ew, *eb;   /* expansion (NULL when t == 1) */
+  GfcgTensor *dw, *db;   /* depthwise [hidden, 1, 3, 3] */
+  GfcgTensor *pw, *pb;   /* projection */
+} InvRes;
+
+typedef struct
+{
+  GfcgBackend *be;
+  gboolean     same;     /* TensorFlow SAME padding, else symmetric */
+  GfcgTensor  *stem_w, *stem_b, *head_w, *head_b, *fc_w, *fc_b;
+  InvRes       blocks[N_BLOCKS];
+  gsize        n_params;
+} MobileNetV2;
+
+static void
+mobilenet_v2_free (gpointer p)
+{
+  MobileNetV2 *m = p;
+  if (m == NULL)
+    return;
+  gfcg_tensor_free (m->stem_w);
+  gfcg_tensor_free (m->stem_b);
+  gfcg_tensor_free (m->head_w);
+  gfcg_tensor_free (m->head_b);
+  gfcg_tensor_free (m->fc_w);
+  gfcg_tensor_free (m->fc_b);
+  for (int i = 0; i < N_BLOCKS; i++)
+    {
+      InvRes *b = &m->blocks[i];
+      GfcgTensor *ts[] = { b->ew, b->eb, b->dw, b->db, b->pw, b->pb };
+      for (guint j = 0; j < G_N_ELEMENTS (ts); j++)
+        gfcg_tensor_free (ts[j]);
+    }
+  g_free (m);
+}
+
+#define SHAPE(...) ((const gint64[]) { __VA_ARGS__ })
+
+/* "prefix.weight" of shape [o, i, k, k] (k 0: [o, i]) and "prefix.bias" [o]. */
+static gboolean
+load_conv (MobileNetV2 *m, GfcgSafetensors *st, const char *prefix, int o, int i, int k,
+           GfcgTensor **w, GfcgTensor **b, GError **error)
+{
+  char *kw = g_strconcat (prefix, ".weight", NULL), *kb = g_strconcat (prefix, ".bias", NULL);
+  *w = k > 0 ? weight_load (m->be, st, kw, 4, SHAPE (o, i, k, k), error)
+             : weight_load (m->be, st, kw, 2, SHAPE (o, i), error);
+  if (*w != NULL)
+    *b = weight_load (m->be, st, kb, 1, SHAPE (o), error);
+  g_free (kw);
+  g_free (kb);
+  if (*w == NULL || *b == NULL)
+    return FALSE;
+  m->n_params += (*w)->numel + (*b)->numel;
+  return TRUE;
+}
+
+static gpointer
+mobilenet_v2_load (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st, int n_outputs,
+                   gsize *n_params, GError **error)
+{
+  MobileNetV2 *m = g_new0 (MobileNetV2, 1);
+  const char *padding = json_object_get_string_member_with_default (config, "padding", "same");
+  int cin = 32, i = 0;
+
+  m->be = be;
+  if (padding == NULL || (strcmp (padding, "same") != 0 && strcmp (padding, "torch") != 0))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                   "component 'classifier': mobilenet-v2 'padding' must be \"same\" "
+                   "(TensorFlow) or \"torch\" (symmetric)");
+      goto fail;
+    }
+  m->same = strcmp (padding, "same") == 0;
+  if (!load_conv (m, st, "stem", cin, 3, 3, &m->stem_w, &m->stem_b, error))
+    goto fail;
+  for (guint s = 0; s < G_N_ELEMENTS (stages); s++)
+    for (int r = 0; r < stages[s].n; r++, i++)
+      {
+        InvRes *b = &m->blocks[i];
+        char *p = g_strdup_printf ("blocks.%d", i);
+        char *ke = g_strconcat (p, ".expand", NULL), *kd = g_strconcat (p, ".depthwise", NULL);
+        char *kp = g_strconcat (p, ".project", NULL);
+        gboolean ok;
+        b->cin = cin;
+        b->hidden = cin * stages[s].t;
+        b->cout = stages[s].c;
+        b->stride = r == 0 ? stages[s].s : 1;
+        ok = (stages[s].t == 1 ||
+              load_conv (m, st, ke, b->hidden, cin, 1, &b->ew, &b->eb, error)) &&
+             load_conv (m, st, kd, b->hidden, 1, 3, &b->dw, &b->db, error) &&
+             load_conv (m, st, kp, b->cout, b->hidden, 1, &b->pw, &b->pb, error);
+        g_free (p);
+        g_free (ke);
+        g_free (kd);
+        g_free (kp);
+        if (!ok)
+          goto fail;
+        cin = b->cout;
+      }
+  g_assert (i == N_BLOCKS);
+  if (!load_conv (m, st, "head", HEAD_CHANNELS, cin, 1, &m->head_w, &m->head_b, error) ||
+      !load_conv (m, st, "classifier", n_outputs, HEAD_CHANNELS, 0, &m->fc_w, &m->fc_b, error))
+    goto fail;
+  *n_params = m->n_params;
+  return m;
+
+fail:
+  mobilenet_v2_free (m);
+  return NULL;
+}
+
+/* A 3x3 conv (stem or depthwise) with the configured padding. */
+static GfcgTensor *
+conv3x3 (const MobileNetV2 *m, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *b,
+         int stride, int groups)
+{
+  GfcgConvParams p;
+  if (x == NULL)
+    return NULL;
+  p = m->same ? gfcg_conv_params_same (3, stride, x->shape[2], x->shape[3])
+              : gfcg_conv_params (stride, 1, 1);
+  p.groups = groups;
+  return gfcg_op_conv2d_ex (x, w, b, &p);
+}
+
+static GfcgTensor *
+relu6 (GfcgTensor *t)
+{
+  GfcgTensor *y = gfcg_op_unary (t, GFCG_UNARY_RELU6, 0.0f);
+  gfcg_tensor_free (t);
+  return y;
+}
+
+static GfcgTensor *
+mobilenet_v2_forward (gpointer p, const GfcgTensor *x)
+{
+  MobileNetV2 *m = p;
+  GfcgTensor *t = relu6 (conv3x3 (m, x, m->stem_w, m->stem_b, 2, 1));
+
+  for (int i = 0; i < N_BLOCKS; i++)
+    {
+      InvRes *b = &m->blocks[i];
+      GfcgTensor *h = b->ew != NULL ? relu6 (gfcg_op_conv2d (t, b->ew, b->eb, 1, 0)) : NULL;
+      GfcgTensor *d = relu6 (conv3x3 (m, b->ew != NULL ? h : t, b->dw, b->db, b->stride,
+                                      b->hidden));
+      gfcg_tensor_free (h);
+      h = gfcg_op_conv2d (d, b->pw, b->pb, 1, 0);
+      gfcg_tensor_free (d);
+      if (b->stride == 1 && b->cin == b->cout)
+        gfcg_tensor_set (&h, gfcg_op_axpby (1.0f, h, 1.0f, t));
+      gfcg_tensor_set (&t, h);
+    }
+  gfcg_tensor_set (&t, relu6 (gfcg_op_conv2d (t, m->head_w, m->head_b, 1, 0)));
+  gfcg_tensor_set (&t, gfcg_op_avgpool_global (t));
+  gfcg_tensor_set (&t, gfcg_op_linear (t, m->fc_w, m->fc_b));
+  return t;
+}
+
+const ClassifierArch classifier_arch_mobilenet_v2 = {
+  .name = "mobilenet-v2",
+  .load = mobilenet_v2_load,
+  .forward = mobilenet_v2_forward,
+  .free = mobilenet_v2_free,
+};

@@ -1,0 +1,75 @@
+"""Reference for latent packs: from the network's latent to a picture
+(docs/pack-format.md, "Latent packs").
+
+    raw   = x * raw_std / final_std + raw_mean - final_mean * raw_std / final_std
+    v     = sd-vae-decoder(raw)                   (SD VAE units)
+          = 2 * taesd-decoder(latent_scale * raw) - 1
+    pixel = clamp((v - black) / (white - black), 0, 1),  [black, white] = decoded_range
+    image = 2 * pixel - 1
+"""
+import os
+
+import torch
+from safetensors.torch import load_file
+
+from taesd_ref import SD_SCALE, TAESDDecoder
+from vae_ref import LEGACY, SDVAEDecoder
+
+EDM2_LATENT = dict(raw_mean=[5.81, 3.25, 0.12, -2.15], raw_std=[4.17, 4.62, 3.71, 3.28],
+                   final_mean=0.0, final_std=0.5, decoded_range=[0.0, 1.0])
+ARCHS = {'sd-vae-decoder': SDVAEDecoder, 'taesd-decoder': TAESDDecoder}
+
+
+def latent_space(meta):
+    """(scale [C], shift [C], black, white) of pack.json's 'latent' (EDM2's by default)."""
+    ls = {**EDM2_LATENT, **meta.get('latent', {})}
+    std = torch.tensor(ls['raw_std'], dtype=torch.float64)
+    mean = torch.tensor(ls['raw_mean'], dtype=torch.float64)
+    scale = std / ls['final_std']
+    return scale, mean - ls['final_mean'] * scale, ls['decoded_range'][0], ls['decoded_range'][1]
+
+
+class LatentDecoder(torch.nn.Module):
+    """One decoder component: network latents -> (picture in [-1, 1], network output)."""
+
+    def __init__(self, arch, config, meta):
+        super().__init__()
+        self.arch = arch
+        self.net = ARCHS[arch](**config)
+        default = 1.0 if arch == 'sd-vae-decoder' else SD_SCALE
+        self.latent_scale = float(config.get('latent_scale', default))
+        self.out_scale, self.out_shift = (1.0, 0.0) if arch == 'sd-vae-decoder' else (2.0, -1.0)
+        self.scale, self.shift, self.black, self.white = latent_space(meta)
+
+    def forward(self, x):
+        view = (1, -1, 1, 1)
+        raw = x * self.scale.to(x.dtype).view(view) + self.shift.to(x.dtype).view(view)
+        decoded = self.net(self.latent_scale * raw)
+        v = self.out_scale * decoded + self.out_shift
+        pixel = ((v - self.black) / (self.white - self.black)).clamp(0, 1)
+        return 2 * pixel - 1, decoded
+
+
+def pack_tensor_names(arch, tensors):
+    """The file's names -> the reference modules' names (either naming of each arch)."""
+    if arch == 'sd-vae-decoder':
+        out = {}
+        for k, v in tensors.items():
+            for new, old in LEGACY.items():
+                k = k.replace(f'.attentions.0.{old}.', f'.attentions.0.{new}.')
+            out[k] = v
+        return out
+    if any(k.startswith('decoder.layers.') for k in tensors):
+        return {f'{int(k.split(".")[2]) + 1}.{k.split(".", 3)[3]}': v
+                for k, v in tensors.items() if k.startswith('decoder.layers.')}
+    return tensors
+
+
+def load_decoder(pack_dir, meta, comp, dtype=torch.float64):
+    m = LatentDecoder(comp['arch'], comp['config'], meta)
+    tensors = pack_tensor_names(comp['arch'], load_file(os.path.join(pack_dir, comp['file'])))
+    want = m.net.state_dict()
+    missing = set(want) - set(tensors)
+    assert not missing, f'{comp["file"]}: missing {sorted(missing)[:5]}'
+    m.net.load_state_dict({k: tensors[k].to(torch.float32) for k in want})
+    return m.to(dtype).eval().requires_grad_(False)

@@ -1,0 +1,627 @@
+"""`gfcg models`: fetching packs from a catalog safely.
+
+A local HTTP server (127.0.0.1 only, a free port, Range requests, and
+misbehaviour on demand: a connection cut after N bytes, a stall, wrong bytes)
+serves small files the tests make; a test catalog points at it.  The packs
+are tests/reference/make_packs.py's tiny-pixel, put together by "copy" steps,
+or NVIDIA-format pickles (tests/test_convert_edm2.py's generator) converted by
+the real tools/convert-edm2.  XDG_DATA_HOME and XDG_CACHE_HOME are temporary
+folders: the user's own data is never touched.
+
+What is asserted: a cut transfer resumes with a Range request for exactly the
+missing bytes and installs; a wrong file (checksum, or a checksum recorded
+at its first download) is deleted and nothing is installed; a failing, an
+interrupted (SIGINT) and a killed (SIGKILL) conversion leave no pack and no
+staging folder (the killed one's is removed by the next command); a full
+disk (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG) says why and
+leaves nothing half-installed; `--pack NAME` samples the installed pack (the
+same PNG as `--pack DIR`); verify finds a changed or missing file; remove
+works; list shows the installed state.
+"""
+import copy
+import hashlib
+import http.server
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GFCG = os.environ.get('GFCG_BIN') or shutil.which('gfcg')
+PACK = 'tiny'
+PACK_FILES = ['pack.json', 'main.safetensors', 'guide.safetensors', 'uncond.safetensors',
+              'classifier.safetensors']
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- the server
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(('127.0.0.1', 0), Handler)
+        self.files = {}        # path -> bytes
+        self.cut = {}          # path -> send this many bytes, then drop the connection (once)
+        self.stall = {}        # path -> send this many bytes, then hang until released (once)
+        self.log = []          # one dict per GET: path, range, status, sent
+        self.release = threading.Event()
+
+    def url(self, path):
+        return f'http://127.0.0.1:{self.server_address[1]}/{path}'
+
+    def requests_for(self, path):
+        return [r for r in self.log if r['path'] == path]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.0'
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        srv = self.server
+        path = self.path.lstrip('/')
+        rec = {'path': path, 'range': self.headers.get('Range'), 'status': 404, 'sent': 0}
+        srv.log.append(rec)
+        data = srv.files.get(path)
+        if data is None:
+            self.send_error(404)
+            return
+        start, status = 0, 200
+        if rec['range']:
+            spec = rec['range'].split('=', 1)[1]
+            first, _, last = spec.partition('-')
+            start = int(first)
+            end = int(last) + 1 if last else len(data)
+            if start >= len(data):
+                rec['status'] = 416
+                self.send_response(416)
+                self.send_header('Content-Range', f'bytes */{len(data)}')
+                self.end_headers()
+                return
+            body, status = data[start:end], 206
+        else:
+            body = data
+        rec['status'] = status
+        self.send_response(status)
+        self.send_header('Content-Length', str(len(body)))
+        self.send_header('Accept-Ranges', 'bytes')
+        if status == 206:
+            self.send_header('Content-Range', f'bytes {start}-{start + len(body) - 1}/{len(data)}')
+        self.end_headers()
+        if path in srv.cut:
+            n = srv.cut.pop(path)
+            self.wfile.write(body[:n])
+            rec['sent'] = n
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if path in srv.stall:
+            n = srv.stall.pop(path)
+            self.wfile.write(body[:n])
+            rec['sent'] = n
+            self.wfile.flush()
+            srv.release.wait(120)
+            return
+        self.wfile.write(body)
+        rec['sent'] = len(body)
+
+
+@pytest.fixture
+def server():
+    srv = Server()
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv
+    srv.release.set()
+    srv.shutdown()
+    srv.server_close()
+
+
+# ---------------------------------------------------------------- the environment
+
+class Env:
+    """XDG folders, a catalog and the `gfcg` command for one test."""
+
+    def __init__(self, tmp_path, server):
+        self.tmp = tmp_path
+        self.server = server
+        self.data = tmp_path / 'xdg-data'
+        self.cache = tmp_path / 'xdg-cache'
+        self.models = self.data / 'gfcg' / 'models'
+        self.downloads = self.cache / 'gfcg' / 'downloads'
+        self.catalog = tmp_path / 'catalog.json'
+        self.env = dict(os.environ, XDG_DATA_HOME=str(self.data), XDG_CACHE_HOME=str(self.cache),
+                        GFCG_CATALOG=str(self.catalog))
+        self.env.pop('GFCG_TOOLS_DIR', None)
+
+    def write_catalog(self, files, packs):
+        self.catalog.write_text(json.dumps({'format': 'gfcg-catalog', 'format_version': 1,
+                                            'files': files, 'packs': packs}, indent=1))
+
+    def serve(self, name, data, sha=True, size=True, **extra):
+        """Serves data as NAME; returns its catalog entry."""
+        self.server.files[name] = data
+        return dict({'urls': [self.server.url(name)], 'file': name,
+                     'size': len(data) if size else None,
+                     'sha256': sha256(data) if sha is True else (sha or None),
+                     'licence': 'CC0-1.0'}, **extra)
+
+    def run(self, *args, check=None, timeout=600, **kw):
+        if not GFCG:
+            pytest.fail('engine binary not found: set GFCG_BIN', pytrace=False)
+        p = subprocess.run([GFCG] + [str(a) for a in args], capture_output=True, text=True,
+                           env=self.env, timeout=timeout, **kw)
+        if check is not None:
+            assert p.returncode == check, f'gfcg {args}: rc {p.returncode}\n{p.stdout}\n{p.stderr}'
+        return p
+
+    def popen(self, *args, **kw):
+        return subprocess.Popen([GFCG] + [str(a) for a in args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env, **kw)
+
+    def staging(self):
+        return sorted(p.name for p in self.models.glob('.*')) if self.models.exists() else []
+
+    def assert_nothing_installed(self, name=PACK):
+        assert not (self.models / name).exists(), f'{name} was installed'
+        assert self.staging() == [], f'staging or trash left: {self.staging()}'
+
+
+@pytest.fixture
+def env(tmp_path, server):
+    return Env(tmp_path, server)
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    """The bytes of tiny-pixel's files."""
+    import make_packs
+    d = tmp_path_factory.mktemp('tinypack')
+    make_packs.write_pack(str(d), 'tiny-pixel', {
+        'title': 'tiny-pixel for the model manager tests', 'kind': 'pixel', 'resolution': 16,
+        'channels': 3, 'classes': make_packs.CLASSES, 'defaults': make_packs.DEFAULTS},
+        make_packs.tiny_pixel_components(inet=False))
+    return {f: (d / 'tiny-pixel' / f).read_bytes() for f in PACK_FILES}
+
+
+def copy_pack(env, tiny, name=PACK, entries=None, steps_extra=()):
+    """A catalog with one pack made of tiny-pixel's files by copy steps."""
+    entries = entries or {}
+    files, roles, steps = {}, {}, []
+    for f in PACK_FILES:
+        role = f.split('.')[0].replace('_', '-')
+        role = 'pack-json' if f == 'pack.json' else role
+        fid = f'tiny-{role}'
+        files[fid] = entries.get(f) or env.serve(f, tiny[f])
+        roles[role] = fid
+        steps.append({'copy': '{' + role + '}', 'to': f})
+    packs = {name: {'title': 'Tiny test pack', 'licence': 'CC0-1.0', 'files': roles,
+                    'convert': steps + list(steps_extra), 'memory': '1 MB', 'time': '1 s'}}
+    env.write_catalog(files, packs)
+    return files, packs
+
+
+# ---------------------------------------------------------------- list, fetch, --pack NAME
+
+def test_fetch_installs_and_list_shows_it(env, tiny):
+    copy_pack(env, tiny)
+    p = env.run('models', 'list', check=0)
+    line = next(l for l in p.stdout.splitlines() if l.startswith(PACK + ' '))
+    assert 'not installed' in line and 'Tiny test pack' in p.stdout and 'CC0-1.0' in p.stdout
+    p = env.run('models', 'fetch', PACK, check=0)
+    assert f'installed {PACK}' in p.stdout
+    d = env.models / PACK
+    for f in PACK_FILES:
+        assert (d / f).read_bytes() == tiny[f]
+    man = json.loads((d / 'install-manifest.json').read_text())
+    assert man['pack'] == PACK and set(man['files']) == set(PACK_FILES)
+    assert man['files']['main.safetensors']['sha256'] == sha256(tiny['main.safetensors'])
+    assert env.staging() == []
+    line = next(l for l in env.run('models', 'list', check=0).stdout.splitlines()
+                if l.startswith(PACK + ' '))
+    assert 'installed' in line and 'not installed' not in line
+    # A second fetch does nothing (no download).
+    n = len(env.server.log)
+    p = env.run('models', 'fetch', PACK, check=0)
+    assert 'already installed' in p.stdout and len(env.server.log) == n
+
+
+def test_pack_name_samples_the_installed_pack(env, tiny, tmp_path):
+    copy_pack(env, tiny)
+    env.run('models', 'fetch', PACK, check=0)
+    by_name, by_dir = tmp_path / 'name.png', tmp_path / 'dir.png'
+    env.run('sample', '--pack', PACK, '--class', 1, '--mode', 'gfcg', '--steps', 3, '--seed', 5,
+            '--device', 'cpu', '--quiet', '--out', by_name, check=0)
+    env.run('sample', '--pack', env.models / PACK, '--class', 1, '--mode', 'gfcg', '--steps', 3,
+            '--seed', 5, '--device', 'cpu', '--quiet', '--out', by_dir, check=0)
+    # The same pixels (the text chunk records the time taken).
+    from PIL import Image
+    assert Image.open(by_name).tobytes() == Image.open(by_dir).tobytes()
+    info = env.run('info', '--pack', PACK, check=0).stdout
+    assert 'English springer' in info
+    p = env.run('info', '--pack', 'no-such-pack', check=1)
+    assert "'no-such-pack' is neither a pack folder nor an installed pack" in p.stderr
+
+
+# ---------------------------------------------------------------- resume
+
+def test_cut_transfer_resumes_with_a_range_request(env, tiny):
+    copy_pack(env, tiny)
+    main = tiny['main.safetensors']
+    cut = len(main) // 2
+    env.server.cut['main.safetensors'] = cut
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert 'main.safetensors' in p.stderr
+    part = env.downloads / 'main.safetensors.part'
+    assert part.read_bytes() == main[:cut]
+    env.assert_nothing_installed()
+
+    p = env.run('models', 'fetch', PACK, check=0)
+    assert 'resuming after' in p.stderr
+    reqs = env.server.requests_for('main.safetensors')
+    assert [r['range'] for r in reqs] == [None, f'bytes={cut}-']
+    assert reqs[1]['status'] == 206 and reqs[1]['sent'] == len(main) - cut
+    assert not part.exists()
+    assert (env.models / PACK / 'main.safetensors').read_bytes() == main
+
+
+def test_ctrl_c_during_download_keeps_the_part_and_resumes(env, tiny):
+    copy_pack(env, tiny)
+    main = tiny['main.safetensors']
+    n = len(main) // 3
+    env.server.stall['main.safetensors'] = n
+    proc = env.popen('models', 'fetch', PACK)
+    part = env.downloads / 'main.safetensors.part'
+    deadline = time.time() + 60
+    while not (part.exists() and part.stat().st_size == n) and time.time() < deadline:
+        time.sleep(0.05)
+    assert part.exists() and part.stat().st_size == n
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert 'interrupted' in err and 'kept' in err and 'nothing installed' in err
+    assert part.read_bytes() == main[:n]
+    env.assert_nothing_installed()
+    env.server.release.set()
+    env.run('models', 'fetch', PACK, check=0)
+    assert env.server.requests_for('main.safetensors')[-1]['range'] == f'bytes={n}-'
+
+
+# ---------------------------------------------------------------- wrong files
+
+def test_corrupted_file_is_rejected(env, tiny):
+    good = tiny['main.safetensors']
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0xFF
+    entry = env.serve('main.safetensors', bytes(bad), sha=sha256(good))
+    entry['size'] = len(good)
+    copy_pack(env, tiny, entries={'main.safetensors': entry})
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert 'wrong checksum' in p.stderr and sha256(good) in p.stderr
+    assert 'deleted' in p.stderr and 'nothing was installed' in p.stderr
+    assert not (env.downloads / 'main.safetensors').exists()
+    assert not (env.downloads / 'main.safetensors.part').exists()
+    env.assert_nothing_installed()
+
+
+def test_wrong_size_is_rejected(env, tiny):
+    entry = env.serve('main.safetensors', tiny['main.safetensors'])
+    entry['size'] += 1
+    entry['sha256'] = None
+    copy_pack(env, tiny, entries={'main.safetensors': entry})
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert 'the catalog says' in p.stderr
+    env.assert_nothing_installed()
+
+
+def test_unpublished_checksum_is_recorded_and_enforced(env, tiny):
+    entry = env.serve('main.safetensors', tiny['main.safetensors'], sha=None, size=False)
+    copy_pack(env, tiny, entries={'main.safetensors': entry})
+    p = env.run('models', 'fetch', PACK, check=0)
+    assert 'recorded sha256 ' + sha256(tiny['main.safetensors']) in p.stderr
+    rec = json.loads((env.data / 'gfcg' / 'recorded-checksums.json').read_text())
+    assert rec['main.safetensors']['sha256'] == sha256(tiny['main.safetensors'])
+    # The publisher's file changes: a fresh download no longer matches.
+    env.run('models', 'remove', PACK, check=0)
+    (env.downloads / 'main.safetensors').unlink()
+    changed = bytearray(tiny['main.safetensors'])
+    changed[100] ^= 1
+    env.server.files['main.safetensors'] = bytes(changed)
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert 'its first download' in p.stderr and 'wrong checksum' in p.stderr
+    env.assert_nothing_installed()
+
+
+# ---------------------------------------------------------------- interrupted installs
+
+def test_failing_conversion_leaves_nothing(env, tiny):
+    # The real converter, given a safetensors file instead of a pickle.
+    step = {'tool': 'convert-edm2', 'args': ['--main', '{main}', '--out', '{out}']}
+    copy_pack(env, tiny, steps_extra=[step])
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert 'convert-edm2 failed' in p.stderr
+    env.assert_nothing_installed()
+    # The downloads stay cached, checked.
+    assert (env.downloads / 'main.safetensors').read_bytes() == tiny['main.safetensors']
+
+
+def test_pack_that_does_not_load_is_not_installed(env, tiny):
+    copy_pack(env, tiny)
+    cat = json.loads(env.catalog.read_text())
+    cat['packs'][PACK]['convert'] = [s for s in cat['packs'][PACK]['convert']
+                                     if s['to'] != 'main.safetensors']
+    env.catalog.write_text(json.dumps(cat))
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert 'does not load' in p.stderr and 'main.safetensors' in p.stderr
+    env.assert_nothing_installed()
+
+
+SLOW_TOOL = '''import os, sys, time
+out = sys.argv[sys.argv.index('--out') + 1]
+open(os.path.join(out, 'half-written.safetensors'), 'w').write(str(os.getpid()))
+time.sleep(120)
+'''
+
+
+def start_slow_conversion(env, tiny):
+    tools = env.tmp / 'tools'
+    tools.mkdir()
+    (tools / 'convert-slow').write_text(SLOW_TOOL)
+    env.env['GFCG_TOOLS_DIR'] = str(tools)
+    copy_pack(env, tiny, steps_extra=[{'tool': 'convert-slow', 'args': ['--out', '{out}']}])
+    proc = env.popen('models', 'fetch', PACK)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        marks = list(env.models.glob(f'.{PACK}.partial-*/half-written.safetensors'))
+        if marks and marks[0].read_text():
+            return proc, int(marks[0].read_text())
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    pytest.fail('the conversion never started')
+
+
+def wait_dead(pid, seconds=10):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+            # A zombie whose parent died is reaped by init soon.
+            with open(f'/proc/{pid}/stat') as f:
+                if f.read().split(') ')[1].startswith('Z'):
+                    return True
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_ctrl_c_during_conversion_removes_the_staging_folder(env, tiny):
+    proc, tool_pid = start_slow_conversion(env, tiny)
+    assert env.staging() != []
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and 'interrupted' in err, err
+    assert wait_dead(tool_pid), 'the converter outlived the interruption'
+    env.assert_nothing_installed()
+
+
+def test_killed_during_conversion_leaves_no_pack(env, tiny):
+    proc, tool_pid = start_slow_conversion(env, tiny)
+    proc.kill()
+    proc.communicate(timeout=30)
+    # The converter dies with it (PR_SET_PDEATHSIG), the pack is absent and
+    # the half-made folder is hidden: never listed, never loadable by name.
+    assert wait_dead(tool_pid), 'the converter outlived gfcg'
+    assert not (env.models / PACK).exists()
+    assert len(env.staging()) == 1
+    env.env.pop('GFCG_TOOLS_DIR')
+    line = next(l for l in env.run('models', 'list', check=0).stdout.splitlines()
+                if l.startswith(PACK + ' '))
+    assert 'not installed' in line
+    # ... and the next command removed it (its lock died with the process).
+    env.assert_nothing_installed()
+    assert env.run('info', '--pack', PACK).returncode == 1
+
+
+# ---------------------------------------------------------------- disk full
+
+def limit_file_size(nbytes):
+    def setup():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return setup
+
+
+def test_disk_full_during_download(env, tiny):
+    copy_pack(env, tiny)
+    limit = 64 * 1024
+    assert len(tiny['main.safetensors']) > 2 * limit
+    p = env.run('models', 'fetch', PACK, check=1, preexec_fn=limit_file_size(limit))
+    assert 'File too large' in p.stderr and 'disk is full' in p.stderr, p.stderr
+    env.assert_nothing_installed()
+    # With room again, the fetch resumes from what was written.
+    assert (env.downloads / 'main.safetensors.part').stat().st_size == limit
+    env.run('models', 'fetch', PACK, check=0)
+    assert env.server.requests_for('main.safetensors')[-1]['range'] == f'bytes={limit}-'
+
+
+def test_disk_full_during_conversion(env, tiny):
+    copy_pack(env, tiny)
+    env.run('models', 'fetch', PACK, check=0)      # fills the download cache
+    env.run('models', 'remove', PACK, check=0)
+    p = env.run('models', 'fetch', PACK, check=1, preexec_fn=limit_file_size(64 * 1024))
+    assert 'in the download cache, checked' in p.stderr
+    assert 'File too large' in p.stderr, p.stderr
+    env.assert_nothing_installed()
+
+
+# ---------------------------------------------------------------- verify, remove
+
+def test_verify_detects_a_modified_file(env, tiny):
+    copy_pack(env, tiny)
+    env.run('models', 'fetch', PACK, check=0)
+    p = env.run('models', 'verify', PACK, check=0)
+    assert f'ok: loads; {len(PACK_FILES)} files match' in p.stdout
+    f = env.models / PACK / 'guide.safetensors'
+    data = bytearray(f.read_bytes())
+    data[-5] ^= 0x01                                 # one bit of one weight: still loads
+    f.write_bytes(bytes(data))
+    p = env.run('models', 'verify', PACK, check=1)
+    assert 'FAILED: guide.safetensors changed since it was installed' in p.stdout
+    assert sha256(tiny['guide.safetensors']) in p.stdout
+    f.unlink()
+    p = env.run('models', 'verify', check=1)          # every installed pack
+    assert 'guide.safetensors is missing' in p.stdout
+    lines = p.stdout.splitlines()      # the default pack first, then the fetched ones
+    assert 'imagenette-64: ok: loads (no install manifest' in lines[0]
+    assert lines[-1].startswith(str(env.models / PACK))
+
+
+def test_remove(env, tiny):
+    copy_pack(env, tiny)
+    env.run('models', 'fetch', PACK, check=0)
+    p = env.run('models', 'remove', PACK, check=0)
+    assert f'removed {PACK}' in p.stdout
+    env.assert_nothing_installed()
+    assert (env.downloads / 'main.safetensors').exists()   # the cache stays
+    assert 'not installed' in next(l for l in env.run('models', 'list', check=0).stdout.splitlines()
+                                   if l.startswith(PACK + ' '))
+    p = env.run('models', 'remove', PACK, check=1)
+    assert 'is not installed' in p.stderr
+    p = env.run('models', 'remove', 'imagenette-64', check=1)
+    assert 'came with gfcg' in p.stderr
+    p = env.run('models', 'remove', '../x', check=1)
+    assert 'not a pack name' in p.stderr
+
+
+def test_force_reinstalls_and_shipped_names_stay(env, tiny):
+    copy_pack(env, tiny)
+    env.run('models', 'fetch', PACK, check=0)
+    f = env.models / PACK / 'guide.safetensors'
+    f.write_bytes(b'broken')
+    env.run('models', 'fetch', '--force', PACK, check=0)
+    assert f.read_bytes() == tiny['guide.safetensors']
+    assert env.staging() == []
+    # A catalog pack may not shadow a pack that comes with gfcg.
+    copy_pack(env, tiny, name='imagenette-64')
+    p = env.run('models', 'fetch', 'imagenette-64', check=1)
+    assert "a pack named 'imagenette-64' already comes with gfcg" in p.stderr
+    assert not (env.models / 'imagenette-64').exists()
+
+
+def test_bad_catalogs_are_refused(env, tiny):
+    copy_pack(env, tiny)
+    cat = json.loads(env.catalog.read_text())
+    cases = [
+        (lambda c: c['packs'][PACK]['convert'].append({'tool': '../../bin/sh', 'args': []}),
+         "'tool' must be a converter name"),
+        (lambda c: c['packs'][PACK]['convert'].append({'copy': '{main}', 'to': '../escape'}),
+         'a path inside the pack'),
+        (lambda c: c['files']['tiny-main'].update(urls=['file:///etc/passwd']),
+         'http:// or https://'),
+        (lambda c: c['files']['tiny-main'].update(sha256='XYZ'), '64 lower-case hex'),
+        (lambda c: c['packs'][PACK]['files'].update(main='nope'), "which is not in 'files'"),
+        (lambda c: c['packs'][PACK]['convert'].append({'tool': 'convert-edm2', 'args': ['{what}']}),
+         'unknown placeholder {what}'),
+    ]
+    for change, message in cases:
+        c = copy.deepcopy(cat)
+        change(c)
+        env.catalog.write_text(json.dumps(c))
+        p = env.run('models', 'fetch', PACK, check=1)
+        assert message in p.stderr, (message, p.stderr)
+        env.assert_nothing_installed()
+
+
+# ---------------------------------------------------------------- the real converter
+
+def test_fetch_converts_nvidia_pickles(env, monkeypatch, tmp_path):
+    """main + guide pickles in NVIDIA's format -> tools/convert-edm2 -> an
+    installed pack that samples in atg mode, and no embedded code ran."""
+    import make_packs
+    import test_convert_edm2 as t
+    pkg = type(sys)('torch_utils')
+    pkg.persistence = t._fake_persistence
+    monkeypatch.setitem(sys.modules, 'torch_utils', pkg)
+    monkeypatch.setitem(sys.modules, 'torch_utils.persistence', t._fake_persistence)
+    cfg = make_packs.unet_config()
+    main = make_packs.make_unet(21, **cfg)[1]
+    guide = make_packs.make_relative(22, main, **cfg)[1]
+    marker = tmp_path / 'MARKER-module_src-ran'
+    src = t._payload(marker)
+    names = {'main': 'edm2-img16-s-0001073-0.075.pkl', 'guide': 'edm2-img16-xs-0000134-0.110.pkl'}
+    files = {}
+    for role, net in (('main', main), ('guide', guide)):
+        p = t.write_pickle(tmp_path / names[role], t.nv_snapshot(net, cfg, src))
+        files[role] = env.serve(names[role], p.read_bytes())
+    env.write_catalog(files, {'edm2-tiny': {
+        'title': 'tiny NVIDIA-format pair', 'licence': 'CC-BY-NC-SA-4.0',
+        'files': {'main': 'main', 'guide': 'guide'},
+        'convert': [{'tool': 'convert-edm2', 'args': ['--main', '{main}', '--guide', '{guide}',
+                                                      '--out', '{out}', '--name', '{name}',
+                                                      '--guidance', 1.5]}]}})
+    p = env.run('models', 'fetch', 'edm2-tiny', check=0)
+    assert 'converting: convert-edm2' in p.stderr
+    assert not marker.exists(), 'module_src was executed'
+    meta = json.loads((env.models / 'edm2-tiny' / 'pack.json').read_text())
+    assert meta['name'] == 'edm2-tiny' and set(meta['components']) == {'main', 'guide'}
+    assert meta['defaults'] == {'mode': 'atg', 'guidance': 1.5}
+    env.run('sample', '--pack', 'edm2-tiny', '--class', 2, '--mode', 'atg', '--steps', 2,
+            '--device', 'cpu', '--quiet', '--out', tmp_path / 'x.png', check=0)
+    assert 'ok: loads' in env.run('models', 'verify', 'edm2-tiny', check=0).stdout
+
+
+def test_shipped_catalog_is_valid(tmp_path):
+    """The real catalog parses (list) and names only NVIDIA's, Hugging Face's,
+    Coral's and PyTorch's servers; EDM2 files are never pinned to a mirror."""
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / 'd'), XDG_CACHE_HOME=str(tmp_path / 'c'))
+    env.pop('GFCG_CATALOG', None)
+    cat_path = REPO / 'data' / 'models' / 'catalog.json'
+    p = subprocess.run([GFCG, 'models', 'list', '--catalog', str(cat_path)], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    cat = json.loads(cat_path.read_text())
+    for name in ('img64-s-atg', 'img512-xs-cfg', 'img512-s-atg', 'img512-xxl-atg'):
+        assert name in p.stdout and 'not installed' in p.stdout
+        pk = cat['packs'][name]
+        assert pk['memory'] and pk['time'] and 'CC-BY-NC-SA-4.0' in pk['licence']
+    hosts = ('https://nvlabs-fi-cdn.nvidia.com/edm2/posthoc-reconstructions/',
+             'https://huggingface.co/', 'https://github.com/google-coral/',
+             'https://raw.githubusercontent.com/google-coral/', 'https://download.pytorch.org/')
+    for fid, f in cat['files'].items():
+        assert all(u.startswith(hosts) for u in f['urls']), fid
+        if f['licence'] == 'CC-BY-NC-SA-4.0':
+            assert f['urls'][0].startswith(hosts[0]) and f['file'].startswith('edm2-img')
+    assert cat['files']['coral-mobilenet-v2']['sha256'] == \
+        '7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776'
+    assert cat['files']['coral-mobilenet-v2']['size'] == 3610798
+    # Every step's arguments are ones its converter accepts (argparse exits
+    # on unknown options; the missing input files are a later, returned error).
+    sys.path.insert(0, str(REPO / 'tools' / 'convert'))
+    import classifier_pack
+    import edm2_pickle
+    mains = {'convert-edm2': edm2_pickle.main, 'convert-classifier': classifier_pack.main}
+    for name, pk in cat['packs'].items():
+        subst = {'out': str(tmp_path / 'none' / name), 'name': name}
+        subst.update((role, str(tmp_path / 'none' / fid)) for role, fid in pk['files'].items())
+        for step in pk['convert']:
+            args = [a.format(**subst) for a in step['args']]
+            try:
+                rc = mains[step['tool']](args)
+            except SystemExit as e:
+                pytest.fail(f'{name}: {step["tool"]} refuses its arguments {args}: {e}')
+            assert rc != 0

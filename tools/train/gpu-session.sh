@@ -1,0 +1,42 @@
+#!/bin/sh
+# tools/train/gpu-session.sh — the default pack's training and its evaluation
+# samples on a lent NVIDIA GPU, in two calls that fit one 15-minute device
+# budget (~1.5 min start, 9.5 min training, 3 min sampling).
+#
+#   sh tools/train/gpu-session.sh train     # -> $OUT/pack/ (the new pack)
+#   sh tools/train/gpu-session.sh eval      # -> $OUT/samples-{a,b,c}.npz + .json
+#
+# Needs .gpu/imagenette64.npz (tools/train/prepare_data.py, 52.5 MB; carry
+# ".gpu" and nothing else: the tree plus the data must stay under 64 MiB) and,
+# for "eval", the new pack copied to data/models/imagenette-64 first.  The
+# device returns at most 8 files of 16 MiB each, so the samples are split in
+# three archives of four configurations (30 pictures per class: 300 per
+# configuration).  Score them here with tools/eval/score.py.
+set -eu
+cd "$(dirname "$0")/../.."
+out=${OUT:-build/gpu-session}
+mkdir -p "$out"
+case "${1:-}" in
+  train)
+    # 560 s: leaves the eval call its 3 minutes inside the 15-minute budget.
+    python3 tools/train/train.py --data .gpu/imagenette64.npz --out "$out/pack" \
+      --time-limit 560 2>&1 | tee "$out/train.txt"
+    ;;
+  eval)
+    pack=${PACK:-data/models/imagenette-64}
+    set -- "none,cfg-1.5,cfg-2.0,atg-1.5" \
+           "atg-2.0,gfcg-1,gfcg-2,gfcg-1-lagged" \
+           "gfcg+cfg-1.5-1,gfcg+atg-1.5-1,gfcg+atg-1.5-1-lagged,gfcg+atg-add-1.5-1"
+    i=0
+    for configs in "$@"; do
+      part=$(echo abc | cut -c$((i + 1)))
+      python3 tools/eval/sample_modes.py --pack "$pack" --per-class "${PER_CLASS:-30}" \
+        --configs "$configs" --out "$out/samples-$part.npz"
+      i=$((i + 1))
+    done
+    ;;
+  *)
+    echo "usage: $0 train|eval" >&2
+    exit 2
+    ;;
+esac
