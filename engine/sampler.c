@@ -25,6 +25,30 @@ struct _GfcgImage
 
 /* ---- options --------------------------------------------------------------- */
 
+/* The pack's default CFG/ATG weight for a mode.  NVIDIA's presets tune the
+ * two separately (EDM2-S at 512: w 1.4 against the unconditional net, 2.1
+ * against the guide), so pack.json may give "guidance_cfg" for cfg and
+ * gfcg+cfg and "guidance_atg" for the autoguidance modes; "guidance" is the
+ * fallback for both. */
+double
+gfcg_pack_get_guidance (const GfcgPack *pack, GfcgMode mode)
+{
+  JsonObject *d = pack != NULL ? pack->defaults : NULL;
+  const char *key = NULL;
+
+  if (d == NULL)
+    return 1.0;
+  if (mode == GFCG_MODE_CFG || mode == GFCG_MODE_GFCG_CFG)
+    key = "guidance_cfg";
+  else if (mode == GFCG_MODE_ATG || mode == GFCG_MODE_GFCG_ATG || mode == GFCG_MODE_GFCG_ATG_ADD)
+    key = "guidance_atg";
+  if (key != NULL && json_object_has_member (d, key))
+    return json_node_get_double (json_object_get_member (d, key));
+  if (json_object_has_member (d, "guidance"))
+    return json_node_get_double (json_object_get_member (d, "guidance"));
+  return 1.0;
+}
+
 void
 gfcg_sample_options_init (GfcgSampleOptions *o, const GfcgPack *pack)
 {
@@ -52,7 +76,6 @@ gfcg_sample_options_init (GfcgSampleOptions *o, const GfcgPack *pack)
   NUM ("sigma_min", sigma_min);
   NUM ("sigma_max", sigma_max);
   NUM ("rho", rho);
-  NUM ("guidance", guidance);
   NUM ("s_max", s_max);
   NUM ("temperature", temperature);
   NUM ("sigma_lo", sigma_lo);
@@ -69,6 +92,7 @@ gfcg_sample_options_init (GfcgSampleOptions *o, const GfcgPack *pack)
       if (!gfcg_mode_from_string (m, &o->mode))
         o->mode = GFCG_N_MODES;
     }
+  o->guidance = gfcg_pack_get_guidance (pack, o->mode);
 }
 
 static gboolean

@@ -169,8 +169,8 @@ resolve_options (GfcgJob *job, const GfcgArgs *a, GError **error)
     return arg_error (error, "mode", "%s needs a guide network, and pack '%s' has none",
                       gfcg_mode_to_string (o->mode), gfcg_pack_get_name (job->pack));
   o->steps = a->steps;
-  if (a->guidance >= 0.0)
-    o->guidance = a->guidance;
+  /* -1: the pack's weight for this mode (CFG and ATG weights differ). */
+  o->guidance = a->guidance >= 0.0 ? a->guidance : gfcg_pack_get_guidance (job->pack, o->mode);
   if (a->strength >= 0.0)
     o->s_max = a->strength;
   o->seed = (guint64) a->seed;

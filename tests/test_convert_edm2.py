@@ -235,6 +235,55 @@ def test_convert_main_guide_uncond(tmp_path, snapshots, nets):
             assert got[k].dtype == torch.float32 and torch.equal(got[k], want[k]), (role, k)
 
 
+def test_installed_converter_runs_on_its_own(tmp_path, snapshots, nets):
+    """`meson install` puts the converters `gfcg models fetch` runs under
+    libexec/gfcg with what they import: the installed copy converts without
+    the source tree (run from elsewhere, with no PYTHONPATH)."""
+    build = Path(gfcg_bin()).resolve().parent.parent
+    if not (build / 'meson-private').is_dir() or shutil.which('meson') is None:
+        pytest.skip('the engine binary is not in a meson build folder')
+    dest = tmp_path / 'dest'
+    subprocess.run(['meson', 'install', '-C', str(build), '--no-rebuild', '--quiet',
+                    '--destdir', str(dest)], check=True, capture_output=True, timeout=300)
+    tools = list(dest.rglob('libexec/gfcg/tools/convert-edm2'))
+    assert len(tools) == 1, 'convert-edm2 is not installed under libexec/gfcg/tools'
+    paths, marker = snapshots
+    out = tmp_path / 'pack'
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    p = subprocess.run([sys.executable, str(tools[0]), '--main', paths['main'], '--guide',
+                        paths['guide'], '--out', str(out)], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr
+    assert not marker.exists(), 'the converter executed module_src'
+    got = load_file(out / 'main.safetensors')
+    want = nets['main'][1].state_dict()
+    assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+    assert 'guide' in gfcg('info', '--pack', out).stdout
+
+
+def test_guidance_weight_follows_the_mode(tmp_path, snapshots):
+    """--guidance-cfg: the pack's CFG modes default to their own weight, the
+    autoguidance modes to --guidance; an explicit --guidance wins."""
+    paths, _ = snapshots
+    out = tmp_path / 'pack'
+    p = run_convert('--main', paths['main'], '--guide', paths['guide'], '--uncond', paths['uncond'],
+                    '--out', out, '--guidance', 1.7, '--guidance-cfg', 1.3)
+    assert p.returncode == 0, p.stderr
+    assert json.loads((out / 'pack.json').read_text())['defaults'] == {
+        'mode': 'atg', 'guidance': 1.7, 'guidance_cfg': 1.3}
+
+    def weight(*args):
+        trace = tmp_path / 'trace.json'
+        gfcg('sample', '--pack', out, '--class', 1, '--steps', 2, '--seed', 1, '--quiet',
+             '--trace', trace, '--out', tmp_path / 'x.png', *args)
+        return json.loads(trace.read_text())['options']['guidance']
+
+    assert weight('--mode', 'cfg') == 1.3
+    assert weight('--mode', 'atg') == 1.7
+    assert weight() == 1.7  # the pack's default mode, atg
+    assert weight('--mode', 'cfg', '--guidance', 2.5) == 2.5
+
+
 def test_convert_fp16(tmp_path, snapshots, nets):
     paths, marker = snapshots
     out = tmp_path / 'pack16'

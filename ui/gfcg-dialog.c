@@ -110,7 +110,7 @@ update_state (Dialog *d)
   else
     {
       secs = format_seconds (gfcg_pack_probe_estimate (pr, mode, steps,
-                                                       guidance < 0 ? pr->defaults.guidance
+                                                       guidance < 0 ? pr->guidance[mode]
                                                                     : guidance, count));
       mem = g_format_size (pr->memory);
       /* TRANSLATORS: "About 40 s and 120 MB for 63 guided evaluations of 64x64 px" */
@@ -140,12 +140,16 @@ set_mode_from_pack (Dialog *d)
 static void
 on_reset_defaults (GtkButton *button, Dialog *d)
 {
+  GfcgMode mode;
+
   if (d->probe == NULL || d->probe->error != NULL)
     return;
-  g_object_set (d->config, "guidance", d->probe->defaults.guidance,
+  set_mode_from_pack (d);
+  /* The weight of the pack's mode (its CFG and ATG weights may differ). */
+  mode = d->probe->defaults.mode;
+  g_object_set (d->config, "guidance", d->probe->guidance[mode],
                 "gfcg-strength", d->probe->defaults.s_max,
                 "steps", d->probe->defaults.steps, NULL);
-  set_mode_from_pack (d);
 }
 
 static gboolean
@@ -199,16 +203,18 @@ on_probe_done (GObject *source, GAsyncResult *result, gpointer data)
     }
   else
     {
+      GfcgMode mode;
+
       text = g_markup_printf_escaped (_("%s: %s (%dx%d px, %d classes, %s)"), pr->name,
                                       pr->title, pr->resolution, pr->resolution, pr->n_classes,
                                       pr->licence);
       gfcg_class_picker_set_drawable (GFCG_CLASS_PICKER (d->picker), pr->imagenet,
                                       pr->n_classes);
-      if (new_pack && d->weights_from_pack)
-        g_object_set (d->config, "guidance", pr->defaults.guidance,
-                      "gfcg-strength", pr->defaults.s_max, NULL);
       if (d->mode_from_pack)
         set_mode_from_pack (d);
+      if (new_pack && d->weights_from_pack && config_mode (d, &mode))
+        g_object_set (d->config, "guidance", pr->guidance[mode],
+                      "gfcg-strength", pr->defaults.s_max, NULL);
       d->weights_from_pack = d->mode_from_pack = FALSE;
     }
   gtk_label_set_markup (GTK_LABEL (d->pack_status), text);

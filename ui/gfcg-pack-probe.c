@@ -96,6 +96,8 @@ probe_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancell
   pr->has_uncond = gfcg_pack_has_component (pack, "uncond");
   pr->has_classifier = gfcg_pack_has_component (pack, "classifier");
   gfcg_sample_options_init (&pr->defaults, pack);
+  for (int m = 0; m < GFCG_N_MODES; m++)
+    pr->guidance[m] = gfcg_pack_get_guidance (pack, (GfcgMode) m);
 
   if (!g_cancellable_is_cancelled (cancellable))
     {

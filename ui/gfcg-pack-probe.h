@@ -21,6 +21,7 @@ typedef struct
   int              *imagenet;     /* [n_classes]                             */
   gboolean          has_guide, has_uncond, has_classifier;
   GfcgSampleOptions defaults;
+  double            guidance[GFCG_N_MODES]; /* the pack's weight per mode    */
 
   double            t_main;       /* seconds per evaluation of main          */
   double            t_guide;      /* ... of guide (0 when absent)            */

@@ -165,8 +165,9 @@ cli_sample (int argc, char **argv)
     }
   if (steps != -1)
     opt.steps = steps;
+  /* The weight follows the chosen mode unless given (CFG and ATG differ). */
+  opt.guidance = isnan (guidance) ? gfcg_pack_get_guidance (pack, opt.mode) : guidance;
 #define SET(v, field) if (!isnan (v)) opt.field = v;
-  SET (guidance, guidance);
   SET (s_max, s_max);
   SET (temperature, temperature);
   SET (sigma_lo, sigma_lo);

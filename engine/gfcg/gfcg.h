@@ -202,6 +202,10 @@ typedef gboolean (*GfcgProgressFunc) (const GfcgProgress *progress, gpointer use
 
 /* Built-in defaults, then the pack's "defaults" (pack may be NULL). */
 void     gfcg_sample_options_init     (GfcgSampleOptions *options, const GfcgPack *pack);
+/* The pack's default CFG/ATG weight w for a mode (pack.json's guidance_cfg,
+ * guidance_atg or guidance; 1 without any).  For callers that let the user
+ * change the mode but not the weight. */
+double   gfcg_pack_get_guidance       (const GfcgPack *pack, GfcgMode mode);
 gboolean gfcg_sample_options_validate (const GfcgSampleOptions *options, const GfcgPack *pack,
                                        GError **error);
 

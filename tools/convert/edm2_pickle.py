@@ -454,7 +454,7 @@ def convert_decoders(vae, vae_config, taesd):
 
 def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=None,
             guidance=None, source_url=None, mode=None, vae=None, vae_config=None, taesd=None,
-            log=print):
+            guidance_cfg=None, guidance_atg=None, log=print):
     nets = {'main': main}
     if guide:
         nets['guide'] = guide
@@ -497,8 +497,10 @@ def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=Non
         sources[role] = info['url'] + ' (' + info['file'] + ')'
     base = name or re.sub(r'\.pkl$', '', os.path.basename(main))
     defaults = {'mode': mode or ('atg' if guide else 'cfg' if uncond else 'none')}
-    if guidance is not None:
-        defaults['guidance'] = guidance
+    for key, w in (('guidance', guidance), ('guidance_cfg', guidance_cfg),
+                   ('guidance_atg', guidance_atg)):
+        if w is not None:
+            defaults[key] = w
     manifest = {
         'format': 'gfcg-pack', 'format_version': 1, 'name': base,
         'title': title or f'EDM2 {base} (converted)',
@@ -542,6 +544,10 @@ def main(argv=None):
     ap.add_argument('--name', help='pack name (default: the main pickle name)')
     ap.add_argument('--title', help='pack title')
     ap.add_argument('--guidance', type=float, help='default CFG/ATG weight w for pack.json')
+    ap.add_argument('--guidance-cfg', type=float,
+                    help='default weight of the CFG modes, when it differs from --guidance')
+    ap.add_argument('--guidance-atg', type=float,
+                    help='default weight of the autoguidance modes, when it differs')
     ap.add_argument('--mode', help='default guidance mode (default: atg with --guide, cfg with '
                                    '--uncond, else none)')
     ap.add_argument('--source-url', help='where the main pickle came from (default: NVIDIA\'s URL '
@@ -557,7 +563,8 @@ def main(argv=None):
     try:
         convert(a.main, a.out, guide=a.guide, uncond=a.uncond, fp16=a.fp16, name=a.name,
                 title=a.title, guidance=a.guidance, source_url=a.source_url, mode=a.mode,
-                vae=a.vae, vae_config=a.vae_config, taesd=a.taesd)
+                vae=a.vae, vae_config=a.vae_config, taesd=a.taesd,
+                guidance_cfg=a.guidance_cfg, guidance_atg=a.guidance_atg)
     except (RefusedPickle, ConvertError) as e:
         print(f'convert-edm2: {e}', file=sys.stderr)
         return 2
