@@ -20,6 +20,8 @@ gfcg_backend_fail (GfcgBackend *be, int code, const char *fmt, ...)
 gboolean
 gfcg_backend_ok (GfcgBackend *be)
 {
+  if (be->error == NULL && be->cancel != NULL && g_cancellable_is_cancelled (be->cancel))
+    gfcg_backend_fail (be, GFCG_ERROR_CANCELLED, "cancelled during a network evaluation");
   return be->error == NULL;
 }
 

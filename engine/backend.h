@@ -13,7 +13,7 @@
 #ifndef GFCG_BACKEND_H
 #define GFCG_BACKEND_H
 
-#include <glib.h>
+#include <gio/gio.h>
 
 typedef struct _GfcgBackend GfcgBackend;
 typedef struct _GfcgTensor  GfcgTensor;
@@ -129,6 +129,10 @@ struct _GfcgBackend
   GError               *error;      /* sticky: first failure */
   gsize                 bytes_live; /* device memory now in tensors */
   gsize                 bytes_peak;
+  /* While set, every op first checks it and a cancelled run becomes the
+   * sticky error GFCG_ERROR_CANCELLED: a long network evaluation (a VAE
+   * decode at 512, an XXL UNet on the CPU) stops within one op. */
+  GCancellable         *cancel;
   gpointer              priv;
 };
 

@@ -496,6 +496,8 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
 
   if (!gfcg_sample_options_validate (o, pack, error))
     return NULL;
+  /* Stop requests reach into the networks too (a 512-px decode is long). */
+  pack->ctx->be->cancel = o->cancellable;
   s.pack = pack;
   s.o = o;
   s.per = per;
@@ -585,6 +587,7 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
   g_free (pred);
   g_free (xn);
   g_free (s.probs);
+  pack->ctx->be->cancel = NULL;
   return img;
 }
 

@@ -491,3 +491,35 @@ def test_sample_img64_pixel_pair(tmp_path):
     print(f'\n[decoders] img64 pixel pair, atg w=1.7: x err {err:.3e}')
     assert err <= TRAJ_TOL
     assert not (tmp_path / 'MARKER').exists()
+
+
+def test_ctrl_c_stops_inside_the_decoder(tmp_path):
+    """Ctrl-C during the final 512-px decode (one long network evaluation)
+    stops it inside the network: the engine checks the run's cancellable
+    before every op.  Exit 1, the message says where, no picture."""
+    import signal
+    import time
+    main = make_packs.make_unet(61, img_resolution=64, img_channels=4, label_dim=3,
+                                model_channels=8, channel_mult=[1], num_blocks=1,
+                                attn_resolutions=[])
+    config = dict(NARROW_VAE, block_out_channels=[32, 32, 64, 64], layers_per_block=2)
+    vae = make_vae(62, config)   # its decode at 512 px: ~4 s on 2 busy cores
+    pack = write_latent_pack(tmp_path / 'p', main,
+                             {'decoder': ('sd-vae-decoder', config,
+                                          vae_ref.legacy_names(tensors_of(vae)))},
+                             resolution=512)
+    out = tmp_path / 'x.png'
+    p = subprocess.Popen([gfcg_bin(), 'sample', '--pack', str(pack), '--class', '0', '--mode',
+                          'none', '--steps', '1', '--seed', '1', '--out', str(out)],
+                         stderr=subprocess.PIPE, text=True)
+    line = p.stderr.readline()   # the only evaluation's progress line: the decode follows
+    assert 'eval  1/1' in line, line
+    time.sleep(0.3)              # past the progress callback, into the ~3 s decode
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 1
+    stopped = time.monotonic() - t0
+    print(f'\n[decoders] Ctrl-C during a 512-px decode: stopped after {stopped:.2f} s')
+    assert 'cancelled during a network evaluation' in err, err
+    assert not out.exists()

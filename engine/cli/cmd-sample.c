@@ -27,6 +27,26 @@ on_sigint_flag (int sig)
   got_sigint = 1;
 }
 
+/* Ctrl-C: the handler may only set a flag, so this thread turns the flag
+ * into a cancellation, which the engine checks before every op: even a long
+ * network evaluation (a 512-px decode) stops at once. */
+static gint stop_watching;
+
+static gpointer
+watch_sigint (gpointer data)
+{
+  while (!g_atomic_int_get (&stop_watching))
+    {
+      if (got_sigint)
+        {
+          g_cancellable_cancel (data);
+          break;
+        }
+      g_usleep (20000);
+    }
+  return NULL;
+}
+
 static gboolean
 progress_cb (const GfcgProgress *p, gpointer data)
 {
@@ -106,6 +126,8 @@ cli_sample (int argc, char **argv)
   GfcgContext *ctx = NULL;
   GfcgPack *pack = NULL;
   GfcgSampleOptions opt;
+  GCancellable *cancel = NULL;
+  GThread *watcher = NULL;
   GError *error = NULL;
   Progress pr = { 0 };
   float *raw_all = NULL;
@@ -199,6 +221,9 @@ cli_sample (int argc, char **argv)
       g_free (d);
     }
   signal (SIGINT, on_sigint_flag);
+  cancel = g_cancellable_new ();
+  opt.cancellable = cancel;
+  watcher = g_thread_new ("gfcg-sigint", watch_sigint, cancel);
   pr.quiet = quiet;
   pr.tty = isatty (2);
   pr.count = count;
@@ -287,6 +312,12 @@ cli_sample (int argc, char **argv)
   status = 0;
 
 done:
+  if (watcher != NULL)
+    {
+      g_atomic_int_set (&stop_watching, 1);
+      g_thread_join (watcher);
+    }
+  g_clear_object (&cancel);
   g_free (raw_all);
   gfcg_pack_free (pack);
   gfcg_context_free (ctx);
