@@ -408,17 +408,37 @@ cpu_avgpool_global (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y)
     }
 }
 
-/* Source coordinate of bilinear resizing with half-pixel centres
- * (PyTorch align_corners=False): clamped at 0 from below. */
-static void
-bilinear_src (int dst, int in, int out, int *i0, int *i1, float *frac)
+/* The taps of output pixel i when resizing n_in -> n_out with a triangle
+ * (bilinear) filter and half-pixel centres, widened by the scale when
+ * shrinking so that every input pixel counts (PIL's and PyTorch's
+ * antialias=True).  Enlarging, the taps are exactly align_corners=False
+ * bilinear interpolation.  Writes *first and up to max_taps normalised
+ * weights; returns their number. */
+static int
+resize_taps (int i, int n_in, int n_out, int max_taps, int *first, float *w)
 {
-  double s = ((double) dst + 0.5) * ((double) in / out) - 0.5;
-  if (s < 0.0)
-    s = 0.0;
-  *i0 = MIN ((int) s, in - 1);
-  *i1 = MIN (*i0 + 1, in - 1);
-  *frac = (float) (s - *i0);
+  double scale = (double) n_in / n_out, support = MAX (scale, 1.0);
+  double inv = 1.0 / support, center = scale * (i + 0.5), total = 0.0;
+  int lo = MAX ((int) (center - support + 0.5), 0);
+  int n = MIN ((int) (center + support + 0.5), n_in) - lo;
+
+  n = MIN (n, max_taps);
+  for (int j = 0; j < n; j++)
+    {
+      double t = fabs ((j + lo - center + 0.5) * inv);
+      w[j] = (float) (t < 1.0 ? 1.0 - t : 0.0);
+      total += w[j];
+    }
+  for (int j = 0; j < n; j++)
+    w[j] = total > 0.0 ? (float) (w[j] / total) : 0.0f;
+  *first = lo;
+  return n;
+}
+
+static int
+max_taps (int n_in, int n_out)
+{
+  return (int) ceil (2.0 * MAX ((double) n_in / n_out, 1.0)) + 2;
 }
 
 static void
@@ -426,28 +446,41 @@ cpu_image_prep (GfcgBackend *be, const GfcgTensor *x, const float *mean, const f
                 GfcgTensor *y)
 {
   int c = x->shape[1], h = x->shape[2], w = x->shape[3], ho = y->shape[2], wo = y->shape[3];
+  int ty = max_taps (h, ho), tx = max_taps (w, wo);
+  int *y0 = g_new (int, ho), *x0 = g_new (int, wo), *ny = g_new (int, ho), *nx = g_new (int, wo);
+  float *wy = g_new (float, (gsize) ho * ty), *wx = g_new (float, (gsize) wo * tx);
   (void) be;
+
+  for (int o = 0; o < ho; o++)
+    ny[o] = resize_taps (o, h, ho, ty, &y0[o], wy + (gsize) o * ty);
+  for (int o = 0; o < wo; o++)
+    nx[o] = resize_taps (o, w, wo, tx, &x0[o], wx + (gsize) o * tx);
   for (int b = 0; b < x->shape[0]; b++)
     for (int ch = 0; ch < c; ch++)
       {
         const float *src = CF (x) + ((gsize) b * c + ch) * h * w;
         float *dst = F (y) + ((gsize) b * c + ch) * ho * wo;
-#define V(i) CLAMP ((src[i] + 1.0f) * 0.5f, 0.0f, 1.0f)
         for (int oy = 0; oy < ho; oy++)
-          {
-            int y0, y1, x0, x1;
-            float fy, fx, v;
-            bilinear_src (oy, h, ho, &y0, &y1, &fy);
-            for (int ox = 0; ox < wo; ox++)
-              {
-                bilinear_src (ox, w, wo, &x0, &x1, &fx);
-                v = (1 - fy) * ((1 - fx) * V (y0 * w + x0) + fx * V (y0 * w + x1)) +
-                    fy * ((1 - fx) * V (y1 * w + x0) + fx * V (y1 * w + x1));
-                dst[oy * wo + ox] = (v - mean[ch]) / std[ch];
-              }
-          }
-#undef V
+          for (int ox = 0; ox < wo; ox++)
+            {
+              float v = 0.0f;
+              for (int j = 0; j < ny[oy]; j++)
+                {
+                  const float *row = src + (gsize) (y0[oy] + j) * w + x0[ox];
+                  float r = 0.0f;
+                  for (int i = 0; i < nx[ox]; i++)
+                    r += wx[(gsize) ox * tx + i] * CLAMP ((row[i] + 1.0f) * 0.5f, 0.0f, 1.0f);
+                  v += wy[(gsize) oy * ty + j] * r;
+                }
+              dst[oy * wo + ox] = (v - mean[ch]) / std[ch];
+            }
       }
+  g_free (y0);
+  g_free (x0);
+  g_free (ny);
+  g_free (nx);
+  g_free (wy);
+  g_free (wx);
 }
 
 /* Depthwise k x k convolution, one plane at a time: a GEMM with one output

@@ -120,11 +120,16 @@ def test_denoise(packs, tmp_path, pack, net, with_labels):
 
 # ---------------------------------------------------------------- (b) classifier
 
-@pytest.mark.parametrize('pack', ['tiny-pixel', 'tiny-pixel-inet', 'tiny-pixel-f16', 'tiny-odd'])
-def test_classifier(packs, tmp_path, pack):
+@pytest.mark.parametrize('pack,size', [('tiny-pixel', None), ('tiny-pixel-inet', None),
+                                       ('tiny-pixel-f16', None), ('tiny-odd', None),
+                                       # resizing to the classifier's 12 px: enlarging, and
+                                       # shrinking by 3.4x and 5.3x (antialiased)
+                                       ('tiny-pixel-inet', 7), ('tiny-pixel-inet', 41),
+                                       ('tiny-pixel-inet', 64)])
+def test_classifier(packs, tmp_path, pack, size):
     p = ref(packs, pack)
     g = torch.Generator().manual_seed(11)
-    r = p.resolution
+    r = size or p.resolution
     # Slightly beyond [-1, 1] so the clamp of the input preparation matters.
     x = torch.rand(5, 3, r, r, generator=g) * 2.6 - 1.3
     save_file({'x': x, 'sigma': torch.ones(5)}, str(tmp_path / 'in.safetensors'))
@@ -135,7 +140,7 @@ def test_classifier(packs, tmp_path, pack):
         want = p.classifier(x.double())
     assert got.dtype == torch.float32 and got.shape == want.shape
     err = float((got.double() - want).abs().max())
-    record(f'classifier/{pack}', err, DENOISE_TOL)
+    record(f'classifier/{pack}' + (f'/{size}px' if size else ''), err, DENOISE_TOL)
     assert err <= DENOISE_TOL
 
 

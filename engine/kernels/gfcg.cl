@@ -299,14 +299,17 @@ fourier (__global const float *t, __global const float *freqs, __global const fl
   y[i * c + j] = M_SQRT2_F * cos (freqs[j] * t[i] + phases[j]);
 }
 
+/* Taps of a triangle (bilinear) filter with half-pixel centres, widened by
+ * the scale when shrinking (antialias, as backend-cpu.c's resize_taps):
+ * input pixels lo .. lo+n-1 around center, in units 1/inv. */
 static void
-bilinear_src (int dst, int in, int out, int *i0, int *i1, float *frac)
+resize_window (int i, int n_in, int n_out, int *lo, int *n, float *center, float *inv)
 {
-  float s = ((float) dst + 0.5f) * ((float) in / (float) out) - 0.5f;
-  s = fmax (s, 0.0f);
-  *i0 = min ((int) s, in - 1);
-  *i1 = min (*i0 + 1, in - 1);
-  *frac = s - (float) *i0;
+  float scale = (float) n_in / (float) n_out, support = fmax (scale, 1.0f);
+  *center = scale * ((float) i + 0.5f);
+  *inv = 1.0f / support;
+  *lo = max ((int) (*center - support + 0.5f), 0);
+  *n = min ((int) (*center + support + 0.5f), n_in) - *lo;
 }
 
 /* Global size (wo, ho, n*c); ms = [mean[0..c), std[0..c)]. */
@@ -317,14 +320,24 @@ image_prep (__global const float *x, int c, int h, int w, __global const float *
   int ox = get_global_id (0), oy = get_global_id (1), pc = get_global_id (2);
   int wo = get_global_size (0), ho = get_global_size (1), ch = pc % c;
   __global const float *src = x + (size_t) pc * h * w;
-  int y0, y1, x0, x1;
-  float fy, fx, v;
-  bilinear_src (oy, h, ho, &y0, &y1, &fy);
-  bilinear_src (ox, w, wo, &x0, &x1, &fx);
-#define V(i) clamp ((src[i] + 1.0f) * 0.5f, 0.0f, 1.0f)
-  v = (1 - fy) * ((1 - fx) * V (y0 * w + x0) + fx * V (y0 * w + x1)) +
-      fy * ((1 - fx) * V (y1 * w + x0) + fx * V (y1 * w + x1));
-#undef V
+  int ylo, yn, xlo, xn;
+  float yc, yinv, xc, xinv, ysum = 0.0f, xsum = 0.0f, v = 0.0f;
+
+  resize_window (oy, h, ho, &ylo, &yn, &yc, &yinv);
+  resize_window (ox, w, wo, &xlo, &xn, &xc, &xinv);
+  for (int i = 0; i < xn; i++)
+    xsum += fmax (1.0f - fabs (((float) (xlo + i) - xc + 0.5f) * xinv), 0.0f);
+  for (int j = 0; j < yn; j++)
+    {
+      float wy = fmax (1.0f - fabs (((float) (ylo + j) - yc + 0.5f) * yinv), 0.0f), r = 0.0f;
+      __global const float *row = src + (size_t) (ylo + j) * w;
+      ysum += wy;
+      for (int i = 0; i < xn; i++)
+        r += fmax (1.0f - fabs (((float) (xlo + i) - xc + 0.5f) * xinv), 0.0f) *
+             clamp ((row[xlo + i] + 1.0f) * 0.5f, 0.0f, 1.0f);
+      v += wy * r;
+    }
+  v = (ysum > 0.0f && xsum > 0.0f) ? v / (ysum * xsum) : 0.0f;
   y[((size_t) pc * ho + oy) * wo + ox] = (v - ms[ch]) / ms[c + ch];
 }
 

@@ -68,7 +68,7 @@ class ResNetCNN(nn.Module):
         v = ((x + 1) / 2).clamp(0, 1)
         if v.shape[-2:] != (self.resolution, self.resolution):
             v = F.interpolate(v, size=(self.resolution, self.resolution), mode='bilinear',
-                              align_corners=False, antialias=False)
+                              align_corners=False, antialias=True)
         mean = torch.tensor(self.mean, dtype=v.dtype, device=v.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=v.dtype, device=v.device).view(1, -1, 1, 1)
         return (v - mean) / std

@@ -26,7 +26,7 @@ def prepare(x, resolution, mean, std):
     v = ((x + 1) / 2).clamp(0, 1)
     if v.shape[-2:] != (resolution, resolution):
         v = F.interpolate(v, size=(resolution, resolution), mode='bilinear',
-                          align_corners=False, antialias=False)
+                          align_corners=False, antialias=True)
     mean = torch.tensor(mean, dtype=v.dtype).view(1, -1, 1, 1)
     std = torch.tensor(std, dtype=v.dtype).view(1, -1, 1, 1)
     return (v - mean) / std
