@@ -27,6 +27,23 @@ gemm_threads (double flops)
     }
 }
 
+/* Every matrix product goes through here.  OpenBLAS's thread count is
+ * process-wide and changing it while another thread is inside a BLAS call
+ * is unsafe (the plug-in times a pack in a worker thread while another may
+ * be sampling), so products are serialised: each one uses every core it
+ * should anyway. */
+static GMutex gemm_lock;
+
+static void
+sgemm (CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
+       const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+  g_mutex_lock (&gemm_lock);
+  gemm_threads (2.0 * m * n * k);
+  cblas_sgemm (CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  g_mutex_unlock (&gemm_lock);
+}
+
 #define F(t) ((float *) (t)->data)
 #define CF(t) ((const float *) (t)->data)
 
@@ -121,12 +138,11 @@ conv_gemm (const float *xb, int c, int h, int w, int k, int stride, int pad_t, i
            const float *wt, int o, int ho, int wo, int rows, float *cols, float *yb)
 {
   int kdim = c * k * k;
-  gemm_threads (2.0 * o * ho * wo * kdim);
   for (int oy0 = 0; oy0 < ho; oy0 += rows)
     {
       int oy1 = MIN (ho, oy0 + rows), np = (oy1 - oy0) * wo;
       im2col2 (xb, c, h, w, k, stride, pad_t, pad_l, oy0, oy1, wo, cols);
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, o, np, kdim, 1.0f, wt, kdim,
+      sgemm (CblasNoTrans, CblasNoTrans, o, np, kdim, 1.0f, wt, kdim,
                    cols, np, 0.0f, yb + (gsize) oy0 * wo, ho * wo);
     }
 }
@@ -156,8 +172,7 @@ cpu_conv2d (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const Gfc
         conv_gemm (xb, c, h, wd, k, stride, pad, pad, CF (w), o, ho, wo, rows, cols, yb);
       else
         {
-          gemm_threads (2.0 * o * npix * kdim);
-          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, o, npix, kdim,
+          sgemm (CblasNoTrans, CblasNoTrans, o, npix, kdim,
                        1.0f, CF (w), kdim, xb, npix, 0.0f, yb, npix);
         }
       if (bias != NULL)
@@ -174,8 +189,7 @@ cpu_linear (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const Gfc
 {
   int n = x->shape[0], k = x->shape[1], m = w->shape[0];
   (void) be;
-  gemm_threads (2.0 * n * m * k);
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, m, k,
+  sgemm (CblasNoTrans, CblasTrans, n, m, k,
                1.0f, CF (x), k, CF (w), k, 0.0f, F (y), m);
   if (bias != NULL)
     for (int i = 0; i < n; i++)
@@ -363,8 +377,7 @@ cpu_attention (GfcgBackend *be, const GfcgTensor *qkv, int heads, int dim, float
               }
           }
         /* att [q, k] = q^T k / sqrt(D) */
-        gemm_threads (2.0 * hw * hw * dim);
-        cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, hw, hw, dim,
+        sgemm (CblasTrans, CblasNoTrans, hw, hw, dim,
                      (float) (1.0 / sqrt (dim)), q, hw, k, hw, 0.0f, att, hw);
         for (int i = 0; i < hw; i++)
           {
@@ -377,7 +390,7 @@ cpu_attention (GfcgBackend *be, const GfcgTensor *qkv, int heads, int dim, float
               row[j] /= sum;
           }
         /* y [c, q] = sum_k v [c, k] att [q, k] */
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, dim, hw, hw,
+        sgemm (CblasNoTrans, CblasTrans, dim, hw, hw,
                      1.0f, v, hw, att, hw, 0.0f, dst, hw);
       }
   g_free (buf);
@@ -660,8 +673,7 @@ cpu_attention_qkv (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,
     for (int h = 0; h < heads; h++)
       {
         gsize off = ((gsize) b * c + (gsize) h * dim) * hw;
-        gemm_threads (4.0 * hw * hw * dim);
-        cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, hw, hw, dim, scale,
+        sgemm (CblasTrans, CblasNoTrans, hw, hw, dim, scale,
                      CF (q) + off, hw, CF (k) + off, hw, 0.0f, att, hw);
         for (int i = 0; i < hw; i++)
           {
@@ -674,7 +686,7 @@ cpu_attention_qkv (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,
               row[j] /= sum;
           }
         /* y [dim, q] = v [dim, key] att^T */
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, dim, hw, hw, 1.0f,
+        sgemm (CblasNoTrans, CblasTrans, dim, hw, hw, 1.0f,
                      CF (v) + off, hw, att, hw, 0.0f, F (y) + off, hw);
       }
   g_free (att);
