@@ -5,6 +5,11 @@
 #
 #   sh bench/gpu-run.sh [SHAPES] [OUTDIR]     (default: tiny,default,xs,xxl and $OUT or build/bench)
 #
+# SHAPES: any of bench/bench.py's (UNets tiny, default, xs, xxl; decoders
+# vae512, taesd512; classifiers mobilenet, resnet50).  BATCH_SHAPES (default
+# xs; empty: none) are run again at batch 2.  BENCH_WORK: where the random
+# packs are written (default OUTDIR; vae512's is 200 MB, so keep it out of $OUT).
+#
 # What it does (environment.md, "An NVIDIA GPU host"): unpacks the .debs into
 # a private folder, registers NVIDIA's OpenCL library with the ICD loader
 # through OCL_ICD_VENDORS (no root needed), lists the devices, checks that
@@ -55,6 +60,6 @@ py="python3 bench/bench.py --workdir ${BENCH_WORK:-$out} --no-torch-cpu --peak-g
 for s in $(echo "$shapes" | tr , ' '); do
   $py --shapes "$s" --devices "$dev,$dev:fp16" --evals 5 --out "$out/gpu-b1-$s.json" | tee -a "$out/gpu-bench.md"
 done
-for s in $(echo "${BATCH_SHAPES:-xs}" | tr , ' '); do
+for s in $(echo "${BATCH_SHAPES-xs}" | tr , ' '); do
   $py --shapes "$s" --devices "$dev" --evals 5 --batch 2 --out "$out/gpu-b2-$s.json" | tee -a "$out/gpu-bench.md"
 done

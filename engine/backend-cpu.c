@@ -734,6 +734,12 @@ gfcg_backend_cpu_set_threads (int n_threads)
   max_threads = MAX (n_threads, 0);
 }
 
+int
+gfcg_backend_cpu_get_threads (void)
+{
+  return max_threads > 0 ? max_threads : (int) g_get_num_processors ();
+}
+
 GfcgBackend *
 gfcg_backend_cpu_new (int n_threads)
 {

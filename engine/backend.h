@@ -140,6 +140,7 @@ GfcgBackend *gfcg_backend_cpu_new   (int n_threads);
 /* The CPU backend's table: the OpenCL backend moves to it when its device fails. */
 const GfcgBackendOps *gfcg_backend_cpu_ops (void);
 void         gfcg_backend_cpu_set_threads (int n_threads); /* process-wide: BLAS and OpenMP */
+int          gfcg_backend_cpu_get_threads (void);          /* the threads large products use */
 void         gfcg_backend_free      (GfcgBackend *be);
 /* Records the first error; later ops are skipped until it is taken. */
 void         gfcg_backend_fail      (GfcgBackend *be, int code, const char *fmt, ...) G_GNUC_PRINTF (3, 4);

@@ -137,8 +137,8 @@ gfcg_context_describe (GfcgContext *ctx)
   if (gfcg_backend_opencl_active (ctx->be))
     return gfcg_backend_opencl_describe (ctx->be);
 #endif
-  return g_strdup_printf ("%s (OpenBLAS, %u threads)", ctx->be->ops->name,
-                          g_get_num_processors ());
+  int n = gfcg_backend_cpu_get_threads ();
+  return g_strdup_printf ("%s (OpenBLAS, %d thread%s)", ctx->be->ops->name, n, n == 1 ? "" : "s");
 }
 
 void

@@ -69,6 +69,29 @@ time_classifier (GfcgPack *pack, int res)
   return t;
 }
 
+/* One decode of a latent pack's decoder or preview (0 when it has none). */
+static double
+time_decoder (GfcgPack *pack, const char *decoder)
+{
+  int     c, res, label_dim, f;
+  float  *x, *rgb;
+  gint64  t0;
+  double  t = 0.0;
+
+  if (!gfcg_pack_has_component (pack, decoder) ||
+      !gfcg_pack_get_net_shape (pack, "main", &c, &res, &label_dim, NULL) ||
+      (f = gfcg_pack_decode (pack, decoder, 1, res, res, NULL, NULL, NULL, NULL)) <= 0)
+    return 0.0;
+  x = g_new0 (float, (gsize) c * res * res);
+  rgb = g_new (float, (gsize) 3 * res * f * res * f);
+  t0 = g_get_monotonic_time ();
+  if (gfcg_pack_decode (pack, decoder, 1, res, res, x, rgb, NULL, NULL) == f)
+    t = (g_get_monotonic_time () - t0) / 1e6;
+  g_free (rgb);
+  g_free (x);
+  return t;
+}
+
 static void
 probe_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
 {
@@ -104,6 +127,12 @@ probe_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancell
       pr->t_main = time_net (pack, "main");
       pr->t_guide = pr->has_guide ? time_net (pack, "guide") : 0.0;
       pr->t_classifier = pr->has_classifier ? time_classifier (pack, pr->resolution) : 0.0;
+      pr->t_uncond = pr->has_uncond ? time_net (pack, "uncond") : pr->t_main;
+      /* Latent packs: the final decode, and the quick view of every
+       * evaluation (the classifier's input and the live preview). */
+      pr->t_decoder = time_decoder (pack, "decoder");
+      pr->t_preview = gfcg_pack_has_component (pack, "preview") ? time_decoder (pack, "preview")
+                                                                : pr->t_decoder;
     }
   pr->memory = proc_status ("VmHWM:");
   pr->memory = pr->memory > rss0 ? pr->memory - rss0 : 0;
@@ -152,8 +181,9 @@ gfcg_pack_probe_estimate (const GfcgPackProbe *pr, GfcgMode mode, int steps, dou
 {
   gboolean w = guidance != 1.0;
   double   t_guide = pr->t_guide > 0.0 ? pr->t_guide : pr->t_main;
-  double   t_uncond = pr->t_main; /* uncond has main's shape in the packs we make */
-  double   per_eval = pr->t_main;
+  double   t_uncond = pr->t_uncond > 0.0 ? pr->t_uncond : pr->t_main;
+  /* The live preview decodes every evaluation's estimate (latent packs). */
+  double   per_eval = pr->t_main + pr->t_preview;
   gboolean gfcg = mode == GFCG_MODE_GFCG || mode == GFCG_MODE_GFCG_CFG ||
                   mode == GFCG_MODE_GFCG_ATG || mode == GFCG_MODE_GFCG_ATG_ADD;
 
@@ -164,6 +194,6 @@ gfcg_pack_probe_estimate (const GfcgPackProbe *pr, GfcgMode mode, int steps, dou
   if (mode == GFCG_MODE_GFCG_ATG)
     per_eval += t_guide;
   if (gfcg && pr->has_classifier)
-    per_eval += pr->t_classifier + (mode == GFCG_MODE_GFCG_ATG ? 0.0 : pr->t_main);
-  return per_eval * (2.0 * steps - 1.0) * count;
+    per_eval += pr->t_classifier + pr->t_preview + (mode == GFCG_MODE_GFCG_ATG ? 0.0 : pr->t_main);
+  return (per_eval * (2.0 * steps - 1.0) + pr->t_decoder) * count;
 }

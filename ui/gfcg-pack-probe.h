@@ -26,6 +26,9 @@ typedef struct
   double            t_main;       /* seconds per evaluation of main          */
   double            t_guide;      /* ... of guide (0 when absent)            */
   double            t_classifier; /* ... of the classifier (0 when absent)   */
+  double            t_uncond;     /* ... of uncond (main's when absent)      */
+  double            t_decoder;    /* one final decode (latent packs, else 0) */
+  double            t_preview;    /* one quick decode of an estimate         */
   gsize             memory;       /* bytes: weights and one evaluation       */
 } GfcgPackProbe;
 

@@ -1,10 +1,31 @@
 /* cmd-bench.c — `gfcg bench`: times network evaluations of a pack on a
  * device (never part of the tests).  One JSON object on stdout, a readable
- * summary on stderr; bench/bench.py runs it next to PyTorch. */
+ * summary on stderr; bench/bench.py runs it next to PyTorch.  --net picks a
+ * UNet (main, guide, uncond), a latent pack's decoder or preview (input:
+ * network-space latents of main's shape) or the classifier (input: images
+ * at the pack's resolution, which it resizes to its own). */
 #include "gfcg-cli.h"
 
 #include <math.h>
 #include <string.h>
+
+typedef enum { NET_UNET, NET_DECODER, NET_CLASSIFIER } NetKind;
+
+/* One evaluation of the chosen network on x (outputs into out). */
+static gboolean
+evaluate (GfcgPack *pack, NetKind kind, const char *net, int batch, int res, const float *x,
+          const float *sigma, const float *labels, float *out, GError **error)
+{
+  switch (kind)
+    {
+    case NET_DECODER:
+      return gfcg_pack_decode (pack, net, batch, res, res, x, out, NULL, error) > 0;
+    case NET_CLASSIFIER:
+      return gfcg_pack_classify (pack, batch, res, res, x, out, error) > 0;
+    default:
+      return gfcg_pack_denoise (pack, net, batch, x, sigma, labels, out, error);
+    }
+}
 
 int
 cli_bench (int argc, char **argv)
@@ -13,7 +34,7 @@ cli_bench (int argc, char **argv)
   int batch = 1, evals = 3, warmup = 1, threads = 0, steps = 32;
   GOptionEntry entries[] = {
     { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
-    { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main (default), guide or uncond", "NET" },
+    { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main (default), guide, uncond, decoder, preview or classifier", "NET" },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N[:fp16][:tiled]", "DEV" },
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Images per network evaluation (1)", "N" },
     { "evals", 'n', 0, G_OPTION_ARG_INT, &evals, "Timed evaluations (3)", "N" },
@@ -25,8 +46,9 @@ cli_bench (int argc, char **argv)
   GfcgContext *ctx = NULL;
   GfcgPack *pack = NULL;
   GError *error = NULL;
-  int channels, res, label_dim, status = 1;
-  gsize per;
+  int channels, res, label_dim = 0, status = 1;
+  NetKind kind = NET_UNET;
+  gsize per, per_out;
   float *x = NULL, *sigma = NULL, *labels = NULL, *out = NULL;
   double *times = NULL, best = INFINITY, sum = 0.0;
   guint64 gemm_ns = 0, gemm_flops = 0;
@@ -48,20 +70,49 @@ cli_bench (int argc, char **argv)
     goto done;
   if (threads > 0)
     gfcg_context_set_threads (ctx, threads);
-  if (!gfcg_pack_get_net_shape (pack, net, &channels, &res, &label_dim, &error))
+  if (strcmp (net, "decoder") == 0 || strcmp (net, "preview") == 0)
+    {
+      /* Latents of the main network's shape -> pictures f times larger. */
+      int f = gfcg_pack_decode (pack, net, 0, 0, 0, NULL, NULL, NULL, &error);
+      if (f < 0 || !gfcg_pack_get_net_shape (pack, "main", &channels, &res, NULL, &error))
+        {
+          cli_fail ("bench", error);
+          goto done;
+        }
+      kind = NET_DECODER;
+      per_out = (gsize) 3 * res * f * res * f;
+    }
+  else if (strcmp (net, "classifier") == 0)
+    {
+      int k = gfcg_pack_classify (pack, 0, 0, 0, NULL, NULL, &error);
+      if (k < 0)
+        {
+          cli_fail ("bench", error);
+          goto done;
+        }
+      kind = NET_CLASSIFIER;
+      channels = 3;
+      res = gfcg_pack_get_resolution (pack);
+      per_out = k;
+    }
+  else if (gfcg_pack_get_net_shape (pack, net, &channels, &res, &label_dim, &error))
+    per_out = (gsize) channels * res * res;
+  else
     {
       cli_fail ("bench", error);
       goto done;
     }
   per = (gsize) channels * res * res;
   x = g_new (float, per * batch);
-  out = g_new (float, per * batch);
+  out = g_new (float, per_out * batch);
   sigma = g_new (float, batch);
   labels = label_dim > 0 ? g_new0 (float, (gsize) label_dim * batch) : NULL;
   {
     GRand *r = g_rand_new_with_seed (1);
+    /* Images in [-1, 1]; noisy UNet inputs and latents a little wider. */
+    double scale = kind == NET_CLASSIFIER ? 1.0 : 2.0;
     for (gsize i = 0; i < per * batch; i++)
-      x[i] = (float) (g_rand_double_range (r, -1.0, 1.0) * 2.0);
+      x[i] = (float) (g_rand_double_range (r, -1.0, 1.0) * scale);
     g_rand_free (r);
   }
   for (int i = 0; i < batch; i++)
@@ -75,7 +126,7 @@ cli_bench (int argc, char **argv)
     {
       gint64 t0 = g_get_monotonic_time ();
       guint64 ns, fl;
-      if (!gfcg_pack_denoise (pack, net, batch, x, sigma, labels, out, &error))
+      if (!evaluate (pack, kind, net, batch, res, x, sigma, labels, out, &error))
         {
           cli_fail ("bench", error);
           goto done;
@@ -93,12 +144,18 @@ cli_bench (int argc, char **argv)
   desc = gfcg_context_describe (ctx);
   {
     double mean = sum / evals, gemm_ms = gemm_ns / 1e6 / evals;
-    double img_s = best / batch * (2 * steps - 1) / 1e3;
+    /* Sampling costs 2 steps - 1 UNet evaluations; the other networks run a
+     * different number of times per picture, so they get no such figure. */
+    double img_s = kind == NET_UNET ? best / batch * (2 * steps - 1) / 1e3 : 0.0;
+    char *per_img = kind == NET_UNET
+                    ? g_strdup_printf ("; %.1f s per image at %d steps", img_s, steps)
+                    : g_strdup ("");
     g_printerr ("gfcg bench: %s\n  %s net '%s', batch %d: best %.2f ms, mean %.2f ms per "
-                "evaluation (%.2f ms per image-evaluation); %.1f s per image at %d steps\n"
+                "evaluation (%.2f ms per image-evaluation)%s\n"
                 "  peak memory: tensors %.1f MiB, device %.1f MiB\n",
-                desc, gfcg_pack_get_name (pack), net, batch, best, mean, best / batch, img_s,
-                steps, peak_t / 1048576.0, peak_d / 1048576.0);
+                desc, gfcg_pack_get_name (pack), net, batch, best, mean, best / batch, per_img,
+                peak_t / 1048576.0, peak_d / 1048576.0);
+    g_free (per_img);
     if (gemm_ns > 0)
       g_printerr ("  GEMM: %.2f ms per evaluation (%.0f%% of the mean), %.1f GFLOP/s\n", gemm_ms,
                   100.0 * gemm_ms / mean, gemm_flops / (double) gemm_ns);
