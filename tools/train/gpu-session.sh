@@ -6,9 +6,11 @@
 #   sh tools/train/gpu-session.sh train     # -> $OUT/pack/ (the new pack)
 #   sh tools/train/gpu-session.sh eval      # -> $OUT/samples-{a,b,c}.npz + .json
 #
-# Needs .gpu/imagenette64.npz (tools/train/prepare_data.py, 52.5 MB; carry
-# ".gpu" and nothing else: the tree plus the data must stay under 64 MiB) and,
-# for "eval", the new pack copied to data/models/imagenette-64 first.  The
+# "train" needs .gpu/imagenette64.npz (tools/train/prepare_data.py, 52.5 MB;
+# carry ".gpu" and nothing else: the tree plus the data must stay under
+# 64 MiB, so move the old pack data/models/imagenette-64 (21 MB) out of the
+# working tree for that call and back after it); "eval" needs only the new
+# pack, copied to data/models/imagenette-64 first (carry nothing).  The
 # device returns at most 8 files of 16 MiB each, so the samples are split in
 # three archives of four configurations (30 pictures per class: 300 per
 # configuration).  Score them here with tools/eval/score.py.
