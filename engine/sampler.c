@@ -455,7 +455,10 @@ report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointe
         int eval, const GfcgStepInfo *info, const float *pred, GError **error)
 {
   gboolean go = TRUE;
-  if (cb != NULL && o->no_previews)
+  int n_evals = 2 * o->steps - 1;
+  gboolean skip = o->no_previews || (o->preview_every > 1 && eval % o->preview_every != 0 &&
+                                     eval != n_evals - 1);
+  if (cb != NULL && skip)
     {
       GfcgProgress p = { eval, 2 * o->steps - 1, info, NULL, 0, 0 };
       go = cb (&p, data);

@@ -53,6 +53,7 @@ gboolean
 gfcg_run_headless (GfcgJob *job, GError **error)
 {
   gimp_progress_init (_("Sampling the diffusion model"));
+  job->opt.no_previews = TRUE; /* nobody sees them: latent packs skip a decode each */
   return gfcg_job_run (job, headless_progress, NULL, NULL, error);
 }
 
@@ -145,6 +146,10 @@ gfcg_run_with_window (GfcgJob *job, GError **error)
   const char *stop_at = g_getenv ("GFCG_TEST_STOP_AT");
 
   run.stop_at = stop_at != NULL ? atoi (stop_at) : -1;
+  /* A latent pack's preview is a TAESD decode at full size, which can cost
+   * as much as the evaluation itself on a CPU: every 4th is enough to watch. */
+  if (g_strcmp0 (gfcg_pack_get_kind (job->pack), "latent") == 0)
+    job->opt.preview_every = 4;
   run.cancellable = g_cancellable_new ();
   run.loop = g_main_loop_new (NULL, FALSE);
   title = g_strdup_printf (_("Drawing %s"), gfcg_classes_name (job->imagenet));

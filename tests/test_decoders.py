@@ -523,3 +523,26 @@ def test_ctrl_c_stops_inside_the_decoder(tmp_path):
     print(f'\n[decoders] Ctrl-C during a 512-px decode: stopped after {stopped:.2f} s')
     assert 'cancelled during a network evaluation' in err, err
     assert not out.exists()
+
+
+def test_preview_every(packs, tmp_path):
+    """--preview-every N (GfcgSampleOptions.preview_every; the plug-in uses 4 for
+    latent packs): previews at every Nth evaluation and at the last only, the
+    picture unchanged."""
+    pack = packs / 'tiny-pixel'
+    common = ['sample', '--pack', pack, '--class', 1, '--mode', 'none', '--steps', 4,
+              '--seed', 2, '--quiet']
+    gfcg(*common, '--out', tmp_path / 'a.png', '--previews', tmp_path / 'all')
+    gfcg(*common, '--out', tmp_path / 'b.png', '--previews', tmp_path / 'some',
+         '--preview-every', 3)
+    assert len(os.listdir(tmp_path / 'all')) == 7
+    assert sorted(os.listdir(tmp_path / 'some')) == [f'preview-0000-00{i}.png' for i in (0, 3, 6)]
+    for name in os.listdir(tmp_path / 'some'):
+        assert (tmp_path / 'some' / name).read_bytes() == (tmp_path / 'all' / name).read_bytes()
+    from PIL import Image
+    assert np.array_equal(np.asarray(Image.open(tmp_path / 'a.png')),
+                          np.asarray(Image.open(tmp_path / 'b.png')))
+    p = subprocess.run([gfcg_bin()] + [str(a) for a in common] +
+                       ['--out', str(tmp_path / 'c.png'), '--preview-every', '0'],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and '--preview-every must be >= 1' in p.stderr

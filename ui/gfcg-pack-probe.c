@@ -182,8 +182,9 @@ gfcg_pack_probe_estimate (const GfcgPackProbe *pr, GfcgMode mode, int steps, dou
   gboolean w = guidance != 1.0;
   double   t_guide = pr->t_guide > 0.0 ? pr->t_guide : pr->t_main;
   double   t_uncond = pr->t_uncond > 0.0 ? pr->t_uncond : pr->t_main;
-  /* The live preview decodes every evaluation's estimate (latent packs). */
-  double   per_eval = pr->t_main + pr->t_preview;
+  /* The live preview decodes every 4th evaluation's estimate (latent
+   * packs: gfcg-run.c's preview_every). */
+  double   per_eval = pr->t_main + pr->t_preview / 4.0;
   gboolean gfcg = mode == GFCG_MODE_GFCG || mode == GFCG_MODE_GFCG_CFG ||
                   mode == GFCG_MODE_GFCG_ATG || mode == GFCG_MODE_GFCG_ATG_ADD;
 

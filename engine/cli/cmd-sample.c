@@ -92,7 +92,7 @@ cli_sample (int argc, char **argv)
   char *trace = NULL, *device = NULL, *previews = NULL;
   double guidance = NAN, s_max = NAN, temperature = NAN, sigma_lo = NAN, sigma_hi = NAN;
   double sigma_min = NAN, sigma_max = NAN, rho = NAN;
-  int steps = -1, count = 1, threads = 0, imagenet = -1;
+  int steps = -1, count = 1, threads = 0, imagenet = -1, preview_every = 1;
   gint64 seed = -1;
   gboolean lagged = FALSE, no_lagged = FALSE, quiet = FALSE, verbose = FALSE;
   GOptionEntry entries[] = {
@@ -117,6 +117,7 @@ cli_sample (int argc, char **argv)
     { "out-raw", 0, 0, G_OPTION_ARG_FILENAME, &out_raw, "Also write the final float state (safetensors, tensor x)", "FILE" },
     { "trace", 0, 0, G_OPTION_ARG_FILENAME, &trace, "Write the per-evaluation trace as JSON", "FILE" },
     { "previews", 0, 0, G_OPTION_ARG_FILENAME, &previews, "Write every evaluation's preview (the denoised estimate; latent packs: through the preview decoder) as DIR/preview-IMAGE-EVAL.png", "DIR" },
+    { "preview-every", 0, 0, G_OPTION_ARG_INT, &preview_every, "With --previews: only every Nth evaluation's preview, and the last (1)", "N" },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all cores)", "N" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress on stderr", NULL },
@@ -161,6 +162,12 @@ cli_sample (int argc, char **argv)
   gfcg_sample_options_init (&opt, pack);
   /* Pictures of each evaluation cost a decode on latent packs: only on request. */
   opt.no_previews = previews == NULL;
+  opt.preview_every = preview_every;
+  if (preview_every < 1)
+    {
+      g_printerr ("gfcg sample: --preview-every must be >= 1\n");
+      goto done;
+    }
   if (previews != NULL && g_mkdir_with_parents (previews, 0755) != 0)
     {
       g_set_error (&error, GFCG_ERROR, GFCG_ERROR_IO, "%s: cannot create the directory", previews);

@@ -172,6 +172,8 @@ typedef struct
   GCancellable *cancellable;  /* checked between evaluations; may be NULL       */
   gboolean      no_previews;  /* progress gets preview NULL: spares latent packs a
                                  decode per evaluation                           */
+  int           preview_every;/* N > 1: a preview every Nth evaluation and at the
+                                 last (preview NULL between); 0, 1: every one   */
 } GfcgSampleOptions;
 
 /* What one guided evaluation did (also the rows of the trace). */
