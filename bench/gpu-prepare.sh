@@ -7,7 +7,8 @@ set -eu
 cd "$(dirname "$0")/.."
 apt-get install -y -qq build-essential meson ninja-build pkgconf libglib2.0-dev libjson-glib-dev \
   libpng-dev libopenblas-dev ocl-icd-opencl-dev opencl-c-headers libclblast-dev >/dev/null
-[ -f build-host/build.ninja ] || meson setup build-host
+# No libcurl on the GPU hosts: the benchmark binary does not download models.
+[ -f build-host/build.ninja ] || meson setup build-host -Dmodels=disabled
 meson compile -C build-host
 mkdir -p bench/gpu-debs
 cd bench/gpu-debs

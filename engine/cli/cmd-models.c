@@ -4,7 +4,9 @@
 #include "gfcg-cli.h"
 #include "models.h"
 
+#ifdef GFCG_HAVE_CURL
 #include <curl/curl.h>
+#endif
 #include <string.h>
 
 static Catalog *
@@ -143,7 +145,9 @@ models_fetch (int argc, char **argv)
   if ((cat = load_catalog ("models fetch", catalog)) == NULL)
     return 1;
   models_catch_signals ();
+#ifdef GFCG_HAVE_CURL
   curl_global_init (CURL_GLOBAL_DEFAULT);
+#endif
   for (int i = 1; i < argc && status == 0; i++)
     {
       CatalogPack *p = catalog_find_pack (cat, argv[i]);
@@ -185,7 +189,9 @@ models_fetch (int argc, char **argv)
       g_free (shadow);
       g_free (top);
     }
+#ifdef GFCG_HAVE_CURL
   curl_global_cleanup ();
+#endif
   catalog_free (cat);
   g_free (catalog);
   return status;

@@ -10,7 +10,9 @@
  * $XDG_DATA_HOME/gfcg/recorded-checksums.json and later fetches must match. */
 #include "models.h"
 
+#ifdef GFCG_HAVE_CURL
 #include <curl/curl.h>
+#endif
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <fcntl.h>
@@ -230,6 +232,8 @@ check_file (const CatalogFile *f, const char *path, const char *expected, const 
   g_free (sha);
   return FALSE;
 }
+
+#ifdef GFCG_HAVE_CURL
 
 /* ---- one transfer -------------------------------------------------------------- */
 
@@ -469,6 +473,25 @@ out:
   curl_easy_cleanup (curl);
   return ok;
 }
+
+#else /* !GFCG_HAVE_CURL */
+
+/* Built without libcurl (meson -Dmodels=disabled, e.g. the GPU hosts' build):
+ * everything but the download works (list, verify, remove, installs from
+ * files already in the cache). */
+static gboolean
+transfer (const CatalogFile *f, const char *url, const char *part, gboolean quiet, GError **error)
+{
+  (void) f;
+  (void) part;
+  (void) quiet;
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
+               "cannot download %s: this gfcg was built without libcurl "
+               "(install libcurl4-gnutls-dev and rebuild with meson -Dmodels=enabled)", url);
+  return FALSE;
+}
+
+#endif /* GFCG_HAVE_CURL */
 
 char *
 models_download (const CatalogFile *f, gboolean quiet, char **sha256, GError **error)
