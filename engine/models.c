@@ -6,6 +6,13 @@
 
 #include <string.h>
 
+/* g_ptr_array_sort passes pointers to the elements (sort_values needs GLib 2.76). */
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (*(char *const *) a, *(char *const *) b);
+}
+
 char *
 gfcg_models_dir (void)
 {
@@ -69,7 +76,7 @@ add_packs (GPtrArray *out, GHashTable *seen, const char *parent, const char *fir
     if (gfcg_pack_name_is_valid (name))
       g_ptr_array_add (names, g_strdup (name));
   g_dir_close (dir);
-  g_ptr_array_sort_values (names, (GCompareFunc) g_strcmp0);
+  g_ptr_array_sort (names, compare_names);
   for (guint i = 1; first != NULL && i < names->len; i++)
     if (strcmp (names->pdata[i], first) == 0)
       {

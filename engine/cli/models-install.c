@@ -24,6 +24,13 @@
 #include <sys/prctl.h>
 #endif
 
+/* g_ptr_array_sort passes pointers to the elements (sort_values needs GLib 2.76). */
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (*(char *const *) a, *(char *const *) b);
+}
+
 #define LOCK_NAME ".lock"
 
 /* ---- small file-system helpers ------------------------------------------------ */
@@ -385,7 +392,7 @@ list_files (const char *top, const char *rel, GPtrArray *out)
     g_dir_close (dir);
   g_free (path);
   if (rel == NULL)
-    g_ptr_array_sort_values (out, (GCompareFunc) g_strcmp0);
+    g_ptr_array_sort (out, compare_names);
 }
 
 static gboolean
