@@ -80,19 +80,9 @@ classifier_load (GfcgBackend *be, const char *arch, JsonObject *config, const ch
   int in_channels;
 
   c->be = be;
-  for (guint i = 0; i < G_N_ELEMENTS (archs); i++)
-    if (g_strcmp0 (arch, archs[i]->name) == 0)
-      c->arch = archs[i];
-  if (c->arch == NULL)
-    {
-      GString *names = g_string_new (NULL);
-      for (guint i = 0; i < G_N_ELEMENTS (archs); i++)
-        g_string_append_printf (names, "%s%s", i ? ", " : "", archs[i]->name);
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
-                   "%s: architecture '%s' is not supported (%s)", where, arch, names->str);
-      g_string_free (names, TRUE);
-      goto fail;
-    }
+  if ((c->arch = arch_lookup (arch, (gconstpointer const *) archs, G_N_ELEMENTS (archs), where,
+                              error)) == NULL)
+    goto fail;
   space = json_object_get_string_member_with_default (config, "label_space", "pack");
   if (!cfg_int (config, "in_channels", 3, FALSE, 3, 3, &in_channels, where, error) ||
       !cfg_int (config, "resolution", 0, TRUE, 4, 4096, &c->resolution, where, error) ||

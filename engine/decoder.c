@@ -53,19 +53,9 @@ decoder_load (GfcgBackend *be, const char *component, const char *arch, JsonObje
   GfcgSafetensors *st = NULL;
 
   d->be = be;
-  for (guint i = 0; i < G_N_ELEMENTS (archs); i++)
-    if (g_strcmp0 (arch, archs[i]->name) == 0)
-      d->arch = archs[i];
-  if (d->arch == NULL)
-    {
-      GString *names = g_string_new (NULL);
-      for (guint i = 0; i < G_N_ELEMENTS (archs); i++)
-        g_string_append_printf (names, "%s%s", i ? ", " : "", archs[i]->name);
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
-                   "%s: architecture '%s' is not supported (%s)", where, arch, names->str);
-      g_string_free (names, TRUE);
-      goto fail;
-    }
+  if ((d->arch = arch_lookup (arch, (gconstpointer const *) archs, G_N_ELEMENTS (archs), where,
+                              error)) == NULL)
+    goto fail;
   if (!cfg_double (config, "latent_scale", d->arch->latent_scale, FALSE, &d->latent_scale,
                    where, error))
     goto fail;

@@ -149,6 +149,11 @@ gboolean cfg_int     (JsonObject *o, const char *key, int def, gboolean required
                       int hi, int *out, const char *where, GError **error);
 gboolean cfg_double  (JsonObject *o, const char *key, double def, gboolean required,
                       double *out, const char *where, GError **error);
+/* The entry named arch of an architecture table (structs whose first member
+ * is their name, like ClassifierArch), or NULL and an error listing the
+ * supported ones. */
+gconstpointer arch_lookup (const char *arch, gconstpointer const *table, guint n,
+                           const char *where, GError **error);
 /* Integer list; *out newly allocated, *n its length. */
 gboolean cfg_int_list (JsonObject *o, const char *key, gboolean required, int lo, int hi,
                        int **out, int *n, const char *where, GError **error);

@@ -66,6 +66,24 @@ cfg_double (JsonObject *o, const char *key, double def, gboolean required, doubl
   return TRUE;
 }
 
+gconstpointer
+arch_lookup (const char *arch, gconstpointer const *table, guint n, const char *where,
+             GError **error)
+{
+  GString *names;
+
+  for (guint i = 0; i < n; i++)
+    if (g_strcmp0 (arch, *(const char *const *) table[i]) == 0)
+      return table[i];
+  names = g_string_new (NULL);
+  for (guint i = 0; i < n; i++)
+    g_string_append_printf (names, "%s%s", i ? ", " : "", *(const char *const *) table[i]);
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: architecture '%s' is not supported (%s)",
+               where, arch, names->str);
+  g_string_free (names, TRUE);
+  return NULL;
+}
+
 gboolean
 cfg_int_list (JsonObject *o, const char *key, gboolean required, int lo, int hi, int **out,
               int *n_out, const char *where, GError **error)
