@@ -16,6 +16,12 @@ Constants are looked up by the stored name the converter records per tensor
 ("const"), in PyTorch's weight layout (graph "weights_layout": "torch");
 files of the converter's first version (names t{index}, TFLite layouts) are
 still read.
+
+dtype=torch.float64 runs the whole graph in double precision: the tests use it
+as the reference, so a wrong float32 kernel of the installed PyTorch cannot pass
+for an engine error (PyTorch 2.6.0+debian with oneDNN 3.7.2 returns 1x1
+convolutions of channels-last batches of 16 or more off by ~50% on AVX-512
+machines; the input is made contiguous below for that reason).
 """
 import json
 
@@ -33,14 +39,15 @@ def _same_pad(x, kh, kw, sh, sw, dh=1, dw=1):
 
 
 class TFLiteNet(torch.nn.Module):
-    def __init__(self, path, fake_quant=True):
+    def __init__(self, path, fake_quant=True, dtype=torch.float32):
         super().__init__()
         with safe_open(path, 'pt') as f:
             self.graph = json.loads(f.metadata()['graph'])
             self.tinfo = self.graph['tensors']
             stored = {t.get('const', f't{i}'): i for i, t in enumerate(self.tinfo)}
-            # float32 whatever the file holds (tools/convert-classifier --fp16 writes F16)
-            self.consts = {stored[k]: f.get_tensor(k).float() for k in f.keys() if k in stored}
+            # float32 (or dtype) whatever the file holds (tools/convert-classifier --fp16 writes F16)
+            self.consts = {stored[k]: f.get_tensor(k).to(dtype) for k in f.keys() if k in stored}
+        self.dtype = dtype
         self.torch_layout = self.graph.get('weights_layout') == 'torch'
         self.fake_quant = fake_quant
         self.input_size = self.tinfo[self.graph['inputs'][0]]['shape'][1]
@@ -81,12 +88,14 @@ class TFLiteNet(torch.nn.Module):
 
     def _run(self, images):
         t = self.tinfo[self.graph['inputs'][0]]
-        x = images.float()
+        x = images.to(self.dtype)
         if t['dtype'] == 'uint8':
             x = (x - t['zero_point'][0]) * t['scale'][0]
         else:
             x = x / 127.5 - 1.0
-        vals = {self.graph['inputs'][0]: x.permute(0, 3, 1, 2)}   # NCHW internally
+        # NCHW internally, contiguous: a permuted (channels-last) tensor takes
+        # PyTorch's oneDNN path, which has returned wrong 1x1 convolutions.
+        vals = {self.graph['inputs'][0]: x.permute(0, 3, 1, 2).contiguous()}
         features = None
         for op in self.graph['ops']:
             name, o, ins = op['op'], op['options'], op['inputs']

@@ -796,7 +796,7 @@ def main():
                 conf.append(c)
             x = torch.cat(xs)
             u8 = to_u8(x)
-            q = torch.from_numpy(u8).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1
+            q = torch.from_numpy(u8).to(dev).permute(0, 3, 1, 2).contiguous().float() / 127.5 - 1
             with torch.no_grad():
                 p = torch.softmax(pack.classifier(q), dim=1)
             yt = torch.as_tensor(classes, device=dev)
