@@ -13,8 +13,8 @@ missing bytes and installs; a wrong file (checksum, or a checksum recorded
 at its first download) is deleted and nothing is installed; a transfer whose
 end nothing proves (no Content-Length, no chunked end, no catalog size or
 checksum) is neither installed nor recorded; one longer than the catalog
-allows is stopped and deleted; a refused connection leaves no empty .part;
-a failing, an
+allows is stopped and deleted; a refused connection leaves no empty .part; a
+copy step takes only a {ROLE}; a failing, an
 interrupted (SIGINT) and a killed (SIGKILL) conversion leave no pack and no
 staging folder (the killed one's is removed by the next command); a full
 disk (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG) says why and
@@ -498,6 +498,27 @@ def test_failed_connections_leave_no_empty_part(env, tiny):
     assert f'127.0.0.1:{closed}' in p.stderr
     assert not (env.downloads / 'main.safetensors.part').exists()
     env.assert_nothing_installed()
+
+
+def test_copy_step_takes_only_a_role(env, tiny):
+    copy_pack(env, tiny)
+    cat = json.loads(env.catalog.read_text())
+    for source in (str(REPO / 'README.md'), '{out}/pack.json', '{name}', '{main}.bak',
+                   'x{main}', '{main}{guide}'):
+        c = copy.deepcopy(cat)
+        c['packs'][PACK]['convert'].append({'copy': source, 'to': 'extra.bin'})
+        env.catalog.write_text(json.dumps(c))
+        p = env.run('models', 'fetch', PACK, check=1)
+        assert f"pack '{PACK}': a copy step takes one {{ROLE}} placeholder" in p.stderr, p.stderr
+        assert f'not "{source}"' in p.stderr and str(env.catalog) in p.stderr
+        assert env.server.log == []
+        env.assert_nothing_installed()
+    # A role named like a placeholder would be ambiguous.
+    c = copy.deepcopy(cat)
+    c['packs'][PACK]['files']['out'] = 'tiny-main'
+    env.catalog.write_text(json.dumps(c))
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert "other than 'out' and 'name'" in p.stderr, p.stderr
 
 
 # ---------------------------------------------------------------- interrupted installs
