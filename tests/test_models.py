@@ -14,7 +14,8 @@ at its first download) is deleted and nothing is installed; a transfer whose
 end nothing proves (no Content-Length, no chunked end, no catalog size or
 checksum) is neither installed nor recorded; one longer than the catalog
 allows is stopped and deleted; a refused connection leaves no empty .part; a
-copy step takes only a {ROLE}; a failing, an
+copy step takes only a {ROLE}; the free-space message gives the figures
+it checks; a failing, an
 interrupted (SIGINT) and a killed (SIGKILL) conversion leave no pack and no
 staging folder (the killed one's is removed by the next command); a full
 disk (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG) says why and
@@ -519,6 +520,34 @@ def test_copy_step_takes_only_a_role(env, tiny):
     env.catalog.write_text(json.dumps(c))
     p = env.run('models', 'fetch', PACK, check=1)
     assert "other than 'out' and 'name'" in p.stderr, p.stderr
+
+
+def format_size(n):
+    """models_format_size."""
+    if n >= 1000000000:
+        return '%.2f GB' % (n / 1e9)
+    if n >= 100000000:
+        return '%.0f MB' % (n / 1e6)
+    if n >= 1000000:
+        return '%.1f MB' % (n / 1e6)
+    if n >= 1000:
+        return '%.0f kB' % (n / 1e3)
+    return f'{n} B'
+
+
+def test_free_space_message_states_the_required_margin(env, tiny):
+    # The check wants the size plus 5% and 100 MB; the message gave the size alone.
+    entry = env.serve('main.safetensors', tiny['main.safetensors'], sha=None)
+    entry['size'] = 10 ** 15
+    files, _ = copy_pack(env, tiny, entries={'main.safetensors': entry})
+    need = sum(f['size'] for f in files.values())
+    margin = need // 20 + 100000000
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert (f'not enough free space: the downloads need {format_size(need + margin)} free in '
+            f'{env.downloads} (about {format_size(need)}, plus {format_size(margin)} to spare: '
+            f'5% and 100 MB), it has ') in p.stderr, p.stderr
+    assert env.server.log == []
+    env.assert_nothing_installed()
 
 
 # ---------------------------------------------------------------- interrupted installs
