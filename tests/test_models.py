@@ -10,7 +10,12 @@ folders: the user's own data is never touched.
 
 What is asserted: a cut transfer resumes with a Range request for exactly the
 missing bytes and installs; a wrong file (checksum, or a checksum recorded
-at its first download) is deleted and nothing is installed; a failing, an
+at its first download) is deleted and nothing is installed; a transfer whose
+end nothing proves (no Content-Length, no chunked end, no catalog size or
+checksum) is neither installed nor recorded; one longer than the catalog
+allows is stopped and deleted; a refused connection leaves no empty .part; a
+copy step takes only a {ROLE}; the free-space message gives the figures
+it checks; a failing, an
 interrupted (SIGINT) and a killed (SIGKILL) conversion leave no pack and no
 staging folder (the killed one's is removed by the next command); a full
 disk (RLIMIT_FSIZE, SIGXFSZ ignored: writes fail with EFBIG) says why and
@@ -55,6 +60,8 @@ class Server(http.server.ThreadingHTTPServer):
         self.files = {}        # path -> bytes
         self.cut = {}          # path -> send this many bytes, then drop the connection (once)
         self.stall = {}        # path -> send this many bytes, then hang until released (once)
+        self.no_length = set() # paths sent without Content-Length: the end is the close
+        self.chunked = {}      # path -> None (whole) or bytes before a close without the last chunk
         self.log = []          # one dict per GET: path, range, status, sent
         self.release = threading.Event()
 
@@ -96,11 +103,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             body = data
         rec['status'] = status
+        crange = f'bytes {start}-{start + len(body) - 1}/{len(data)}' if status == 206 else None
+        if path in srv.chunked:
+            self.send_chunked(rec, status, crange, body, srv.chunked[path])
+            return
         self.send_response(status)
-        self.send_header('Content-Length', str(len(body)))
+        if path not in srv.no_length:
+            self.send_header('Content-Length', str(len(body)))
         self.send_header('Accept-Ranges', 'bytes')
-        if status == 206:
-            self.send_header('Content-Range', f'bytes {start}-{start + len(body) - 1}/{len(data)}')
+        if crange:
+            self.send_header('Content-Range', crange)
         self.end_headers()
         if path in srv.cut:
             n = srv.cut.pop(path)
@@ -116,8 +128,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             srv.release.wait(120)
             return
-        self.wfile.write(body)
-        rec['sent'] = len(body)
+        self.send_body(rec, body)
+
+    def send_body(self, rec, body):
+        # In pieces, counting what got out before the client hung up.
+        for i in range(0, len(body), 1 << 16):
+            try:
+                self.wfile.write(body[i:i + (1 << 16)])
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+                return
+            rec['sent'] = min(len(body), i + (1 << 16))
+
+    def send_chunked(self, rec, status, crange, body, cut):
+        self.protocol_version = 'HTTP/1.1'
+        self.send_response(status)
+        self.send_header('Transfer-Encoding', 'chunked')
+        if crange:
+            self.send_header('Content-Range', crange)
+        self.send_header('Connection', 'close')
+        self.end_headers()
+        self.close_connection = True
+        data = body if cut is None else body[:cut]
+        for i in range(0, len(data), 4096):
+            piece = data[i:i + 4096]
+            self.wfile.write(b'%x\r\n%s\r\n' % (len(piece), piece))
+        rec['sent'] = len(data)
+        if cut is None:
+            self.wfile.write(b'0\r\n\r\n')
 
 
 @pytest.fixture
@@ -343,6 +381,172 @@ def test_unpublished_checksum_is_recorded_and_enforced(env, tiny):
     env.server.files['main.safetensors'] = bytes(changed)
     p = env.run('models', 'fetch', PACK, check=1)
     assert 'its first download' in p.stderr and 'wrong checksum' in p.stderr
+    env.assert_nothing_installed()
+
+
+# ---------------------------------------------------------------- incomplete, overlong, unreachable
+
+def recorded(env):
+    path = env.data / 'gfcg' / 'recorded-checksums.json'
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def unsized(env, tiny, name='main.safetensors', data=None, **extra):
+    """A catalog whose NAME has neither size nor sha256 (as NVIDIA's pickles)."""
+    entry = env.serve(name, tiny[name] if data is None else data, sha=None, size=False, **extra)
+    copy_pack(env, tiny, entries={name: entry})
+    return entry
+
+
+def test_unframed_cut_is_neither_installed_nor_recorded(env, tiny):
+    # No Content-Length, a close half way: it used to install (exit 0) and
+    # record the half file's checksum, which then refused the whole file.
+    main = tiny['main.safetensors']
+    half = len(main) // 2
+    unsized(env, tiny)
+    env.server.no_length.add('main.safetensors')
+    env.server.cut['main.safetensors'] = half
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert 'main.safetensors' not in recorded(env), 'the half file was trusted'
+    assert 'cannot tell whether the download is complete' in p.stderr, p.stderr
+    assert 'nothing was installed or recorded' in p.stderr
+    env.assert_nothing_installed()
+    assert (env.downloads / 'main.safetensors.part').read_bytes() == main[:half]
+    # A framed answer for the rest (206 and its Content-Range total) completes it.
+    env.server.no_length.clear()
+    env.run('models', 'fetch', PACK, check=0)
+    assert env.server.requests_for('main.safetensors')[-1]['range'] == f'bytes={half}-'
+    assert recorded(env)['main.safetensors']['sha256'] == sha256(main)
+    assert (env.models / PACK / 'main.safetensors').read_bytes() == main
+
+
+def test_unframed_file_needs_a_size_or_checksum(env, tiny):
+    main = tiny['main.safetensors']
+    unsized(env, tiny)
+    env.server.no_length.add('main.safetensors')
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert 'cannot tell whether the download is complete' in p.stderr, p.stderr
+    assert recorded(env) == {} and not (env.downloads / 'main.safetensors').exists()
+    env.assert_nothing_installed()
+    # All of it came, unproven: a 416 whose Content-Range total is its length proves it.
+    env.server.no_length.clear()
+    env.run('models', 'fetch', PACK, check=0)
+    last = env.server.requests_for('main.safetensors')[-1]
+    assert last['range'] == f'bytes={len(main)}-' and last['status'] == 416
+    assert recorded(env)['main.safetensors']['sha256'] == sha256(main)
+
+
+def test_unframed_file_with_a_catalog_size_installs(env, tiny):
+    main = tiny['main.safetensors']
+    entry = env.serve('main.safetensors', main, sha=None)
+    copy_pack(env, tiny, entries={'main.safetensors': entry})
+    env.server.no_length.add('main.safetensors')
+    env.run('models', 'fetch', PACK, check=0)
+    assert recorded(env)['main.safetensors']['sha256'] == sha256(main)
+
+
+def test_chunked_transfer_is_complete_at_its_last_chunk(env, tiny):
+    main = tiny['main.safetensors']
+    half = len(main) // 2
+    unsized(env, tiny)
+    env.server.chunked['main.safetensors'] = half      # closed before the last chunk
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert 'main.safetensors' in p.stderr and recorded(env) == {}
+    env.assert_nothing_installed()
+    assert (env.downloads / 'main.safetensors.part').read_bytes() == main[:half]
+    env.server.chunked['main.safetensors'] = None      # the rest, with the last chunk
+    env.run('models', 'fetch', PACK, check=0)
+    assert env.server.requests_for('main.safetensors')[-1]['range'] == f'bytes={half}-'
+    assert recorded(env)['main.safetensors']['sha256'] == sha256(main)
+
+
+@pytest.mark.parametrize('framing', ['content-length', 'close'])
+@pytest.mark.parametrize('limit', ['size', 'estimate'])
+def test_overlong_download_is_stopped_and_deleted(env, tiny, limit, framing):
+    main = tiny['main.safetensors']
+    big = main + bytes(32 << 20)
+    if limit == 'size':          # the catalog's size
+        entry = env.serve('main.safetensors', big, sha=None)
+        entry['size'] = allowed = len(main)
+    else:                        # 4 times the catalog's estimate
+        entry = env.serve('main.safetensors', big, sha=None, size=False,
+                          approx_size=len(main) // 4)
+        allowed = 4 * (len(main) // 4)
+    copy_pack(env, tiny, entries={'main.safetensors': entry})
+    if framing == 'close':
+        env.server.no_length.add('main.safetensors')
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert f'sends more than' in p.stderr and f'({allowed} bytes' in p.stderr, p.stderr
+    assert not (env.downloads / 'main.safetensors.part').exists()
+    assert not (env.downloads / 'main.safetensors').exists()
+    assert recorded(env) == {}
+    env.assert_nothing_installed()
+    # Stopped early, not read to the end.
+    assert env.server.requests_for('main.safetensors')[-1]['sent'] < len(big)
+
+
+def test_failed_connections_leave_no_empty_part(env, tiny):
+    import socket
+    with socket.socket() as s:        # a port nobody listens on
+        s.bind(('127.0.0.1', 0))
+        closed = s.getsockname()[1]
+    entry = env.serve('main.safetensors', tiny['main.safetensors'])
+    entry['urls'] = [env.server.url('gone/main.safetensors'),
+                     f'http://127.0.0.1:{closed}/main.safetensors']
+    copy_pack(env, tiny, entries={'main.safetensors': entry})
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert 'HTTP 404; trying the next address' in p.stderr, p.stderr
+    assert f'127.0.0.1:{closed}' in p.stderr
+    assert not (env.downloads / 'main.safetensors.part').exists()
+    env.assert_nothing_installed()
+
+
+def test_copy_step_takes_only_a_role(env, tiny):
+    copy_pack(env, tiny)
+    cat = json.loads(env.catalog.read_text())
+    for source in (str(REPO / 'README.md'), '{out}/pack.json', '{name}', '{main}.bak',
+                   'x{main}', '{main}{guide}'):
+        c = copy.deepcopy(cat)
+        c['packs'][PACK]['convert'].append({'copy': source, 'to': 'extra.bin'})
+        env.catalog.write_text(json.dumps(c))
+        p = env.run('models', 'fetch', PACK, check=1)
+        assert f"pack '{PACK}': a copy step takes one {{ROLE}} placeholder" in p.stderr, p.stderr
+        assert f'not "{source}"' in p.stderr and str(env.catalog) in p.stderr
+        assert env.server.log == []
+        env.assert_nothing_installed()
+    # A role named like a placeholder would be ambiguous.
+    c = copy.deepcopy(cat)
+    c['packs'][PACK]['files']['out'] = 'tiny-main'
+    env.catalog.write_text(json.dumps(c))
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert "other than 'out' and 'name'" in p.stderr, p.stderr
+
+
+def format_size(n):
+    """models_format_size."""
+    if n >= 1000000000:
+        return '%.2f GB' % (n / 1e9)
+    if n >= 100000000:
+        return '%.0f MB' % (n / 1e6)
+    if n >= 1000000:
+        return '%.1f MB' % (n / 1e6)
+    if n >= 1000:
+        return '%.0f kB' % (n / 1e3)
+    return f'{n} B'
+
+
+def test_free_space_message_states_the_required_margin(env, tiny):
+    # The check wants the size plus 5% and 100 MB; the message gave the size alone.
+    entry = env.serve('main.safetensors', tiny['main.safetensors'], sha=None)
+    entry['size'] = 10 ** 15
+    files, _ = copy_pack(env, tiny, entries={'main.safetensors': entry})
+    need = sum(f['size'] for f in files.values())
+    margin = need // 20 + 100000000
+    p = env.run('models', 'fetch', PACK, check=1)
+    assert (f'not enough free space: the downloads need {format_size(need + margin)} free in '
+            f'{env.downloads} (about {format_size(need)}, plus {format_size(margin)} to spare: '
+            f'5% and 100 MB), it has ') in p.stderr, p.stderr
+    assert env.server.log == []
     env.assert_nothing_installed()
 
 

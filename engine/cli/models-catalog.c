@@ -2,7 +2,8 @@
  * docs/model-catalog.md).  Everything is checked here, so the rest of
  * `gfcg models` can trust it: URLs are http(s), checksums are hex, a
  * conversion step can only name one of the project's converters, and a copy
- * step can only write inside the pack. */
+ * step can only copy one of the pack's downloads ("{ROLE}") to a path inside
+ * the pack. */
 #include "models.h"
 
 #include <string.h>
@@ -290,6 +291,22 @@ bad_args:
   return NULL;
 }
 
+/* Exactly "{ROLE}" for a role of the pack (a key of roles). */
+static gboolean
+is_role_placeholder (const char *s, GHashTable *roles)
+{
+  gsize    n = strlen (s);
+  char    *role;
+  gboolean ok;
+
+  if (n < 3 || s[0] != '{' || s[n - 1] != '}')
+    return FALSE;
+  role = g_strndup (s + 1, n - 2);
+  ok = g_hash_table_contains (roles, role);
+  g_free (role);
+  return ok;
+}
+
 static CatalogPack *
 parse_pack (Catalog *cat, const char *name, JsonNode *node, GError **error)
 {
@@ -341,9 +358,11 @@ parse_pack (Catalog *cat, const char *name, JsonNode *node, GError **error)
                         ? json_node_get_string (v) : NULL;
       CatalogFile *f = id != NULL ? g_hash_table_lookup (cat->files, id) : NULL;
 
-      if (!is_tool_name (l->data))
+      /* {out} and {name} are placeholders of their own, never a download. */
+      if (!is_tool_name (l->data) || strcmp (l->data, "out") == 0 || strcmp (l->data, "name") == 0)
         {
-          bad (error, cat->path, where, "roles in 'files' must be lower-case names");
+          bad (error, cat->path, where, "roles in 'files' must be lower-case names other than "
+               "'out' and 'name'");
           goto out;
         }
       if (f == NULL)
@@ -381,14 +400,20 @@ parse_pack (Catalog *cat, const char *name, JsonNode *node, GError **error)
     for (guint i = 0; i < p->steps->len && placeholders_ok; i++)
       {
         CatalogStep *s = p->steps->pdata[i];
-        char       **argv = NULL, *from = NULL;
+        char       **argv = NULL;
 
         if (s->tool != NULL)
           placeholders_ok = (argv = catalog_step_expand (p, s, "x", dummy, error)) != NULL;
-        else
-          placeholders_ok = (from = catalog_expand_string (p, s->copy_from, "x", dummy, error)) != NULL;
+        else if (!is_role_placeholder (s->copy_from, dummy))
+          {
+            /* A literal path or {out} would copy any file of the user's
+             * into the pack: only the pack's own downloads go in. */
+            g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                         "pack '%s': a copy step takes one {ROLE} placeholder, a role of its "
+                         "'files', not \"%s\"", p->name, s->copy_from);
+            placeholders_ok = FALSE;
+          }
         g_strfreev (argv);
-        g_free (from);
       }
     g_hash_table_unref (dummy);
     if (!placeholders_ok)

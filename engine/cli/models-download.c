@@ -7,7 +7,16 @@
  * catalog's size and SHA-256 before it is renamed to FILE: a wrong file is
  * deleted and refused.  Files the publisher gives no checksum for are
  * trusted on first use: the first fetch records their SHA-256 in
- * $XDG_DATA_HOME/gfcg/recorded-checksums.json and later fetches must match. */
+ * $XDG_DATA_HOME/gfcg/recorded-checksums.json and later fetches must match.
+ *
+ * Only a file known whole is checked, installed or recorded: the response
+ * framed it (a Content-Length, or a 206's Content-Range total, that the bytes
+ * reach, the last chunk of a chunked body, an HTTP/2 or 3 stream's end), or
+ * the catalog gives a size or checksum that tells a cut file from the whole.
+ * A body that just stops when the server closes the connection could be
+ * either.  A transfer is stopped, and its .part deleted, as soon as it passes
+ * the catalog's size (or, without one, limit_of's cap): a .part is kept only
+ * when it holds bytes worth resuming from. */
 #include "models.h"
 
 #ifdef GFCG_HAVE_CURL
@@ -245,13 +254,120 @@ typedef struct
   const char *label;
   gint64      offset;     /* bytes kept from an earlier transfer          */
   gint64      known_size;
+  gint64      cap;        /* more bytes than this: not the file (limit_of) */
+  gint64      pos;        /* bytes of the file in the .part now           */
   gboolean    first;
   gboolean    restarted;  /* the server ignored the Range request         */
+  gboolean    too_big;    /* stopped at the cap                           */
+  gboolean    bad_range;  /* a 206 from another byte than asked for       */
   int         write_errno;
+  /* The last response's framing, from its headers (redirects reset it). */
+  gboolean    chunked;
+  gint64      range_start, range_total; /* Content-Range; -1 unknown      */
   gboolean    quiet, tty;
   gint64      t0, last;
   int         last_decile;
 } Xfer;
+
+/* The most bytes f can have: its catalog size, else 4 times the catalog's
+ * estimate (estimates are within a factor of 2 of the real files), else
+ * MODELS_MAX_UNSIZED.  A server that sends more is not sending f. */
+static gint64
+limit_of (const CatalogFile *f)
+{
+  if (f->size >= 0)
+    return f->size;
+  if (f->approx_size > 0 && f->approx_size < MODELS_MAX_UNSIZED / 4)
+    return 4 * f->approx_size;
+  return MODELS_MAX_UNSIZED;
+}
+
+/* Content-Range: "bytes START-END/TOTAL", or a 416's "bytes *" then "/TOTAL";
+ * TOTAL may be "*" (unknown). */
+static void
+parse_content_range (const char *v, gint64 *start, gint64 *total)
+{
+  const char *slash;
+  char       *end;
+
+  *start = *total = -1;
+  v += strspn (v, " \t");
+  if (g_ascii_strncasecmp (v, "bytes", 5) != 0 || (slash = strchr (v, '/')) == NULL)
+    return;
+  v += 5 + strspn (v + 5, " \t");
+  if (g_ascii_isdigit (*v))
+    *start = g_ascii_strtoll (v, NULL, 10);
+  if (g_ascii_isdigit (slash[1]))
+    {
+      *total = g_ascii_strtoll (slash + 1, &end, 10);
+      if (*end != '\0' && !g_ascii_isspace (*end))
+        *total = -1;
+    }
+}
+
+static size_t
+on_header (char *data, size_t size, size_t nmemb, void *user)
+{
+  Xfer  *x = user;
+  size_t n = size * nmemb;
+  char  *line = g_strstrip (g_strndup (data, n));
+
+  if (g_str_has_prefix (line, "HTTP/"))
+    {
+      /* A new response (after a redirect): forget the last one's framing. */
+      x->chunked = FALSE;
+      x->range_start = x->range_total = -1;
+    }
+  else if (g_ascii_strncasecmp (line, "transfer-encoding:", 18) == 0)
+    {
+      char *v = g_ascii_strdown (line + 18, -1);
+
+      x->chunked = strstr (v, "chunked") != NULL;
+      g_free (v);
+    }
+  else if (g_ascii_strncasecmp (line, "content-range:", 14) == 0)
+    parse_content_range (line + 14, &x->range_start, &x->range_total);
+  g_free (line);
+  return n;
+}
+
+/* The first bytes of a response: a whole file instead of the rest, a range
+ * that is not the one asked for, or a declared size over the cap. */
+static gboolean
+on_first_write (Xfer *x)
+{
+  long       code = 0;
+  curl_off_t length = -1;
+  gint64     declared;
+
+  curl_easy_getinfo (x->curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_getinfo (x->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+  if (code == 206 && x->range_start != x->offset)
+    {
+      x->bad_range = TRUE;
+      return FALSE;
+    }
+  declared = code == 206 ? x->range_total : length;
+  if (declared > x->cap)
+    {
+      x->too_big = TRUE;
+      return FALSE;
+    }
+  if (x->offset > 0 && code != 206)
+    {
+      /* The whole file instead of the rest: start the .part over. */
+      if (ftruncate (x->fd, 0) != 0 || lseek (x->fd, 0, SEEK_SET) != 0)
+        {
+          x->write_errno = errno;
+          return FALSE;
+        }
+      x->restarted = TRUE;
+      x->pos = 0;
+      if (!x->quiet)
+        g_printerr ("  %s: the server does not resume; starting over\n", x->label);
+    }
+  return TRUE;
+}
 
 static size_t
 on_write (char *data, size_t size, size_t nmemb, void *user)
@@ -261,22 +377,15 @@ on_write (char *data, size_t size, size_t nmemb, void *user)
 
   if (x->first)
     {
-      long code = 0;
-
       x->first = FALSE;
-      curl_easy_getinfo (x->curl, CURLINFO_RESPONSE_CODE, &code);
-      if (x->offset > 0 && code == 200)
-        {
-          /* The whole file instead of the rest: start the .part over. */
-          if (ftruncate (x->fd, 0) != 0 || lseek (x->fd, 0, SEEK_SET) != 0)
-            {
-              x->write_errno = errno;
-              return 0;
-            }
-          x->restarted = TRUE;
-          if (!x->quiet)
-            g_printerr ("  %s: the server does not resume; starting over\n", x->label);
-        }
+      if (!on_first_write (x))
+        return 0; /* libcurl stops with CURLE_WRITE_ERROR */
+    }
+  if (x->pos + (gint64) n > x->cap)
+    {
+      /* Stopped before the byte that makes it too long. */
+      x->too_big = TRUE;
+      return 0;
     }
   while (done < n)
     {
@@ -290,8 +399,32 @@ on_write (char *data, size_t size, size_t nmemb, void *user)
           return 0; /* libcurl stops with CURLE_WRITE_ERROR */
         }
       done += w;
+      x->pos += w;
     }
   return n;
+}
+
+/* After a clean end (CURLE_OK): TRUE when the response says the .part now
+ * holds the whole file.  libcurl fails a transfer cut short of its
+ * Content-Length, of a chunked body's last chunk or of an HTTP/2 or 3
+ * stream's end (CURLE_PARTIAL_FILE and kin); a body with none of those
+ * ends when the connection closes, and then nothing tells a cut from the
+ * end.  A 206 must reach the total of its Content-Range. */
+static gboolean
+transfer_complete (Xfer *x, long code, gint64 end)
+{
+  curl_off_t length = -1;
+  long       version = 0;
+  gboolean   framed;
+
+  curl_easy_getinfo (x->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+  curl_easy_getinfo (x->curl, CURLINFO_HTTP_VERSION, &version);
+  framed = length >= 0 || x->chunked || version >= CURL_HTTP_VERSION_2_0;
+  if (!framed)
+    return FALSE;
+  if (code == 206)
+    return x->range_total >= 0 && end == x->range_total;
+  return length < 0 || end == length;
 }
 
 static void
@@ -339,66 +472,9 @@ on_progress (void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultota
   return 0;
 }
 
-static gboolean
-transfer (const CatalogFile *f, const char *url, const char *part, gboolean quiet, GError **error)
+static void
+set_options (CURL *curl, const char *url, char *errbuf, Xfer *x)
 {
-  CURL    *curl = curl_easy_init ();
-  char     errbuf[CURL_ERROR_SIZE] = "";
-  Xfer     x = { .curl = curl, .fd = -1, .part = part, .label = f->file, .first = TRUE,
-                 .known_size = f->size, .quiet = quiet, .tty = isatty (2), .last_decile = -1 };
-  CURLcode res;
-  long     code = 0;
-  char    *range = NULL;
-  gboolean ok = FALSE;
-
-  if (curl == NULL)
-    {
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "libcurl could not start");
-      return FALSE;
-    }
-  x.fd = open (part, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (x.fd < 0)
-    {
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", part, g_strerror (errno));
-      curl_easy_cleanup (curl);
-      return FALSE;
-    }
-  if (flock (x.fd, LOCK_EX | LOCK_NB) != 0)
-    {
-      /* Two fetches writing one .part would interleave their bytes. */
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
-                   "%s is being downloaded by another gfcg (%s)", f->file, part);
-      goto out;
-    }
-  x.offset = lseek (x.fd, 0, SEEK_END);
-  if (x.offset < 0 || (f->size >= 0 && x.offset > f->size))
-    {
-      /* Longer than the file can be: not a prefix of it. */
-      if (ftruncate (x.fd, 0) != 0 || lseek (x.fd, 0, SEEK_SET) != 0)
-        {
-          g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", part, g_strerror (errno));
-          goto out;
-        }
-      x.offset = 0;
-    }
-  if (f->size >= 0 && x.offset == f->size)
-    {
-      ok = TRUE; /* complete already: stopped between the last byte and the check */
-      goto out;
-    }
-  if (x.offset > 0)
-    {
-      /* CURLOPT_RANGE rather than RESUME_FROM: a server that ignores the range
-       * is not an error, on_write starts the file over instead. */
-      range = g_strdup_printf ("%" G_GINT64_FORMAT "-", x.offset);
-      curl_easy_setopt (curl, CURLOPT_RANGE, range);
-      if (!quiet)
-        {
-          char *have = models_format_size (x.offset);
-          g_printerr ("  %s: resuming after %s\n", f->file, have);
-          g_free (have);
-        }
-    }
   curl_easy_setopt (curl, CURLOPT_URL, url);
   curl_easy_setopt (curl, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt (curl, CURLOPT_FOLLOWLOCATION, 1L);
@@ -417,58 +493,186 @@ transfer (const CatalogFile *f, const char *url, const char *part, gboolean quie
   curl_easy_setopt (curl, CURLOPT_LOW_SPEED_LIMIT, 1000L);
   curl_easy_setopt (curl, CURLOPT_LOW_SPEED_TIME, 60L);
   curl_easy_setopt (curl, CURLOPT_USERAGENT, "gfcg/" GFCG_VERSION);
+  curl_easy_setopt (curl, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt (curl, CURLOPT_HEADERDATA, x);
   curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt (curl, CURLOPT_WRITEDATA, &x);
+  curl_easy_setopt (curl, CURLOPT_WRITEDATA, x);
   curl_easy_setopt (curl, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt (curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-  curl_easy_setopt (curl, CURLOPT_XFERINFODATA, &x);
-  x.t0 = x.last = g_get_monotonic_time ();
-  res = curl_easy_perform (curl);
-  curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_setopt (curl, CURLOPT_XFERINFODATA, x);
+}
+
+/* Opens and locks FILE.part; x->offset gets the bytes to keep.  A .part
+ * longer than the file can be is not a prefix of it: it starts over. */
+static gboolean
+open_part (Xfer *x, const CatalogFile *f, GError **error)
+{
+  x->fd = open (x->part, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (x->fd < 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", x->part, g_strerror (errno));
+      return FALSE;
+    }
+  if (flock (x->fd, LOCK_EX | LOCK_NB) != 0)
+    {
+      /* Two fetches writing one .part would interleave their bytes. */
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
+                   "%s is being downloaded by another gfcg (%s)", f->file, x->part);
+      close (x->fd);
+      x->fd = -1;
+      return FALSE;
+    }
+  x->offset = lseek (x->fd, 0, SEEK_END);
+  if (x->offset < 0 || x->offset > x->cap)
+    {
+      if (ftruncate (x->fd, 0) != 0 || lseek (x->fd, 0, SEEK_SET) != 0)
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", x->part, g_strerror (errno));
+          return FALSE;
+        }
+      x->offset = 0;
+    }
+  x->pos = x->offset;
+  return TRUE;
+}
+
+/* A 416 to "the rest from OFFSET": the .part is whole when the file's total
+ * (its Content-Range TOTAL) is OFFSET; otherwise it is not a prefix of
+ * the server's file and is emptied (the caller deletes an empty .part). */
+static gboolean
+range_not_satisfiable (Xfer *x, const char *url, gboolean *complete, GError **error)
+{
+  if (x->range_total == x->offset)
+    {
+      *complete = TRUE;
+      return TRUE;
+    }
+  if (ftruncate (x->fd, 0) != 0)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", x->part, g_strerror (errno));
+  else
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
+                 "%s: HTTP 416: the partial download does not fit the server's file; it was "
+                 "deleted and fetching again starts over", url);
+  return FALSE;
+}
+
+/* What a finished curl_easy_perform means; TRUE when the .part may be checked. */
+static gboolean
+transfer_result (Xfer *x, CURLcode res, const char *url, const char *errbuf, gboolean *complete,
+                 GError **error)
+{
+  long   code = 0;
+  gint64 kept = lseek (x->fd, 0, SEEK_END);
+  char  *k = models_format_size (kept);
+  char  *cap = models_format_size (x->cap);
+  gboolean ok = FALSE;
+
+  curl_easy_getinfo (x->curl, CURLINFO_RESPONSE_CODE, &code);
   if (res == CURLE_OK)
     {
-      gint64 end = lseek (x.fd, 0, SEEK_END);
-
-      print_progress (&x, end, end, TRUE);
-      if (fsync (x.fd) != 0)
-        g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "writing %s: %s", part, g_strerror (errno));
+      print_progress (x, kept, kept, TRUE);
+      *complete = transfer_complete (x, code, kept);
+      if (fsync (x->fd) != 0)
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "writing %s: %s", x->part, g_strerror (errno));
       else
         ok = TRUE;
     }
   else if (res == CURLE_ABORTED_BY_CALLBACK || models_interrupted)
     {
-      gint64 kept = lseek (x.fd, 0, SEEK_END);
-      char  *k = models_format_size (kept);
-
-      if (!quiet && x.tty)
+      if (!x->quiet && x->tty)
         g_printerr ("\n");
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_CANCELLED,
-                   "interrupted: %s kept in %s; fetching again resumes there", k, part);
-      g_free (k);
+                   "interrupted: %s kept in %s; fetching again resumes there", k, x->part);
     }
-  else if (res == CURLE_WRITE_ERROR && x.write_errno != 0)
-    g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "writing %s: %s%s", part,
-                 g_strerror (x.write_errno),
-                 x.write_errno == ENOSPC || x.write_errno == EFBIG || x.write_errno == EDQUOT
+  else if (res == CURLE_WRITE_ERROR && x->too_big)
+    {
+      /* Not the file (or not only it): nothing of it is worth resuming. */
+      if (ftruncate (x->fd, 0) != 0)
+        g_warning ("%s: %s", x->part, g_strerror (errno));
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                   "%s: %s sends more than %s (%" G_GINT64_FORMAT " bytes, %s); stopped, the "
+                   "partial download was deleted and nothing was installed", x->label, url, cap,
+                   x->cap, x->known_size >= 0 ? "the catalog's size"
+                   : "the most the catalog's estimate allows");
+    }
+  else if (res == CURLE_WRITE_ERROR && x->bad_range)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
+                 "%s: asked for the bytes from %" G_GINT64_FORMAT ", the server sent others "
+                 "(Content-Range from %" G_GINT64_FORMAT ")", url, x->offset, x->range_start);
+  else if (res == CURLE_WRITE_ERROR && x->write_errno != 0)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "writing %s: %s%s", x->part,
+                 g_strerror (x->write_errno),
+                 x->write_errno == ENOSPC || x->write_errno == EFBIG || x->write_errno == EDQUOT
                  ? " (the disk is full or the file size limit is reached; the partial download "
                    "is kept: free some space and fetch again)" : "");
-  else if (res == CURLE_HTTP_RETURNED_ERROR && code == 416 && x.offset > 0)
-    ok = TRUE; /* nothing left to send: the check decides */
+  else if (res == CURLE_HTTP_RETURNED_ERROR && code == 416 && x->offset > 0)
+    ok = range_not_satisfiable (x, url, complete, error);
   else if (res == CURLE_HTTP_RETURNED_ERROR)
     g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: HTTP %ld", url, code);
   else
-    {
-      gint64 kept = lseek (x.fd, 0, SEEK_END);
-      char  *k = models_format_size (kept);
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s%s%s%s", url,
+                 *errbuf != '\0' ? errbuf : curl_easy_strerror (res),
+                 kept > 0 ? " (" : "", kept > 0 ? k : "",
+                 kept > 0 ? " kept: fetching again resumes there)" : "");
+  g_free (cap);
+  g_free (k);
+  return ok;
+}
 
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s%s%s%s", url,
-                   *errbuf != '\0' ? errbuf : curl_easy_strerror (res),
-                   kept > 0 ? " (" : "", kept > 0 ? k : "",
-                   kept > 0 ? " kept: fetching again resumes there)" : "");
-      g_free (k);
+/* Downloads url into part, resuming it.  TRUE when the .part can be checked;
+ * *complete then says whether the server's framing proved it whole (FALSE:
+ * unknown, only the catalog's size or a checksum can tell). */
+static gboolean
+transfer (const CatalogFile *f, const char *url, const char *part, gboolean quiet,
+          gboolean *complete, GError **error)
+{
+  CURL    *curl = curl_easy_init ();
+  char     errbuf[CURL_ERROR_SIZE] = "";
+  Xfer     x = { .curl = curl, .fd = -1, .part = part, .label = f->file, .first = TRUE,
+                 .known_size = f->size, .cap = limit_of (f), .range_start = -1,
+                 .range_total = -1, .quiet = quiet, .tty = isatty (2), .last_decile = -1 };
+  char    *range = NULL;
+  gboolean ok = FALSE;
+
+  *complete = FALSE;
+  if (curl == NULL)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "libcurl could not start");
+      return FALSE;
     }
+  if (!open_part (&x, f, error))
+    goto out;
+  if (f->size >= 0 && x.offset == f->size)
+    {
+      /* complete already: stopped between the last byte and the check */
+      ok = *complete = TRUE;
+      goto out;
+    }
+  if (x.offset > 0)
+    {
+      /* CURLOPT_RANGE rather than RESUME_FROM: a server that ignores the range
+       * is not an error, on_write starts the file over instead. */
+      range = g_strdup_printf ("%" G_GINT64_FORMAT "-", x.offset);
+      curl_easy_setopt (curl, CURLOPT_RANGE, range);
+      if (!quiet)
+        {
+          char *have = models_format_size (x.offset);
+          g_printerr ("  %s: resuming after %s\n", f->file, have);
+          g_free (have);
+        }
+    }
+  set_options (curl, url, errbuf, &x);
+  x.t0 = x.last = g_get_monotonic_time ();
+  ok = transfer_result (&x, curl_easy_perform (curl), url, errbuf, complete, error);
 out:
-  close (x.fd);
+  if (x.fd >= 0)
+    {
+      /* An empty .part (refused, not found, nothing sent, too long) is
+       * litter: only a .part with bytes is worth resuming.  We hold its lock. */
+      if (!ok && lseek (x.fd, 0, SEEK_END) == 0)
+        g_unlink (part);
+      close (x.fd);
+    }
   g_free (range);
   curl_easy_cleanup (curl);
   return ok;
@@ -480,11 +684,13 @@ out:
  * everything but the download works (list, verify, remove, installs from
  * files already in the cache). */
 static gboolean
-transfer (const CatalogFile *f, const char *url, const char *part, gboolean quiet, GError **error)
+transfer (const CatalogFile *f, const char *url, const char *part, gboolean quiet,
+          gboolean *complete, GError **error)
 {
   (void) f;
   (void) part;
   (void) quiet;
+  *complete = FALSE;
   g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
                "cannot download %s: this gfcg was built without libcurl "
                "(install libcurl4-gnutls-dev and rebuild with meson -Dmodels=enabled)", url);
@@ -492,6 +698,29 @@ transfer (const CatalogFile *f, const char *url, const char *part, gboolean quie
 }
 
 #endif /* GFCG_HAVE_CURL */
+
+/* TRUE when check_file can tell a truncated f from the whole one: the
+ * catalog gives its size, or a checksum (published, recorded at the first
+ * download, or the digits in its name) is known. */
+static gboolean
+checkable (const CatalogFile *f, const char *expected)
+{
+  return f->size >= 0 || expected != NULL || f->sha256_prefix != NULL;
+}
+
+static void
+unverifiable_error (const CatalogFile *f, const char *url, const char *part, GError **error)
+{
+  GStatBuf st;
+  char    *k = models_format_size (g_stat (part, &st) == 0 ? (gint64) st.st_size : 0);
+
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+               "%s: cannot tell whether the download is complete: %s gave neither a "
+               "Content-Length nor a chunked end, and the catalog has no size or sha256 for it; "
+               "nothing was installed or recorded (%s kept in %s: fetching again asks for the "
+               "rest)", f->file, url, k, part);
+  g_free (k);
+}
 
 char *
 models_download (const CatalogFile *f, gboolean quiet, char **sha256, GError **error)
@@ -505,7 +734,7 @@ models_download (const CatalogFile *f, gboolean quiet, char **sha256, GError **e
                        : g_strdup_printf ("its first download (%s) had", when != NULL ? when : "?");
   char       *sha = NULL;
   GError     *err = NULL;
-  gboolean    ok = FALSE;
+  gboolean    ok = FALSE, complete = FALSE;
   const char *url = f->urls[0];
 
   if (g_mkdir_with_parents (dir, 0755) != 0)
@@ -536,7 +765,7 @@ models_download (const CatalogFile *f, gboolean quiet, char **sha256, GError **e
       url = f->urls[i];
       if (!quiet)
         g_printerr ("  %s: from %s\n", f->file, url);
-      if (transfer (f, url, part, quiet, &err))
+      if (transfer (f, url, part, quiet, &complete, &err))
         break;
       if (g_error_matches (err, GFCG_ERROR, GFCG_ERROR_CANCELLED) || f->urls[i + 1] == NULL
           || err->code != GFCG_ERROR_IO || strstr (err->message, "writing ") == err->message)
@@ -546,6 +775,11 @@ models_download (const CatalogFile *f, gboolean quiet, char **sha256, GError **e
         }
       g_printerr ("  %s; trying the next address\n", err->message);
       g_clear_error (&err);
+    }
+  if (!complete && !checkable (f, expected))
+    {
+      unverifiable_error (f, url, part, error);
+      goto out;
     }
   if (!check_file (f, part, expected, origin, &sha, &err))
     {

@@ -495,20 +495,28 @@ out:
 
 /* ---- install --------------------------------------------------------------------- */
 
+/* 5% and 100 MB to spare: the sizes of unpublished files are estimates. */
+#define SPACE_MARGIN(need) ((need) / 20 + 100000000)
+
 static gboolean
 check_space (const char *dir, gint64 need, const char *what, GError **error)
 {
   gint64 have = free_bytes (dir);
+  gint64 required = need + SPACE_MARGIN (need);
 
-  /* 5% and 100 MB to spare: the sizes of unpublished files are estimates. */
-  if (need <= 0 || have < 0 || have >= need + need / 20 + 100000000)
+  if (need <= 0 || have < 0 || have >= required)
     return TRUE;
   {
-    char *n = models_format_size (need), *h = models_format_size (have);
+    char *r = models_format_size (required), *n = models_format_size (need);
+    char *m = models_format_size (SPACE_MARGIN (need)), *h = models_format_size (have);
 
+    /* The figures of the test above, not just the estimate. */
     g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
-                 "not enough free space: %s need about %s, %s has %s free", what, n, dir, h);
+                 "not enough free space: %s need %s free in %s (about %s, plus %s to spare: 5%% "
+                 "and 100 MB), it has %s", what, r, dir, n, m, h);
+    g_free (r);
     g_free (n);
+    g_free (m);
     g_free (h);
   }
   return FALSE;

@@ -79,8 +79,10 @@ char    *models_format_size   (gint64 bytes);
 char    *models_cache_dir     (void);
 /* Downloads f into the cache (resuming FILE.part with an HTTP Range request)
  * unless a verified copy is there, checks size and sha256 (a wrong file is
- * deleted), and returns its path; *sha256 gets its checksum.  quiet: no
- * progress on stderr. */
+ * deleted), and returns its path; *sha256 gets its checksum.  A transfer
+ * whose completeness neither the server's framing nor the catalog can prove
+ * is refused; one longer than the catalog allows is stopped and deleted.
+ * quiet: no progress on stderr. */
 char    *models_download      (const CatalogFile *f, gboolean quiet, char **sha256,
                                GError **error);
 /* SHA-256 of a file as lower-case hex; *size gets its length. */
@@ -103,5 +105,9 @@ void     models_sweep_stale   (void);
 gboolean models_rm_rf         (const char *path, GError **error);
 
 #define MODELS_MANIFEST "install-manifest.json"
+
+/* The most bytes a download may have when the catalog gives neither its
+ * size nor an estimate (16 GiB; the largest published file is about 3 GB). */
+#define MODELS_MAX_UNSIZED ((gint64) 16 << 30)
 
 #endif
