@@ -692,8 +692,16 @@ cpu_attention_qkv (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,
   g_free (att);
 }
 
+static char *
+cpu_describe (GfcgBackend *be)
+{
+  int n = gfcg_backend_cpu_get_threads ();
+  return g_strdup_printf ("%s (OpenBLAS, %d thread%s)", be->ops->name, n, n == 1 ? "" : "s");
+}
+
 static const GfcgBackendOps cpu_ops = {
   .name = "cpu",
+  .describe = cpu_describe,
   .alloc = cpu_alloc,
   .release = cpu_release,
   .upload = cpu_upload,

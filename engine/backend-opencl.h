@@ -38,14 +38,5 @@ int          gfcg_opencl_first_gpu (void);
 GfcgBackend *gfcg_backend_opencl_new  (int index, const GfcgClOptions *options, GError **error);
 /* TRUE while the backend still runs on the device (not fallen back). */
 gboolean     gfcg_backend_opencl_active (GfcgBackend *be);
-/* One line: device, where kernels came from, GEMM path, fp16. */
-char        *gfcg_backend_opencl_describe (GfcgBackend *be);
-/* Device bytes held now (tensors, pool, scratch) and at most. */
-void         gfcg_backend_opencl_memory (GfcgBackend *be, gsize *now, gsize *peak);
-/* Waits for the queue (for timing). */
-void         gfcg_backend_opencl_finish (GfcgBackend *be);
-/* Nanoseconds spent in matrix products since the last call, when profiling
- * is on (GFCG_OPENCL_PROFILE=1); resets the counter. */
-guint64      gfcg_backend_opencl_take_gemm_ns (GfcgBackend *be, guint64 *flops);
 
 #endif

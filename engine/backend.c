@@ -48,6 +48,33 @@ gfcg_backend_free (GfcgBackend *be)
   g_free (be);
 }
 
+char *
+gfcg_backend_describe (GfcgBackend *be)
+{
+  return be->ops->describe != NULL ? be->ops->describe (be) : g_strdup (be->ops->name);
+}
+
+void
+gfcg_backend_memory (GfcgBackend *be, gsize *now, gsize *peak)
+{
+  gsize n = 0, p = 0;
+  if (be->ops->memory != NULL)
+    be->ops->memory (be, &n, &p);
+  if (now != NULL)
+    *now = n;
+  if (peak != NULL)
+    *peak = p;
+}
+
+guint64
+gfcg_backend_sync (GfcgBackend *be, guint64 *gemm_flops)
+{
+  guint64 flops = 0, ns = be->ops->sync != NULL ? be->ops->sync (be, &flops) : 0;
+  if (gemm_flops != NULL)
+    *gemm_flops = flops;
+  return ns;
+}
+
 GfcgTensor *
 gfcg_tensor_new (GfcgBackend *be, int ndim, const int *shape)
 {
@@ -429,18 +456,29 @@ host_free (GfcgTensor *h)
   g_free (h);
 }
 
-/* Uploads the host result into the device output and frees the copies. */
+/* The CPU version of an op, on host copies of its (up to four) input tensors:
+ * the one "run on the device or fall back" path of every op below.  The
+ * adapter `fn` calls the CPU table's op with the copies; unused inputs are
+ * NULL. */
+typedef void (*HostOp) (GfcgBackend *be, GfcgTensor *const *in, GfcgTensor *y, gconstpointer args);
+
 static void
-host_finish (GfcgTensor *y, GfcgTensor *hy, GfcgTensor *a, GfcgTensor *b, GfcgTensor *c,
-             GfcgTensor *d)
+run_on_host (HostOp fn, gconstpointer args, GfcgTensor *y, const GfcgTensor *a,
+             const GfcgTensor *b, const GfcgTensor *c, const GfcgTensor *d)
 {
-  if (hy != NULL && gfcg_backend_ok (y->be))
-    y->be->ops->upload (y->be, y, hy->data);
+  GfcgBackend *be = y->be;
+  GfcgTensor *in[4] = { host_copy (a, TRUE), host_copy (b, TRUE), host_copy (c, TRUE),
+                        host_copy (d, TRUE) };
+  GfcgTensor *hy = host_copy (y, FALSE);
+  if (hy != NULL && gfcg_backend_ok (be))
+    {
+      fn (be, in, hy, args);
+      if (gfcg_backend_ok (be))
+        be->ops->upload (be, y, hy->data);
+    }
   host_free (hy);
-  host_free (a);
-  host_free (b);
-  host_free (c);
-  host_free (d);
+  for (int i = 0; i < 4; i++)
+    host_free (in[i]);
 }
 
 #define CPU_OPS (gfcg_backend_cpu_ops ())
@@ -463,6 +501,12 @@ gfcg_conv_params_same (int k, int stride, int h, int w)
   p.pad_left = pw / 2;
   p.pad_right = pw - pw / 2;
   return p;
+}
+
+static void
+host_conv2d_ex (GfcgBackend *be, GfcgTensor *const *in, GfcgTensor *y, gconstpointer p)
+{
+  CPU_OPS->conv2d_ex (be, in[0], in[1], in[2], p, y);
 }
 
 GfcgTensor *
@@ -492,14 +536,17 @@ gfcg_op_conv2d_ex (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *b
   if (be->ops->conv2d_ex != NULL)
     be->ops->conv2d_ex (be, x, w, bias, p, y);
   else
-    {
-      GfcgTensor *hx = host_copy (x, TRUE), *hw = host_copy (w, TRUE);
-      GfcgTensor *hb = host_copy (bias, TRUE), *hy = host_copy (y, FALSE);
-      if (gfcg_backend_ok (be))
-        CPU_OPS->conv2d_ex (be, hx, hw, hb, p, hy);
-      host_finish (y, hy, hx, hw, hb, NULL);
-    }
+    run_on_host (host_conv2d_ex, p, y, x, w, bias, NULL);
   return y;
+}
+
+typedef struct { int groups; float eps; gboolean silu; } GroupNormArgs;
+
+static void
+host_group_norm (GfcgBackend *be, GfcgTensor *const *in, GfcgTensor *y, gconstpointer args)
+{
+  const GroupNormArgs *a = args;
+  CPU_OPS->group_norm (be, in[0], a->groups, a->eps, in[1], in[2], a->silu, y);
 }
 
 GfcgTensor *
@@ -520,14 +567,17 @@ gfcg_op_group_norm (const GfcgTensor *x, int groups, float eps, const GfcgTensor
   if (be->ops->group_norm != NULL)
     be->ops->group_norm (be, x, groups, eps, gamma, beta, silu, y);
   else
-    {
-      GfcgTensor *hx = host_copy (x, TRUE), *hg = host_copy (gamma, TRUE);
-      GfcgTensor *hb = host_copy (beta, TRUE), *hy = host_copy (y, FALSE);
-      if (gfcg_backend_ok (be))
-        CPU_OPS->group_norm (be, hx, groups, eps, hg, hb, silu, hy);
-      host_finish (y, hy, hx, hg, hb, NULL);
-    }
+    run_on_host (host_group_norm, &(GroupNormArgs) { groups, eps, silu }, y, x, gamma, beta, NULL);
   return y;
+}
+
+typedef struct { GfcgUnary f; float a; } UnaryArgs;
+
+static void
+host_unary (GfcgBackend *be, GfcgTensor *const *in, GfcgTensor *y, gconstpointer args)
+{
+  const UnaryArgs *a = args;
+  CPU_OPS->unary (be, in[0], a->f, a->a, y);
 }
 
 GfcgTensor *
@@ -541,13 +591,15 @@ gfcg_op_unary (const GfcgTensor *x, GfcgUnary f, float a)
   if (be->ops->unary != NULL)
     be->ops->unary (be, x, f, a, y);
   else
-    {
-      GfcgTensor *hx = host_copy (x, TRUE), *hy = host_copy (y, FALSE);
-      if (gfcg_backend_ok (be))
-        CPU_OPS->unary (be, hx, f, a, hy);
-      host_finish (y, hy, hx, NULL, NULL, NULL);
-    }
+    run_on_host (host_unary, &(UnaryArgs) { f, a }, y, x, NULL, NULL, NULL);
   return y;
+}
+
+static void
+host_maxpool (GfcgBackend *be, GfcgTensor *const *in, GfcgTensor *y, gconstpointer args)
+{
+  const int *k_stride_pad = args;
+  CPU_OPS->maxpool (be, in[0], k_stride_pad[0], k_stride_pad[1], k_stride_pad[2], y);
 }
 
 GfcgTensor *
@@ -570,13 +622,15 @@ gfcg_op_maxpool (const GfcgTensor *x, int k, int stride, int pad)
   if (be->ops->maxpool != NULL)
     be->ops->maxpool (be, x, k, stride, pad, y);
   else
-    {
-      GfcgTensor *hx = host_copy (x, TRUE), *hy = host_copy (y, FALSE);
-      if (gfcg_backend_ok (be))
-        CPU_OPS->maxpool (be, hx, k, stride, pad, hy);
-      host_finish (y, hy, hx, NULL, NULL, NULL);
-    }
+    run_on_host (host_maxpool, (int[]) { k, stride, pad }, y, x, NULL, NULL, NULL);
   return y;
+}
+
+static void
+host_channel_affine (GfcgBackend *be, GfcgTensor *const *in, GfcgTensor *y, gconstpointer args)
+{
+  const float *const *scale_shift = args;
+  CPU_OPS->channel_affine (be, in[0], scale_shift[0], scale_shift[1], y);
 }
 
 GfcgTensor *
@@ -590,13 +644,18 @@ gfcg_op_channel_affine (const GfcgTensor *x, const float *scale, const float *sh
   if (be->ops->channel_affine != NULL)
     be->ops->channel_affine (be, x, scale, shift, y);
   else
-    {
-      GfcgTensor *hx = host_copy (x, TRUE), *hy = host_copy (y, FALSE);
-      if (gfcg_backend_ok (be))
-        CPU_OPS->channel_affine (be, hx, scale, shift, hy);
-      host_finish (y, hy, hx, NULL, NULL, NULL);
-    }
+    run_on_host (host_channel_affine, (const float *const[]) { scale, shift }, y, x, NULL, NULL,
+                 NULL);
   return y;
+}
+
+typedef struct { int heads; float scale; } AttentionArgs;
+
+static void
+host_attention_qkv (GfcgBackend *be, GfcgTensor *const *in, GfcgTensor *y, gconstpointer args)
+{
+  const AttentionArgs *a = args;
+  CPU_OPS->attention_qkv (be, in[0], in[1], in[2], a->heads, a->scale, y);
 }
 
 GfcgTensor *
@@ -616,12 +675,6 @@ gfcg_op_attention_qkv (const GfcgTensor *q, const GfcgTensor *k, const GfcgTenso
   if (be->ops->attention_qkv != NULL)
     be->ops->attention_qkv (be, q, k, v, heads, scale, y);
   else
-    {
-      GfcgTensor *hq = host_copy (q, TRUE), *hk = host_copy (k, TRUE);
-      GfcgTensor *hv = host_copy (v, TRUE), *hy = host_copy (y, FALSE);
-      if (gfcg_backend_ok (be))
-        CPU_OPS->attention_qkv (be, hq, hk, hv, heads, scale, hy);
-      host_finish (y, hy, hq, hk, hv, NULL);
-    }
+    run_on_host (host_attention_qkv, &(AttentionArgs) { heads, scale }, y, q, k, v, NULL);
   return y;
 }

@@ -54,6 +54,16 @@ typedef struct
   const char *name;
   /* Frees be->priv (NULL: g_free).  OpenCL has a context and queue there. */
   void     (*destroy)  (GfcgBackend *be);
+  /* One line for people: device, library, threads (gfcg sample --verbose). */
+  char    *(*describe) (GfcgBackend *be);
+  /* Device bytes held now and at most (tensors, pool, scratch); NULL where
+   * tensors live in host memory (the CPU backend's are counted by
+   * bytes_live / bytes_peak below). */
+  void     (*memory)   (GfcgBackend *be, gsize *now, gsize *peak);
+  /* Waits for all queued work (for timing); returns the nanoseconds spent in
+   * matrix products since the last call and their FLOPs, when the backend
+   * profiles them (else 0).  NULL: work is done when an op returns. */
+  guint64  (*sync)     (GfcgBackend *be, guint64 *gemm_flops);
   gboolean (*alloc)    (GfcgBackend *be, GfcgTensor *t);          /* FALSE: out of memory */
   void     (*release)  (GfcgBackend *be, GfcgTensor *t);
   void     (*upload)   (GfcgBackend *be, GfcgTensor *t, const float *src);
@@ -135,6 +145,17 @@ struct _GfcgBackend
   GCancellable         *cancel;
   gpointer              priv;
 };
+
+/* A backend for a device string: "auto", "cpu" or "opencl:N[:fp16][:tiled]"
+ * (engine/backend-select.c).  A device that cannot be used falls back to the
+ * CPU backend after one message on stderr; only a malformed string is an
+ * error (GFCG_ERROR_INVALID_ARGUMENT). */
+GfcgBackend *gfcg_backend_open      (const char *device, GError **error);
+/* The devices `gfcg devices` lists, as text (one entry per device). */
+char        *gfcg_backend_list_devices (void);
+char        *gfcg_backend_describe  (GfcgBackend *be);
+void         gfcg_backend_memory    (GfcgBackend *be, gsize *now, gsize *peak);
+guint64      gfcg_backend_sync      (GfcgBackend *be, guint64 *gemm_flops);
 
 GfcgBackend *gfcg_backend_cpu_new   (int n_threads);
 /* The CPU backend's table: the OpenCL backend moves to it when its device fails. */
