@@ -1,6 +1,6 @@
 #!/bin/sh
 # bench/gpu-run.sh — the benchmark on an NVIDIA GPU host (Ubuntu 24.04, H100),
-# with build-host/engine/gfcg built natively on Debian 12 and the runtime .debs
+# with build-host/engine/cli/gfcg built natively on Debian 12 and the runtime .debs
 # of bench/gpu-prepare.sh in bench/gpu-debs/.  Needs PyTorch with CUDA there.
 #
 #   sh bench/gpu-run.sh [SHAPES] [OUTDIR]     (default: tiny,default,xs,xxl and $OUT or build/bench)
@@ -34,7 +34,7 @@ echo "gpu-run: NVIDIA OpenCL library: ${nv:-NOT FOUND}"
 [ -n "$nv" ] && echo "$nv" > "$rt/vendors/nvidia.icd"
 export OCL_ICD_VENDORS="$rt/vendors"
 export GFCG_RT_LIBS="$libs"
-export GFCG_BIN="$PWD/build-host/engine/gfcg"
+export GFCG_BIN="$PWD/build-host/engine/cli/gfcg"
 export GFCG_KERNEL_CACHE_DIR="$out/kernel-cache"
 run() { LD_LIBRARY_PATH="$libs" "$GFCG_BIN" "$@"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null

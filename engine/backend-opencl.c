@@ -298,7 +298,7 @@ cl_channel_affine (GfcgBackend *be, const GfcgTensor *x, const float *scale, con
 
 /* As cl_attention without the normalisation: head h of sample n is the
  * contiguous block b = n*heads + h of dim x hw floats in each of q, k, v
- * and y.  The score matrices go through ocl_scratch a few batches at a time
+ * and y.  The score matrices go through scratch a few batches at a time
  * (a 64x64 latent has 4096 x 4096 scores per head). */
 static void
 cl_attention_qkv (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,

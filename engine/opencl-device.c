@@ -320,7 +320,7 @@ ocl_build_program (ClPriv *p, GError **error)
   g_bytes_unref (res);
   if (g_strcmp0 (g_getenv ("GFCG_OPENCL_BREAK_KERNELS"), "1") == 0)
     {
-      /* For the ocl_fallback tests: a kernel source that does not compile. */
+      /* For the fallback tests: a kernel source that does not compile. */
       char *broken = g_strconcat (source, "\n__kernel void broken (void) { this is not C; }\n", NULL);
       g_free (source);
       source = broken;

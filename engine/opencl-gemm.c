@@ -68,7 +68,7 @@ ocl_gemm (ClPriv *p, gboolean ta, gboolean tb, int m, int n, int k, float alpha,
   }
 }
 
-/* A weight as fp32 for a product: fp16 copies are unpacked into ocl_scratch. */
+/* A weight as fp32 for a product: fp16 copies are unpacked into scratch. */
 static cl_int
 weight_mem (ClPriv *p, const GfcgTensor *w, cl_mem *out)
 {

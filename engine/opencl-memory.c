@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-/* ---- teardown and ocl_fallback ------------------------------------------------------ */
+/* ---- teardown and fallback ------------------------------------------------------ */
 
 static void
 pool_flush (ClPriv *p)

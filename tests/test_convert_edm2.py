@@ -143,7 +143,7 @@ def run_convert(*args):
 
 
 def gfcg_bin():
-    b = os.environ.get('GFCG_BIN') or shutil.which('gfcg') or str(REPO / 'build' / 'engine' / 'gfcg')
+    b = os.environ.get('GFCG_BIN') or shutil.which('gfcg') or str(REPO / 'build' / 'engine' / 'cli' / 'gfcg')
     if not os.access(b, os.X_OK):
         pytest.fail('engine binary not found: set GFCG_BIN or put gfcg on PATH', pytrace=False)
     return b

@@ -1,6 +1,6 @@
 /* cmd-models.c — `gfcg models list|fetch|verify|remove`: the published model
  * packs of the catalog, fetched, converted and installed in the user's data
- * folder (the work is in models-*.c). */
+ * folder (the work is in manager/). */
 #include "gfcg-cli.h"
 #include "models.h"
 

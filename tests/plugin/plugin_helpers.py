@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get('GFCG_BUILD_DIR', ROOT / 'build'))
-GFCG = os.environ.get('GFCG_BIN', str(BUILD / 'engine' / 'gfcg'))
+GFCG = os.environ.get('GFCG_BIN', str(BUILD / 'engine' / 'cli' / 'gfcg'))
 
 
 class Gimp:

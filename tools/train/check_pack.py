@@ -2,7 +2,7 @@
 """Check an exported pack against docs/pack-format.md, the PyTorch reference and
 (when built) the C engine.
 
-    python3 tools/train/check_pack.py PACK_DIR [--engine build/engine/gfcg] [--steps 4]
+    python3 tools/train/check_pack.py PACK_DIR [--engine build/engine/cli/gfcg] [--steps 4]
 
 - pack.json: the fields train.py writes; every component file <= 15 MiB;
 - every tensor F16, and the names exactly the reference module's state-dict
@@ -46,7 +46,7 @@ def header(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('pack')
-    ap.add_argument('--engine', default=os.path.join(REPO, 'build', 'engine', 'gfcg'))
+    ap.add_argument('--engine', default=os.path.join(REPO, 'build', 'engine', 'cli', 'gfcg'))
     ap.add_argument('--steps', type=int, default=4)
     ap.add_argument('--tolerance', type=float, default=2e-3,
                     help='max abs difference engine vs reference (network space)')

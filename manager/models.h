@@ -1,6 +1,8 @@
-/* models.h — `gfcg models`: the catalog of published packs (models-catalog.c),
- * downloads with resume and checksums (models-download.c), and installing,
- * verifying and removing packs atomically (models-install.c). */
+/* models.h — the model manager behind `gfcg models` (manager/): the catalog
+ * of published packs (catalog.c), downloads with resume and checksums
+ * (download.c, transfer.c, checksums.c), and installing, verifying and
+ * removing packs atomically (install.c, install-steps.c).  The sampling
+ * engine knows nothing of it; engine/cli/cmd-models.c is its command line. */
 #ifndef GFCG_CLI_MODELS_H
 #define GFCG_CLI_MODELS_H
 
@@ -109,5 +111,28 @@ gboolean models_rm_rf         (const char *path, GError **error);
 /* The most bytes a download may have when the catalog gives neither its
  * size nor an estimate (16 GiB; the largest published file is about 3 GB). */
 #define MODELS_MAX_UNSIZED ((gint64) 16 << 30)
+
+/* ---- shared between the manager's files only ---- */
+
+/* The lock file of a staging folder (flock: it dies with its process). */
+#define LOCK_NAME ".lock"
+
+/* checksums.c */
+char *models_record_lookup (const char *file, char **when);
+void models_record_store (const char *file, const char *sha, gint64 size, const char *url);
+gboolean models_check_file (const CatalogFile *f, const char *path, const char *expected,
+                            const char *origin, char **sha_out, GError **error);
+
+/* transfer.c */
+gboolean models_transfer (const CatalogFile *f, const char *url, const char *part,
+                          gboolean quiet, gboolean *complete, GError **error);
+
+/* install-steps.c */
+void models_fsync_path (const char *path);
+gint64 models_free_bytes (const char *path);
+gboolean models_run_step (CatalogPack *pack, CatalogStep *step, const char *staging,
+                          GHashTable *role_paths, gboolean quiet, GError **error);
+gboolean models_write_manifest (Catalog *cat, CatalogPack *pack, const char *staging,
+                                GHashTable *role_sha, GHashTable *role_url, GError **error);
 
 #endif

@@ -1,4 +1,4 @@
-/* models-catalog.c — reads the catalog of published packs (format in
+/* catalog.c — reads the catalog of published packs (format in
  * docs/model-catalog.md).  Everything is checked here, so the rest of
  * `gfcg models` can trust it: URLs are http(s), checksums are hex, a
  * conversion step can only name one of the project's converters, and a copy
