@@ -472,6 +472,16 @@ def test_tensor_exceeding_storage_is_named(tmp_path, nets):
     assert '12' in msg and '6' in msg, msg
 
 
+def test_unconditional_main_refused(tmp_path, snapshots):
+    """An unconditional network makes a pack without classes, which the engine
+    refuses: the converter says so and points at --uncond."""
+    paths, _ = snapshots
+    msg = one_clear_line(run_convert('--main', paths['uncond'], '--out', tmp_path / 'o'),
+                         paths['uncond'], 2)
+    assert 'unconditional' in msg and '--uncond' in msg, msg
+    assert not (tmp_path / 'o' / 'pack.json').exists()
+
+
 def test_not_a_snapshot(tmp_path):
     path = write_pickle(tmp_path / 'x.pkl', {'net': 1})
     p = run_convert('--main', path, '--out', tmp_path / 'o')

@@ -679,6 +679,10 @@ def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=Non
         nets['uncond'] = uncond
     converted = {role: convert_net(p, role) for role, p in nets.items()}
     mcfg = converted['main'][0]
+    if mcfg['label_dim'] == 0:
+        # A pack's classes come from the main network: without labels the engine has none.
+        raise ConvertError(f'{main}: an unconditional network (label_dim 0) cannot be the main '
+                           'network; pass it as --uncond next to a class-conditional --main')
     for role, (cfg, _, _) in converted.items():
         if (cfg['img_resolution'], cfg['img_channels']) != (mcfg['img_resolution'], mcfg['img_channels']):
             raise ConvertError(f'{role} works on {cfg["img_channels"]}x{cfg["img_resolution"]}^2, '
