@@ -18,7 +18,9 @@ import json
 import math
 import os
 import pickle
+import random
 import shutil
+import struct
 import subprocess
 import sys
 import zipfile
@@ -315,6 +317,32 @@ def test_hostile_pth_refused(pack, tmp_path, kind):
     assert not marker.exists()
     assert (pack / 'pack.json').read_text() == before
     assert not (pack / 'classifier-resnet-50.safetensors').exists()
+
+
+@pytest.mark.parametrize('kind', ['empty', 'garbage', 'legacy-truncated', 'zip-long4', 'zip-ext1'])
+def test_damaged_pth_one_line(pack, tmp_path, kind):
+    """A damaged or hostile file: one line naming it and what is wrong, no traceback."""
+    path = tmp_path / 'bad.pth'
+    if kind == 'empty':
+        path.write_bytes(b'')
+    elif kind == 'garbage':
+        path.write_bytes(random.Random(7).randbytes(4096))
+    elif kind == 'legacy-truncated':
+        torch.save({'fc.weight': torch.zeros(10, 4)}, path, _use_new_zipfile_serialization=False)
+        path.write_bytes(path.read_bytes()[:path.stat().st_size * 6 // 10])
+    elif kind == 'zip-long4':
+        _torch_zip(path, b'\x80\x02\x8b' + struct.pack('<i', 2**31 - 1) + b'.')
+    else:
+        _torch_zip(path, b'\x80\x02\x82\x01.')
+    before = (pack / 'pack.json').read_text()
+    p = convert('--pack', pack, '--resnet50', path, ok=False)
+    assert p.returncode == 2 and 'Traceback' not in p.stderr, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f'convert-classifier: {path}: '), p.stderr
+    want = {'empty': 'empty', 'garbage': 'not a valid pickle', 'legacy-truncated': 'truncated',
+            'zip-long4': 'LONG4', 'zip-ext1': 'EXT1'}[kind]
+    assert want in lines[0], lines[0]
+    assert (pack / 'pack.json').read_text() == before
 
 
 def test_converter_names_bad_tensors(pack, tmp_path, resnet):

@@ -8,11 +8,14 @@ state=<__dict__>)`, `torch.nn.ModuleDict`s pickle the default way and tensors th
 Each `module_src` would create a marker file if it were ever executed; a control
 test shows that a naive loader does execute it, the converter must not.
 """
+import collections
 import copy
 import json
 import os
 import pickle
+import random
 import shutil
+import struct
 import subprocess
 import sys
 import types
@@ -357,13 +360,17 @@ def test_refuses_payload_inside_real_snapshot(tmp_path, capsys, nets, how):
 
 
 def test_refuses_hostile_storage_bytes(tmp_path):
-    """_load_from_bytes with a payload that is a pickle calling os.system."""
+    """_load_from_bytes with a payload that is a pickle calling os.system: refused
+    in our own words, never passing on torch's advice to retry with
+    weights_only=False."""
     marker = tmp_path / 'marker'
     inner = pickle.dumps(_Evil(os.system, f'touch {marker}'), protocol=2)
     data = {'ema': _Evil(torch.storage._load_from_bytes, inner)}
     path = write_pickle(tmp_path / 'evil.pkl', data)
-    with pytest.raises(edm2_pickle.RefusedPickle, match='weights_only'):
-        edm2_pickle.restricted_load(path)
+    p = run_convert('--main', path, '--out', tmp_path / 'o')
+    line = one_clear_line(p, path, 2)
+    assert 'refused' in line and 'storage' in line and 'system' in line, line
+    assert 'weights_only' not in p.stderr and 'weights_only' not in p.stdout
     assert not marker.exists()
 
 
@@ -376,6 +383,103 @@ def test_refuses_persistent_id_and_foreign_build(tmp_path):
     build.write_bytes(b"c__builtin__\nset\n(tR(S'x'\ntb.")
     with pytest.raises(edm2_pickle.RefusedPickle, match='BUILD'):
         edm2_pickle.restricted_load(build)
+
+
+# ---------------------------------------------------------------- damaged files: one clear line
+
+def one_clear_line(p, path, code):
+    """The converter failed with exit status `code` and said why in exactly one
+    line `convert-edm2: PATH: what is wrong`, without a traceback."""
+    assert p.returncode == code, (p.returncode, p.stderr)
+    assert 'Traceback' not in p.stderr, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    prefix = f'convert-edm2: {path}: '
+    assert lines[0].startswith(prefix) and lines[0][len(prefix):].strip(), lines[0]
+    return lines[0][len(prefix):]
+
+
+@pytest.mark.parametrize('protocol', [2, 4])
+def test_truncated_pickle(tmp_path, nets, protocol):
+    """Cut at 60%: inside a frame (protocol 4) or in the unframed stream (2)."""
+    cfg, net = nets['main']
+    data = pickle.dumps(nv_snapshot(net, cfg, _payload(tmp_path / 'marker')), protocol=protocol)
+    path = tmp_path / 'cut.pkl'
+    path.write_bytes(data[:len(data) * 6 // 10])
+    msg = one_clear_line(run_convert('--main', path, '--out', tmp_path / 'o'), path, 1)
+    assert 'truncated' in msg and 'byte' in msg, msg
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / 'empty.pkl'
+    path.write_bytes(b'')
+    msg = one_clear_line(run_convert('--main', path, '--out', tmp_path / 'o'), path, 1)
+    assert 'empty' in msg, msg
+
+
+def test_garbage(tmp_path):
+    path = tmp_path / 'garbage.pkl'
+    path.write_bytes(random.Random(7).randbytes(4096))
+    msg = one_clear_line(run_convert('--main', path, '--out', tmp_path / 'o'), path, 1)
+    assert 'not a valid pickle' in msg and 'byte' in msg, msg
+
+
+@pytest.mark.parametrize('op,data', [
+    ('LONG4', b'\x80\x02\x8b' + struct.pack('<i', 2**31 - 1) + b'.'),
+    ('BINBYTES8', b'\x80\x04\x8e' + struct.pack('<Q', 2**40) + b'.'),
+    ('BINUNICODE8', b'\x80\x04\x8d' + struct.pack('<Q', 2**62) + b'.'),
+    ('FRAME', b'\x80\x04\x95' + struct.pack('<Q', 2**50) + b'.'),
+])
+def test_oversized_length(tmp_path, op, data):
+    """A length larger than what is left of the file is refused before reading."""
+    path = tmp_path / 'long.pkl'
+    path.write_bytes(data)
+    msg = one_clear_line(run_convert('--main', path, '--out', tmp_path / 'o'), path, 1)
+    assert op in msg and 'exceeds' in msg and 'at byte 2' in msg, msg
+
+
+@pytest.mark.parametrize('op,data', [('EXT1', b'\x80\x02\x82\x01.'),
+                                     ('EXT2', b'\x80\x02\x83\x01\x00.'),
+                                     ('EXT4', b'\x80\x02\x84\x01\x00\x00\x00.')])
+def test_extension_opcodes_refused(tmp_path, op, data):
+    """EXT1/2/4 name globals through copyreg's registry (and a process-wide
+    cache that bypasses find_class): refused, named."""
+    path = tmp_path / 'ext.pkl'
+    path.write_bytes(data)
+    msg = one_clear_line(run_convert('--main', path, '--out', tmp_path / 'o'), path, 2)
+    assert 'refused' in msg and op in msg, msg
+
+
+def _set_tensor(data, name, value):
+    """Replace the parameter `name` (state_dict-style, under 'ema') in an nv_snapshot."""
+    *mods, leaf = name.split('.')
+    node = data['ema']
+    for m in mods:
+        node = (node.meta['state'] if isinstance(node, _Persistent) else node.__dict__)['_modules'][m]
+    (node.meta['state'] if isinstance(node, _Persistent) else node.__dict__)['_parameters'][leaf] = value
+
+
+@pytest.mark.filterwarnings('ignore:TypedStorage is deprecated')
+def test_tensor_exceeding_storage_is_named(tmp_path, nets):
+    cfg, net = nets['main']
+    data = nv_snapshot(net, cfg, _payload(tmp_path / 'marker'))
+    key = next(k for k, _ in net.named_parameters())
+    _set_tensor(data, f'unet.{key}', _Evil(torch._utils._rebuild_tensor_v2, torch.zeros(6).storage(),
+                                            0, (4, 3), (3, 1), False, collections.OrderedDict()))
+    path = write_pickle(tmp_path / 'big.pkl', data)
+    msg = one_clear_line(run_convert('--main', path, '--out', tmp_path / 'o'), path, 2)
+    assert f'unet.{key}' in msg and 'exceeds its storage' in msg, msg
+    assert '12' in msg and '6' in msg, msg
+
+
+def test_unconditional_main_refused(tmp_path, snapshots):
+    """An unconditional network makes a pack without classes, which the engine
+    refuses: the converter says so and points at --uncond."""
+    paths, _ = snapshots
+    msg = one_clear_line(run_convert('--main', paths['uncond'], '--out', tmp_path / 'o'),
+                         paths['uncond'], 2)
+    assert 'unconditional' in msg and '--uncond' in msg, msg
+    assert not (tmp_path / 'o' / 'pack.json').exists()
 
 
 def test_not_a_snapshot(tmp_path):

@@ -18,7 +18,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torchvision_to_safetensors as tv  # noqa: E402
-from edm2_pickle import ConvertError, RefusedPickle  # noqa: E402
+from edm2_pickle import ConvertError, RefusedPickle, describe  # noqa: E402
 
 CORAL_LICENCE = 'Apache-2.0'
 CORAL_NOTE = ('MobileNetV2 1.0 224 (quantised) from Google\'s Coral test data, Apache License '
@@ -138,6 +138,10 @@ def main(argv=None):
         return 2
     except OSError as e:
         print(f'convert-classifier: {e}', file=sys.stderr)
+        return 1
+    except Exception as e:  # backstop: one line, never a traceback
+        print(f'convert-classifier: {a.mobilenet or a.resnet50}: unexpected error: {describe(e)}',
+              file=sys.stderr)
         return 1
     return 0
 

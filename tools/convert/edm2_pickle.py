@@ -35,6 +35,7 @@ import json
 import os
 import pickle
 import re
+import struct
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,6 +53,22 @@ class RefusedPickle(Exception):
 
 class ConvertError(Exception):
     """The pickle is safe but not an EDM2 network we can convert."""
+
+
+class BadPickle(Exception):
+    """The file is not a well-formed pickle: empty, truncated, damaged or not a pickle at all."""
+
+
+def describe(e):
+    """An exception in words, also for the ones whose str() is empty (EOFError(), MemoryError())."""
+    if isinstance(e, EOFError):
+        return 'unexpected end of data'
+    if isinstance(e, MemoryError):
+        return 'a length too large for memory'
+    if isinstance(e, RecursionError):
+        return 'nested too deeply'
+    text = str(e).strip()
+    return f'{type(e).__name__}: {text}' if text else type(e).__name__
 
 
 # ---------------------------------------------------------------- stand-ins
@@ -116,7 +133,11 @@ def _load_from_bytes(b):
     try:
         s = torch.load(io.BytesIO(bytes(b)), weights_only=True, map_location='cpu')
     except Exception as e:  # the weights-only loader refuses anything but storages/tensors
-        raise RefusedPickle(f'tensor storage refused by torch.load(weights_only=True): {e}') from None
+        # torch's own text advises retrying with the unsafe loader: never pass it on.
+        m = re.search(r'GLOBAL ([\w.]+)', str(e))
+        what = f'asks for the global {m.group(1)}' if m else 'is not a plain tensor storage'
+        raise RefusedPickle(f'refused: a nested tensor storage pickle {what} '
+                            '(only plain storages are read; nothing was executed)') from None
     if not isinstance(s, (torch.storage.TypedStorage, torch.UntypedStorage)):
         raise RefusedPickle(f'storage payload holds a {type(s).__name__}, not a storage')
     return s
@@ -133,14 +154,56 @@ def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False,
         raise RefusedPickle('malformed tensor geometry')
     need = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if all(size) else 0
     if offset < 0 or need > storage._size():
-        raise RefusedPickle('tensor exceeds its storage')
+        # Unpickling cannot know the tensor's name (its dict key): the stand-in
+        # is refused, named, by refuse_bad_tensors once the whole file is read.
+        return BadTensor(f'exceeds its storage: offset {offset}, size {list(size)}, stride '
+                         f'{list(stride)} need {need} elements, the storage holds {storage._size()}')
     t = torch.empty((0,), dtype=storage.dtype)
     t.set_(storage._untyped_storage, offset, size, stride)
     return t
 
 
+class BadTensor:
+    """Inert stand-in for a tensor whose geometry was refused (see _rebuild_tensor_v2)."""
+
+    def __init__(self, problem):
+        self.problem = problem
+
+    def __repr__(self):
+        return f'<refused tensor: {self.problem}>'
+
+
+def refuse_bad_tensors(obj, path):
+    """Raise RefusedPickle naming the first refused tensor in `obj` by its
+    state_dict-style key (module containers such as _modules left out)."""
+    skip = ('state', '_modules', '_parameters', '_buffers')
+    seen, todo = set(), [(obj, '')]
+    while todo:  # iterative: a hostile pickle may nest deeper than the recursion limit
+        o, name = todo.pop()
+        if isinstance(o, BadTensor):
+            raise RefusedPickle(f'{path}: refused: tensor {name or "<root>"} {o.problem}')
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, dict):
+            items = [(k, v) for k, v in o.items()]
+        elif isinstance(o, (list, tuple)):
+            items = list(enumerate(o))
+        elif isinstance(o, PersistentObject):
+            items = [('state', o.state)]
+        elif isinstance(o, StandIn):
+            items = [('state', o.state), ('args', o.args)]
+        else:
+            continue
+        for k, v in reversed(items):
+            k = str(k)
+            todo.append((v, name if k in skip else f'{name}.{k}' if name else k))
+
+
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
     import torch
+    if isinstance(data, BadTensor):
+        return data
     if not isinstance(data, torch.Tensor):
         raise RefusedPickle('parameter rebuilt from something that is not a tensor')
     return data
@@ -187,14 +250,149 @@ ALLOWED[('numpy', 'dtype')] = _numpy_opaque('numpy.dtype')
 ALLOWED[('numpy', 'ndarray')] = _numpy_opaque('numpy.ndarray')
 
 
+class _UnknownOpcode(Exception):
+    pass
+
+
+class _Opcodes(dict):
+    """The dispatch table: an opcode it lacks is named (load), not a bare KeyError."""
+
+    def __missing__(self, code):
+        raise _UnknownOpcode(code)
+
+
+def _refuse_opcode(opcode, why):
+    def load(self):
+        raise RefusedPickle(f'refused: opcode {opcode}: {why}')
+    return load
+
+
+def _file_size(f):
+    try:
+        return os.fstat(f.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class RestrictedUnpickler(pickle._Unpickler):
     """Pure-Python unpickler whose globals come only from ALLOWED.
 
     The pure-Python implementation lets BUILD be restricted as well: state is
     only applied to our own stand-ins and to dicts, never through a foreign
-    __setstate__."""
+    __setstate__.  Every read is checked against the file: a length larger than
+    what is left is refused before anything is allocated, a short read is a
+    truncated file, and every failure comes out as RefusedPickle or BadPickle
+    with the byte offset (load)."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch = _Opcodes(pickle._Unpickler.dispatch)
+
+    def __init__(self, f, size=None):
+        super().__init__(f)
+        self._size = _file_size(f) if size is None else size
+        try:
+            self._consumed = f.tell()  # torch's legacy format holds several pickles in a row
+        except (AttributeError, OSError, ValueError):
+            self._consumed = 0
+        self._raw_read, self._raw_readline = self._file_read, self._file_readline
+        self._file_read, self._file_readline = self._read_checked, self._readline_checked
+
+    # -- reading, with offsets
+
+    def offset(self):
+        """Where the next byte comes from, in the file (a frame is read ahead whole)."""
+        frame = getattr(getattr(self, '_unframer', None), 'current_frame', None)
+        if frame is None:
+            return self._consumed
+        with frame.getbuffer() as b:
+            return self._consumed - (b.nbytes - frame.tell())
+
+    def _left(self):
+        return None if self._size is None else self._size - self.offset()
+
+    def _truncated(self):
+        return BadPickle(f'truncated pickle (unexpected end of data at byte {self._consumed})')
+
+    def _read_checked(self, n):
+        left = self._left()
+        if left is not None and n > left:
+            raise self._truncated()
+        data = self._raw_read(n)
+        self._consumed += len(data)
+        if len(data) < n:
+            raise self._truncated()
+        return data
+
+    def _readline_checked(self):
+        data = self._raw_readline()
+        self._consumed += len(data)
+        if not data.endswith(b'\n'):
+            raise self._truncated()
+        return data
+
+    def _length(self, fmt, opcode):
+        """A length prefix, refused when the rest of the file cannot hold it."""
+        at = self.offset() - 1
+        (n,) = struct.unpack(fmt, self.read(struct.calcsize(fmt)))
+        if n < 0:
+            raise BadPickle(f'damaged pickle: {opcode} at byte {at} has a negative length {n}')
+        left = self._left()
+        if left is not None and n > left:
+            raise BadPickle(f'truncated or damaged pickle: {opcode} at byte {at} has length {n}, '
+                            f'which exceeds the {left} byte{"" if left == 1 else "s"} left in the file')
+        return n
+
+    def load_long4(self):
+        self.append(pickle.decode_long(self.read(self._length('<i', 'LONG4'))))
+    dispatch[pickle.LONG4[0]] = load_long4
+
+    def load_binstring(self):
+        self.append(self._decode_string(self.read(self._length('<i', 'BINSTRING'))))
+    dispatch[pickle.BINSTRING[0]] = load_binstring
+
+    def load_binbytes(self):
+        self.append(self.read(self._length('<I', 'BINBYTES')))
+    dispatch[pickle.BINBYTES[0]] = load_binbytes
+
+    def load_binunicode(self):
+        self.append(str(self.read(self._length('<I', 'BINUNICODE')), 'utf-8', 'surrogatepass'))
+    dispatch[pickle.BINUNICODE[0]] = load_binunicode
+
+    def load_binunicode8(self):
+        self.append(str(self.read(self._length('<Q', 'BINUNICODE8')), 'utf-8', 'surrogatepass'))
+    dispatch[pickle.BINUNICODE8[0]] = load_binunicode8
+
+    def load_binbytes8(self):
+        self.append(self.read(self._length('<Q', 'BINBYTES8')))
+    dispatch[pickle.BINBYTES8[0]] = load_binbytes8
+
+    def load_bytearray8(self):
+        self.append(bytearray(self.read(self._length('<Q', 'BYTEARRAY8'))))
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+
+    def load_frame(self):
+        self._unframer.load_frame(self._length('<Q', 'FRAME'))
+    dispatch[pickle.FRAME[0]] = load_frame
+
+    # copyreg's extension registry names globals by number, and its
+    # process-wide cache hands out objects without asking find_class.
+    for _op in ('EXT1', 'EXT2', 'EXT4'):
+        dispatch[getattr(pickle, _op)[0]] = _refuse_opcode(
+            _op, 'the copyreg extension registry is not supported')
+    del _op
+
+    def load(self):
+        try:
+            return super().load()
+        except _UnknownOpcode as e:
+            raise BadPickle(f'not a valid pickle: unknown opcode 0x{e.args[0]:02x} at byte '
+                            f'{self.offset() - 1}') from None
+        except (RefusedPickle, BadPickle, ConvertError) as e:
+            raise type(e)(f'{e} (at byte {self.offset()})' if 'byte' not in str(e) else str(e)) \
+                from None
+        except Exception as e:  # struct.error, IndexError, EOFError(), MemoryError, ...
+            if self._size is not None and self._consumed >= self._size:
+                raise self._truncated() from None  # the data ended before STOP
+            raise BadPickle(f'not a valid pickle: {describe(e)} at byte {self.offset()}') from None
 
     def find_class(self, module, name):
         try:
@@ -226,12 +424,20 @@ class RestrictedUnpickler(pickle._Unpickler):
 
 
 def restricted_load(path):
+    """The pickle at `path`, loaded by RestrictedUnpickler; errors name the file."""
     with open(path, 'rb') as f:
         head = f.read(4)
         f.seek(0)
+        if not head:
+            raise BadPickle(f'{path}: empty file (0 bytes), not a pickle')
         if head.startswith(b'PK'):
             raise RefusedPickle(f'{path}: a zip archive (torch.save), not an EDM2 snapshot pickle')
-        return RestrictedUnpickler(f).load()
+        try:
+            data = RestrictedUnpickler(f).load()
+        except (RefusedPickle, BadPickle) as e:
+            raise type(e)(f'{path}: {e}') from None
+    refuse_bad_tensors(data, path)
+    return data
 
 
 # ---------------------------------------------------------------- walking the state
@@ -341,7 +547,18 @@ def expected_shapes(cfg):
 
 
 def convert_net(path, role):
-    """-> (config, {pack tensor name: tensor}, info)."""
+    """-> (config, {pack tensor name: tensor}, info); every error names `path`."""
+    try:
+        return _convert_net(path, role)
+    except (RefusedPickle, ConvertError, BadPickle) as e:
+        if str(e).startswith(f'{path}:') or str(e).startswith(f'{path} ('):
+            raise
+        raise type(e)(f'{path}: {e}') from None
+    except OSError as e:
+        raise BadPickle(f'{path}: {e.strerror or describe(e)}') from None
+
+
+def _convert_net(path, role):
     data = restricted_load(path)
     if not isinstance(data, dict) or 'ema' not in data:
         raise ConvertError(f"{path}: not an EDM2 snapshot (no 'ema' entry)")
@@ -462,6 +679,10 @@ def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=Non
         nets['uncond'] = uncond
     converted = {role: convert_net(p, role) for role, p in nets.items()}
     mcfg = converted['main'][0]
+    if mcfg['label_dim'] == 0:
+        # A pack's classes come from the main network: without labels the engine has none.
+        raise ConvertError(f'{main}: an unconditional network (label_dim 0) cannot be the main '
+                           'network; pass it as --uncond next to a class-conditional --main')
     for role, (cfg, _, _) in converted.items():
         if (cfg['img_resolution'], cfg['img_channels']) != (mcfg['img_resolution'], mcfg['img_channels']):
             raise ConvertError(f'{role} works on {cfg["img_channels"]}x{cfg["img_resolution"]}^2, '
@@ -568,8 +789,15 @@ def main(argv=None):
     except (RefusedPickle, ConvertError) as e:
         print(f'convert-edm2: {e}', file=sys.stderr)
         return 2
-    except (OSError, pickle.UnpicklingError, EOFError) as e:
+    except BadPickle as e:
         print(f'convert-edm2: {e}', file=sys.stderr)
+        return 1
+    except OSError as e:
+        where = f'{e.filename}: ' if e.filename else ''
+        print(f'convert-edm2: {where}{e.strerror or describe(e)}', file=sys.stderr)
+        return 1
+    except Exception as e:  # backstop: one line, never a traceback
+        print(f'convert-edm2: unexpected error: {describe(e)}', file=sys.stderr)
         return 1
     return 0
 

@@ -30,7 +30,7 @@ import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edm2_pickle  # noqa: E402
-from edm2_pickle import RefusedPickle, ConvertError  # noqa: E402,F401  (re-exported)
+from edm2_pickle import RefusedPickle, ConvertError, BadPickle, describe  # noqa: E402,F401
 
 LICENCE = 'BSD-3-Clause'
 LICENCE_NOTE = ('torchvision ImageNet weights (https://github.com/pytorch/vision), distributed '
@@ -72,8 +72,8 @@ class StateDictUnpickler(edm2_pickle.RestrictedUnpickler):
 
     ALLOWED = _allowed()
 
-    def __init__(self, f, storage):
-        super().__init__(f)
+    def __init__(self, f, storage, size=None):
+        super().__init__(f, size)
         self._storage = storage
 
     def find_class(self, module, name):
@@ -124,7 +124,7 @@ def _load_zip(path):
             return _typed_storage(data, dtype, numel)
 
         with z.open(pkls[0]) as f:
-            return StateDictUnpickler(f, storage).load()
+            return StateDictUnpickler(f, storage, z.getinfo(pkls[0]).file_size).load()
 
 
 def _load_legacy(path):
@@ -177,10 +177,17 @@ def load_state_dict(path):
     """{key: tensor} of a torch.save'd state dict, read without executing anything."""
     with open(path, 'rb') as f:
         head = f.read(4)
+    if not head:
+        raise ConvertError(f'{path}: empty file (0 bytes), not a torch.save file')
     try:
         obj = _load_zip(path) if head.startswith(b'PK') else _load_legacy(path)
+    except RefusedPickle as e:
+        raise RefusedPickle(f'{path}: {e}') from None
+    except BadPickle as e:
+        raise ConvertError(f'{path}: not a readable torch.save file: {e}') from None
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, struct.error) as e:
-        raise ConvertError(f'{path}: not a readable torch.save file ({e})') from None
+        raise ConvertError(f'{path}: not a readable torch.save file ({describe(e)})') from None
+    edm2_pickle.refuse_bad_tensors(obj, path)
     import torch
     # Training scripts wrap the weights: {'model': ...} / {'state_dict': ...}.
     if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ('model', 'state_dict') \
@@ -275,6 +282,10 @@ def main(argv=None):
     except (RefusedPickle, ConvertError, OSError) as e:
         print(f'torchvision_to_safetensors: {e}', file=sys.stderr)
         return 2
+    except Exception as e:  # backstop: one line, never a traceback
+        print(f'torchvision_to_safetensors: {a.pth}: unexpected error: {describe(e)}',
+              file=sys.stderr)
+        return 1
     if a.fp16:
         tensors = {k: v.to(torch.float16) for k, v in tensors.items()}
     save_file(tensors, a.out)
