@@ -179,38 +179,65 @@ void         gfcg_tensor_upload     (GfcgTensor *t, const float *src);
 gboolean     gfcg_tensor_same_shape (const GfcgTensor *a, const GfcgTensor *b);
 
 /* Ops returning a new tensor (NULL-safe: they return NULL once the backend
- * has failed, and every op accepts NULL inputs as "skip"). */
+ * has failed, and every op accepts NULL inputs as "skip").  Shapes: N batch,
+ * C / Cin channels in, O / Cout out, H x W pixels, k kernel size. */
+
+/* x [N, Cin, H, W], w [Cout, Cin, k, k], bias [Cout] or NULL
+ *   -> y [N, Cout, (H + 2 pad - k) / stride + 1, same for W] */
 GfcgTensor *gfcg_op_conv2d     (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
                                 int stride, int pad);
+/* x [N, K], w [M, K], bias [M] or NULL -> y [N, M] = x w^T + bias */
 GfcgTensor *gfcg_op_linear     (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias);
+/* x [N, C, H, W] -> y [N, C, H, W], each pixel's C values over (eps + their rms) */
 GfcgTensor *gfcg_op_pixel_norm (const GfcgTensor *x, float eps);
+/* Element-wise, y the shape of x: EDM2's silu(x) / 0.596, and max(x, 0). */
 GfcgTensor *gfcg_op_mp_silu    (const GfcgTensor *x);
 GfcgTensor *gfcg_op_relu       (const GfcgTensor *x);
+/* x1, x2 of one shape -> y = a x1 + b x2 */
 GfcgTensor *gfcg_op_axpby      (float a, const GfcgTensor *x1, float b, const GfcgTensor *x2);
+/* x1, x2 [N, ...], a, b [N] on the host -> y[n] = a[n] x1[n] + b[n] x2[n]; x2 may be NULL */
 GfcgTensor *gfcg_op_axpby_batch(const float *a, const GfcgTensor *x1, const float *b,
                                 const GfcgTensor *x2);
+/* EDM2's magnitude-preserving sum: a, b of one shape -> y = ((1 - t) a + t b) / sqrt ((1 - t)^2 + t^2) */
 GfcgTensor *gfcg_op_mp_sum     (const GfcgTensor *a, const GfcgTensor *b, float t);
+/* a [N, Ca, H, W], b [N, Cb, H, W] -> y [N, Ca + Cb, H, W], magnitude-preserving weights */
 GfcgTensor *gfcg_op_mp_cat     (const GfcgTensor *a, const GfcgTensor *b, float t);
+/* x [N, C, H, W] -> y [N, C + 1, H, W], the last channel all ones */
 GfcgTensor *gfcg_op_cat_ones   (const GfcgTensor *x);
+/* x [N, C, H, W] -> y [N, C, H, W] (KEEP), [N, C, H / 2, W / 2] (DOWN, 2x2 mean),
+ *   [N, C, 2 H, 2 W] (UP, nearest) */
 GfcgTensor *gfcg_op_resample   (const GfcgTensor *x, GfcgResample mode);
+/* x [N, C, H, W], s [N, C] -> y [N, C, H, W] = x (s + offset) */
 GfcgTensor *gfcg_op_scale_channels (const GfcgTensor *x, const GfcgTensor *s, float offset);
+/* In place, any shape: x = clamp (x, lo, hi) */
 void        gfcg_op_clip       (GfcgTensor *x, float lo, float hi);
+/* qkv [N, 3 C, H, W] (C = heads x head_dim) -> y [N, C, H, W], EDM2 attention */
 GfcgTensor *gfcg_op_attention  (const GfcgTensor *qkv, int heads, int head_dim, float eps);
+/* t [n] on the host, freqs, phases [C] -> y [n, C] = sqrt 2 cos (freqs t + phases) */
 GfcgTensor *gfcg_op_fourier    (GfcgBackend *be, int n, const float *t, const GfcgTensor *freqs,
                                 const GfcgTensor *phases);
+/* x [N, C, H, W] -> y [N, C], the mean over H x W */
 GfcgTensor *gfcg_op_avgpool_global (const GfcgTensor *x);
+/* x [N, C, H, W] in [-1, 1], mean, std [C] on the host -> y [N, C, size, size] */
 GfcgTensor *gfcg_op_image_prep (const GfcgTensor *x, int size, const float *mean, const float *std);
+/* x [N, Cin, H, W], w [Cout, Cin / groups, k, k], bias [Cout] or NULL
+ *   -> y [N, Cout, (H + pad_top + pad_bottom - k) / stride + 1, likewise W] */
 GfcgTensor *gfcg_op_conv2d_ex  (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
                                 const GfcgConvParams *p);
 /* TensorFlow's SAME padding for a k x k kernel at this stride and input size. */
 GfcgConvParams gfcg_conv_params_same (int k, int stride, int h, int w);
 /* Symmetric padding, groups 1 unless given. */
 GfcgConvParams gfcg_conv_params (int stride, int pad, int groups);
+/* x [N, C, H, W], gamma, beta [C] -> y [N, C, H, W] (C % groups == 0) */
 GfcgTensor *gfcg_op_group_norm (const GfcgTensor *x, int groups, float eps,
                                 const GfcgTensor *gamma, const GfcgTensor *beta, gboolean silu);
+/* Element-wise, y the shape of x (GfcgUnary) */
 GfcgTensor *gfcg_op_unary      (const GfcgTensor *x, GfcgUnary f, float a);
+/* x [N, C, H, W] -> y [N, C, (H + 2 pad - k) / stride + 1, likewise W] */
 GfcgTensor *gfcg_op_maxpool    (const GfcgTensor *x, int k, int stride, int pad);
+/* x [N, C, H, W], scale, shift [C] on the host -> y [N, C, H, W] */
 GfcgTensor *gfcg_op_channel_affine (const GfcgTensor *x, const float *scale, const float *shift);
+/* q, k, v [N, C, H, W] (C % heads == 0) -> y [N, C, H, W] */
 GfcgTensor *gfcg_op_attention_qkv (const GfcgTensor *q, const GfcgTensor *k,
                                    const GfcgTensor *v, int heads, float scale);
 
