@@ -198,7 +198,8 @@ GfcgTensor *gfcg_op_axpby      (float a, const GfcgTensor *x1, float b, const Gf
 /* x1, x2 [N, ...], a, b [N] on the host -> y[n] = a[n] x1[n] + b[n] x2[n]; x2 may be NULL */
 GfcgTensor *gfcg_op_axpby_batch(const float *a, const GfcgTensor *x1, const float *b,
                                 const GfcgTensor *x2);
-/* EDM2's magnitude-preserving sum: a, b of one shape -> y = ((1 - t) a + t b) / sqrt ((1 - t)^2 + t^2) */
+/* EDM2's magnitude-preserving sum: a, b of one shape
+ *   -> y = ((1 - t) a + t b) / sqrt ((1 - t)^2 + t^2) */
 GfcgTensor *gfcg_op_mp_sum     (const GfcgTensor *a, const GfcgTensor *b, float t);
 /* a [N, Ca, H, W], b [N, Cb, H, W] -> y [N, Ca + Cb, H, W], magnitude-preserving weights */
 GfcgTensor *gfcg_op_mp_cat     (const GfcgTensor *a, const GfcgTensor *b, float t);
