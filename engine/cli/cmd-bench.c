@@ -60,9 +60,12 @@ cli_bench (int argc, char **argv)
                   "evaluation, per image, peak memory, GEMM share (GFCG_OPENCL_PROFILE=1).",
                   entries, &argc, &argv))
     return 2;
-  if (batch < 1 || batch > 256 || evals < 1 || evals > 10000 || warmup < 0 || steps < 1)
+  /* --threads 0 is the documented "all cores"; a negative count is an error. */
+  if (batch < 1 || batch > 256 || evals < 1 || evals > 10000 || warmup < 0 || warmup > 10000 ||
+      steps < 1 || steps > 1000 || threads < 0)
     {
-      g_printerr ("gfcg bench: --batch 1..256, --evals >= 1, --warmup >= 0, --steps >= 1\n");
+      g_printerr ("gfcg bench: --batch 1..256, --evals 1..10000, --warmup 0..10000, "
+                  "--steps 1..1000, --threads >= 0 (0: all cores)\n");
       return 2;
     }
   if (net == NULL)
