@@ -83,8 +83,8 @@ classifier_load (GfcgBackend *be, const char *arch, JsonObject *config, const ch
   if ((c->arch = arch_lookup (arch, (gconstpointer const *) archs, G_N_ELEMENTS (archs), where,
                               error)) == NULL)
     goto fail;
-  space = json_object_get_string_member_with_default (config, "label_space", "pack");
-  if (!cfg_int (config, "in_channels", 3, FALSE, 3, 3, &in_channels, where, error) ||
+  if (!cfg_string (config, "label_space", "pack", FALSE, &space, where, error) ||
+      !cfg_int (config, "in_channels", 3, FALSE, 3, 3, &in_channels, where, error) ||
       !cfg_int (config, "resolution", 0, TRUE, 4, 4096, &c->resolution, where, error) ||
       !cfg_int (config, "num_classes", 0, TRUE, 2, 100000, &c->num_classes, where, error) ||
       !cfg_int (config, "label_offset", 0, FALSE, 0, 16, &c->label_offset, where, error) ||

@@ -86,11 +86,13 @@ mobilenet_v2_load (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st, int
                    gsize *n_params, GError **error)
 {
   MobileNetV2 *m = g_new0 (MobileNetV2, 1);
-  const char *padding = json_object_get_string_member_with_default (config, "padding", "same");
+  const char *padding = NULL;
   int cin = 32, i = 0;
 
   m->be = be;
-  if (padding == NULL || (strcmp (padding, "same") != 0 && strcmp (padding, "torch") != 0))
+  if (!cfg_string (config, "padding", "same", FALSE, &padding, "component 'classifier'", error))
+    goto fail;
+  if (strcmp (padding, "same") != 0 && strcmp (padding, "torch") != 0)
     {
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
                    "component 'classifier': mobilenet-v2 'padding' must be \"same\" "

@@ -152,24 +152,6 @@ load_attention (SdVae *v, int c, GError **error)
   return ok;
 }
 
-static gboolean
-cfg_bool (JsonObject *o, const char *key, gboolean def, gboolean *out, const char *where,
-          GError **error)
-{
-  JsonNode *n = json_object_get_member (o, key);
-  *out = def;
-  if (n == NULL || JSON_NODE_HOLDS_NULL (n))
-    return TRUE;
-  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
-    {
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: '%s' must be true or false",
-                   where, key);
-      return FALSE;
-    }
-  *out = json_node_get_boolean (n);
-  return TRUE;
-}
-
 static gpointer
 sd_vae_load (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st, const char *where,
              int *latent_channels, int *factor, gsize *n_params, GError **error)

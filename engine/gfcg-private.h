@@ -132,7 +132,10 @@ struct _GfcgPack
   Classifier  *classifier;
   Decoder     *decoder, *preview; /* latent packs: final pictures; GFCG's view and previews */
   LatentSpace  latent;
-  JsonObject  *defaults;    /* may be NULL */
+  /* pack.json "defaults", read and checked at load time over the built-in
+   * ones; guidance_cfg and guidance_atg are NAN when absent. */
+  GfcgSampleOptions defaults;
+  double       guidance_cfg, guidance_atg;
 };
 
 Edm2Net *pack_net (GfcgPack *pack, const char *net, GError **error);
@@ -147,8 +150,15 @@ void     pack_picture_free (const float *x, float *picture);
 
 gboolean cfg_int     (JsonObject *o, const char *key, int def, gboolean required, int lo,
                       int hi, int *out, const char *where, GError **error);
+/* A finite number (JSON integers too). */
 gboolean cfg_double  (JsonObject *o, const char *key, double def, gboolean required,
                       double *out, const char *where, GError **error);
+/* A string; *out points into o (def when absent and not required).  Any
+ * other JSON type is an error naming the key, never a GLib critical. */
+gboolean cfg_string  (JsonObject *o, const char *key, const char *def, gboolean required,
+                      const char **out, const char *where, GError **error);
+gboolean cfg_bool    (JsonObject *o, const char *key, gboolean def, gboolean *out,
+                      const char *where, GError **error);
 /* The entry named arch of an architecture table (structs whose first member
  * is their name, like ClassifierArch), or NULL and an error listing the
  * supported ones. */
@@ -171,6 +181,14 @@ gboolean    scalar_load     (GfcgSafetensors *st, const char *name, float *out, 
 /* ---- noise (rng.c) ---- */
 
 void gfcg_rng_normal (guint64 seed, float *out, gsize n);
+
+/* ---- options (sampler.c) ---- */
+
+/* value against the documented range of the real option field ("guidance",
+ * "sigma_max", ...); the error names it name (pack.json's "guidance_cfg"
+ * has guidance's range).  NaN and infinity are always out of range. */
+gboolean sample_option_check (const char *name, const char *field, double value,
+                              GError **error);
 
 /* ---- quantisation (sampler.c) ---- */
 

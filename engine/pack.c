@@ -60,9 +60,44 @@ cfg_double (JsonObject *o, const char *key, double def, gboolean required, doubl
       *out = def;
       return TRUE;
     }
-  if (!node_is_number (n))
-    return cfg_error (error, where, key, "must be a number");
+  /* json-glib reads 1e999 as infinity: no option or config takes that. */
+  if (!node_is_number (n) || !isfinite (json_node_get_double (n)))
+    return cfg_error (error, where, key, "must be a finite number");
   *out = json_node_get_double (n);
+  return TRUE;
+}
+
+gboolean
+cfg_string (JsonObject *o, const char *key, const char *def, gboolean required,
+            const char **out, const char *where, GError **error)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n))
+    {
+      if (required)
+        return cfg_error (error, where, key, "is missing");
+      *out = def;
+      return TRUE;
+    }
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    return cfg_error (error, where, key, "must be a string");
+  *out = json_node_get_string (n);
+  return TRUE;
+}
+
+gboolean
+cfg_bool (JsonObject *o, const char *key, gboolean def, gboolean *out, const char *where,
+          GError **error)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n))
+    {
+      *out = def;
+      return TRUE;
+    }
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
+    return cfg_error (error, where, key, "must be true or false");
+  *out = json_node_get_boolean (n);
   return TRUE;
 }
 
@@ -121,13 +156,16 @@ cfg_int_list (JsonObject *o, const char *key, gboolean required, int lo, int hi,
   return TRUE;
 }
 
-static char *
-dup_string (JsonObject *o, const char *key, const char *def)
+/* A string member copied to *out (def when absent); other types are errors. */
+static gboolean
+dup_string (JsonObject *o, const char *key, const char *def, char **out, const char *where,
+            GError **error)
 {
-  JsonNode *n = json_object_get_member (o, key);
-  if (n != NULL && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
-    return g_strdup (json_node_get_string (n));
-  return g_strdup (def);
+  const char *v;
+  if (!cfg_string (o, key, def, FALSE, &v, where, error))
+    return FALSE;
+  *out = g_strdup (v);
+  return TRUE;
 }
 
 void
@@ -147,8 +185,6 @@ gfcg_pack_free (GfcgPack *pack)
       g_free (pack->classes[i].name);
     }
   g_free (pack->classes);
-  if (pack->defaults != NULL)
-    json_object_unref (pack->defaults);
   g_free (pack->dir);
   g_free (pack->name);
   g_free (pack->title);
@@ -156,6 +192,33 @@ gfcg_pack_free (GfcgPack *pack)
   g_free (pack->source);
   g_free (pack->kind);
   g_free (pack);
+}
+
+/* Class i against those before it: a class is found by its ImageNet index,
+ * name or wnid (case-insensitive), so each must be there and name one class. */
+static gboolean
+check_class (GfcgPack *pack, int i, const char *where, GError **error)
+{
+  const PackClass *c = &pack->classes[i];
+
+  if (*g_strstrip (c->name) == '\0')
+    return cfg_error (error, where, "name", "must be a non-empty string");
+  for (int j = 0; j < i; j++)
+    {
+      const PackClass *o = &pack->classes[j];
+      const char *what = o->imagenet == c->imagenet ? "imagenet"
+                         : g_ascii_strcasecmp (o->name, c->name) == 0 ? "name"
+                         : *c->wnid != '\0' && g_ascii_strcasecmp (o->wnid, c->wnid) == 0 ? "wnid"
+                         : NULL;
+      if (what != NULL)
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                       "%s: '%s' is the same as that of classes[%d] ('%s')", where, what, j,
+                       o->name);
+          return FALSE;
+        }
+    }
+  return TRUE;
 }
 
 static gboolean
@@ -176,14 +239,12 @@ load_classes (GfcgPack *pack, JsonObject *root, const char *where, GError **erro
       char *w = g_strdup_printf ("%s: classes[%d]", where, i);
       gboolean ok = JSON_NODE_HOLDS_OBJECT (e) &&
                     cfg_int (o = json_node_get_object (e), "imagenet", 0, TRUE, 0, 999,
-                             &pack->classes[i].imagenet, w, error);
+                             &pack->classes[i].imagenet, w, error) &&
+                    dup_string (o, "wnid", "", &pack->classes[i].wnid, w, error) &&
+                    dup_string (o, "name", "", &pack->classes[i].name, w, error) &&
+                    check_class (pack, i, w, error);
       if (!JSON_NODE_HOLDS_OBJECT (e))
         cfg_error (error, where, "classes", "must hold objects");
-      else if (ok)
-        {
-          pack->classes[i].wnid = dup_string (o, "wnid", "");
-          pack->classes[i].name = dup_string (o, "name", "");
-        }
       g_free (w);
       if (!ok)
         return FALSE;
@@ -195,7 +256,12 @@ load_classes (GfcgPack *pack, JsonObject *root, const char *where, GError **erro
 static char *
 component_file (GfcgPack *pack, JsonObject *comp, const char *name, GError **error)
 {
-  const char *file = json_object_get_string_member_with_default (comp, "file", NULL);
+  const char *file;
+  char *where = g_strdup_printf ("%s/pack.json: component '%s'", pack->dir, name);
+  gboolean ok = cfg_string (comp, "file", NULL, FALSE, &file, where, error);
+  g_free (where);
+  if (!ok)
+    return NULL;
   if (file == NULL || *file == '\0' || g_path_is_absolute (file) || strstr (file, "..") != NULL)
     {
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
@@ -219,7 +285,13 @@ load_component (GfcgPack *pack, JsonObject *comps, const char *name, GError **er
   if (!JSON_NODE_HOLDS_OBJECT (n))
     return cfg_error (error, "pack.json", name, "must be an object");
   comp = json_node_get_object (n);
-  arch = json_object_get_string_member_with_default (comp, "arch", "");
+  {
+    char *where = g_strdup_printf ("%s/pack.json: component '%s'", pack->dir, name);
+    gboolean typed = cfg_string (comp, "arch", "", FALSE, &arch, where, error);
+    g_free (where);
+    if (!typed)
+      return FALSE;
+  }
   if (!json_object_has_member (comp, "config") ||
       !JSON_NODE_HOLDS_OBJECT (json_object_get_member (comp, "config")))
     {
@@ -394,6 +466,74 @@ check_decoders (GfcgPack *pack, JsonObject *root, const char *where, GError **er
   return TRUE;
 }
 
+/* pack.json "defaults" over the built-in options.  Option values must be
+ * valid, with the same ranges as the command's and the plug-in's: checked
+ * now, not mid-run (whether the mode suits the components is checked when
+ * sampling).  Errors name the key; the caller adds the file. */
+static gboolean
+read_defaults (GfcgPack *pack, JsonObject *o, const char *w, GError **error)
+{
+  GfcgSampleOptions *d = &pack->defaults;
+  const char *mode;
+
+  if (!cfg_int (o, "steps", d->steps, FALSE, G_MININT, G_MAXINT, &d->steps, w, error) ||
+      !cfg_double (o, "sigma_min", d->sigma_min, FALSE, &d->sigma_min, w, error) ||
+      !cfg_double (o, "sigma_max", d->sigma_max, FALSE, &d->sigma_max, w, error) ||
+      !cfg_double (o, "rho", d->rho, FALSE, &d->rho, w, error) ||
+      !cfg_double (o, "guidance", d->guidance, FALSE, &d->guidance, w, error) ||
+      !cfg_double (o, "guidance_cfg", NAN, FALSE, &pack->guidance_cfg, w, error) ||
+      !cfg_double (o, "guidance_atg", NAN, FALSE, &pack->guidance_atg, w, error) ||
+      !cfg_double (o, "s_max", d->s_max, FALSE, &d->s_max, w, error) ||
+      !cfg_double (o, "temperature", d->temperature, FALSE, &d->temperature, w, error) ||
+      !cfg_double (o, "sigma_lo", d->sigma_lo, FALSE, &d->sigma_lo, w, error) ||
+      !cfg_double (o, "sigma_hi", d->sigma_hi, FALSE, &d->sigma_hi, w, error) ||
+      !cfg_bool (o, "lagged", d->lagged, &d->lagged, w, error) ||
+      !cfg_string (o, "mode", NULL, FALSE, &mode, w, error))
+    return FALSE;
+  if (mode != NULL && !gfcg_mode_from_string (mode, &d->mode))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: 'mode' is '%s': unknown guidance "
+                   "mode (none, cfg, atg, gfcg, gfcg+cfg, gfcg+atg, gfcg+atg-add)", w, mode);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* pack.json "defaults" over the built-in options.  Their values must be
+ * valid, within the same ranges as the command's and the plug-in's options:
+ * checked now, not mid-run (whether the mode suits the components is checked
+ * when sampling). */
+static gboolean
+load_defaults (GfcgPack *pack, JsonObject *root, const char *path, GError **error)
+{
+  JsonNode *n = json_object_get_member (root, "defaults");
+  char *w = g_strdup_printf ("%s: defaults", path);
+  GError *err = NULL;
+  gboolean ok;
+
+  gfcg_sample_options_init (&pack->defaults, NULL);
+  if (pack->classifier == NULL)
+    pack->defaults.mode = GFCG_MODE_NONE;
+  pack->guidance_cfg = pack->guidance_atg = NAN;
+  if (n != NULL && !JSON_NODE_HOLDS_OBJECT (n))
+    ok = cfg_error (error, path, "defaults", "must be an object");
+  else
+    ok = n == NULL || read_defaults (pack, json_node_get_object (n), w, error);
+  if (ok &&
+      !(gfcg_sample_options_validate (&pack->defaults, NULL, &err) &&
+        (isnan (pack->guidance_cfg) ||
+         sample_option_check ("guidance_cfg", "guidance", pack->guidance_cfg, &err)) &&
+        (isnan (pack->guidance_atg) ||
+         sample_option_check ("guidance_atg", "guidance", pack->guidance_atg, &err))))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: %s", w, err->message);
+      g_error_free (err);
+      ok = FALSE;
+    }
+  g_free (w);
+  return ok;
+}
+
 GfcgPack *
 gfcg_pack_load (GfcgContext *ctx, const char *dir, GError **error)
 {
@@ -428,18 +568,20 @@ gfcg_pack_load (GfcgContext *ctx, const char *dir, GError **error)
       goto fail;
     }
   o = json_node_get_object (root);
-  fmt = json_object_get_string_member_with_default (o, "format", "");
+  if (!cfg_string (o, "format", "", FALSE, &fmt, path, error))
+    goto fail;
   if (g_strcmp0 (fmt, "gfcg-pack") != 0)
     {
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
                    "%s: \"format\" must be \"gfcg-pack\"", path);
       goto fail;
     }
-  pack->name = dup_string (o, "name", NULL);
-  pack->title = dup_string (o, "title", pack->name);
-  pack->licence = dup_string (o, "licence", "unknown");
-  pack->source = dup_string (o, "source", "unknown");
-  pack->kind = dup_string (o, "kind", "pixel");
+  if (!dup_string (o, "name", NULL, &pack->name, path, error) ||
+      !dup_string (o, "title", pack->name, &pack->title, path, error) ||
+      !dup_string (o, "licence", "unknown", &pack->licence, path, error) ||
+      !dup_string (o, "source", "unknown", &pack->source, path, error) ||
+      !dup_string (o, "kind", "pixel", &pack->kind, path, error))
+    goto fail;
   if (pack->name == NULL || (strcmp (pack->kind, "pixel") != 0 && strcmp (pack->kind, "latent") != 0))
     {
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
@@ -460,9 +602,6 @@ gfcg_pack_load (GfcgContext *ctx, const char *dir, GError **error)
   for (guint i = 0; i < G_N_ELEMENTS (order); i++)
     if (!load_component (pack, comps, order[i], error))
       goto fail;
-  if (json_object_has_member (o, "defaults") &&
-      JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "defaults")))
-    pack->defaults = json_object_ref (json_object_get_object_member (o, "defaults"));
 
   if (!check_net (pack, pack->main, "main", TRUE, error) ||
       !check_net (pack, pack->guide, "guide", TRUE, error) ||
@@ -485,18 +624,8 @@ gfcg_pack_load (GfcgContext *ctx, const char *dir, GError **error)
                    classifier_n_outputs (pack->classifier), pack->n_classes);
       goto fail;
     }
-  {
-    /* Option values in pack.json must be valid: check them now, not mid-run
-     * (whether the mode suits the components is checked when sampling). */
-    GfcgSampleOptions opt;
-    gfcg_sample_options_init (&opt, pack);
-    if (!gfcg_sample_options_validate (&opt, NULL, &err))
-      {
-        g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s: defaults: %s", path, err->message);
-        g_error_free (err);
-        goto fail;
-      }
-  }
+  if (!load_defaults (pack, o, path, error))
+    goto fail;
   g_object_unref (parser);
   g_free (path);
   return pack;

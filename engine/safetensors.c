@@ -7,7 +7,7 @@
 #include "safetensors.h"
 #include "gfcg/gfcg.h"
 
-#include <json-glib/json-glib.h>
+#include "gfcg/gfcg-json.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +83,7 @@ parse_entry (GfcgSafetensors *st, const char *name, JsonNode *node, gsize data_l
 {
   JsonObject *obj;
   JsonArray *shape, *offs;
+  JsonNode *n;
   const char *dtype;
   GfcgStEntry *e;
   gint64 begin, end;
@@ -91,9 +92,13 @@ parse_entry (GfcgSafetensors *st, const char *name, JsonNode *node, gsize data_l
   if (!JSON_NODE_HOLDS_OBJECT (node))
     return bad (error, st->path, "tensor '%s': header entry is not an object", name);
   obj = json_node_get_object (node);
-  dtype = json_object_has_member (obj, "dtype") ? json_object_get_string_member_with_default (obj, "dtype", NULL) : NULL;
-  if (dtype == NULL)
+  n = json_object_get_member (obj, "dtype");
+  if (n == NULL)
     return bad (error, st->path, "tensor '%s': no dtype", name);
+  /* Asking json-glib for the string of an array or object is a critical. */
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    return bad (error, st->path, "tensor '%s': 'dtype' must be a string", name);
+  dtype = json_node_get_string (n);
   e = g_new0 (GfcgStEntry, 1);
   e->name = g_strdup (name);
   g_ptr_array_add (st->entries, e);
@@ -379,7 +384,6 @@ gboolean
 gfcg_st_write (const char *path, const GfcgStWrite *tensors, guint n, GError **error)
 {
   JsonBuilder *b = json_builder_new ();
-  JsonGenerator *gen;
   GString *out;
   gsize offset = 0, hlen;
   char *header;
@@ -409,14 +413,11 @@ gfcg_st_write (const char *path, const GfcgStWrite *tensors, guint n, GError **e
       offset += 4 * numel;
     }
   json_builder_end_object (b);
-  gen = json_generator_new ();
   {
     JsonNode *root = json_builder_get_root (b); /* a new reference: ours to free */
-    json_generator_set_root (gen, root);
+    header = gfcg_json_to_data (root, FALSE, &hlen);
     json_node_unref (root);
   }
-  header = json_generator_to_data (gen, &hlen);
-  g_object_unref (gen);
   g_object_unref (b);
 
   out = g_string_sized_new (8 + hlen + 8 + offset);

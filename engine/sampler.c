@@ -3,6 +3,7 @@
  * thousand floats per image, so it lives on the host; the networks run on
  * the context's backend. */
 #include "gfcg-private.h"
+#include "gfcg/gfcg-json.h"
 
 #include <math.h>
 #include <string.h>
@@ -33,27 +34,26 @@ struct _GfcgImage
 double
 gfcg_pack_get_guidance (const GfcgPack *pack, GfcgMode mode)
 {
-  JsonObject *d = pack != NULL ? pack->defaults : NULL;
-  const char *key = NULL;
-
-  if (d == NULL)
+  if (pack == NULL)
     return 1.0;
-  if (mode == GFCG_MODE_CFG || mode == GFCG_MODE_GFCG_CFG)
-    key = "guidance_cfg";
-  else if (mode == GFCG_MODE_ATG || mode == GFCG_MODE_GFCG_ATG || mode == GFCG_MODE_GFCG_ATG_ADD)
-    key = "guidance_atg";
-  if (key != NULL && json_object_has_member (d, key))
-    return json_node_get_double (json_object_get_member (d, key));
-  if (json_object_has_member (d, "guidance"))
-    return json_node_get_double (json_object_get_member (d, "guidance"));
-  return 1.0;
+  if ((mode == GFCG_MODE_CFG || mode == GFCG_MODE_GFCG_CFG) && !isnan (pack->guidance_cfg))
+    return pack->guidance_cfg;
+  if ((mode == GFCG_MODE_ATG || mode == GFCG_MODE_GFCG_ATG || mode == GFCG_MODE_GFCG_ATG_ADD) &&
+      !isnan (pack->guidance_atg))
+    return pack->guidance_atg;
+  return pack->defaults.guidance;
 }
 
 void
 gfcg_sample_options_init (GfcgSampleOptions *o, const GfcgPack *pack)
 {
-  JsonObject *d = pack != NULL ? pack->defaults : NULL;
-
+  if (pack != NULL)
+    {
+      /* Read and checked when the pack was loaded (pack.c). */
+      *o = pack->defaults;
+      o->guidance = gfcg_pack_get_guidance (pack, o->mode);
+      return;
+    }
   memset (o, 0, sizeof *o);
   o->mode = GFCG_MODE_GFCG;
   o->steps = 32;
@@ -66,33 +66,6 @@ gfcg_sample_options_init (GfcgSampleOptions *o, const GfcgPack *pack)
   o->sigma_lo = 0.0;
   o->sigma_hi = 1000.0;
   o->lagged = FALSE;
-  if (pack != NULL && pack->classifier == NULL)
-    o->mode = GFCG_MODE_NONE;
-  if (d == NULL)
-    return;
-#define NUM(key, field)                                                        \
-  if (json_object_has_member (d, key))                                         \
-    o->field = json_node_get_double (json_object_get_member (d, key));
-  NUM ("sigma_min", sigma_min);
-  NUM ("sigma_max", sigma_max);
-  NUM ("rho", rho);
-  NUM ("s_max", s_max);
-  NUM ("temperature", temperature);
-  NUM ("sigma_lo", sigma_lo);
-  NUM ("sigma_hi", sigma_hi);
-#undef NUM
-  if (json_object_has_member (d, "steps"))
-    o->steps = (int) json_object_get_int_member (d, "steps");
-  if (json_object_has_member (d, "lagged"))
-    o->lagged = json_object_get_boolean_member (d, "lagged");
-  if (json_object_has_member (d, "mode"))
-    {
-      /* An unknown name is caught by validate (mode is set out of range). */
-      const char *m = json_object_get_string_member_with_default (d, "mode", "");
-      if (!gfcg_mode_from_string (m, &o->mode))
-        o->mode = GFCG_N_MODES;
-    }
-  o->guidance = gfcg_pack_get_guidance (pack, o->mode);
 }
 
 static gboolean
@@ -124,6 +97,53 @@ invalid (GError **error, const char *fmt, ...)
   return FALSE;
 }
 
+/* The ranges of the real-valued options, closed intervals, the same for the
+ * command, pack.json's defaults and the plug-in (docs/pack-format.md).
+ * Finite and generous, but tight enough that the noise schedule
+ * sigma_max^(1/rho) .. sigma_min^(1/rho) and the softmax over logits / T
+ * stay finite and non-zero in double precision: rho 1e-300 made the
+ * schedule inf and the run wrote a black picture, and below rho 1 the
+ * ratio (sigma_max / sigma_min)^(1/rho) can pass 2^53, where the last
+ * sigma a + (b - a) rounds to 0. */
+typedef struct
+{
+  const char *name;
+  gsize       offset;
+  double      lo, hi;
+} OptionRange;
+
+#define RANGE(field, lo, hi) { #field, G_STRUCT_OFFSET (GfcgSampleOptions, field), lo, hi }
+static const OptionRange option_ranges[] = {
+  RANGE (sigma_min, 1e-5, 1e4),
+  RANGE (sigma_max, 1e-5, 1e4),
+  RANGE (rho, 1.0, 100.0),
+  RANGE (guidance, 0.0, 100.0),
+  RANGE (s_max, 0.0, 100.0),
+  RANGE (temperature, 1e-3, 1e3),
+  RANGE (sigma_lo, 0.0, 1e4),
+  RANGE (sigma_hi, 0.0, 1e4),
+};
+#undef RANGE
+
+static const OptionRange *
+option_range (const char *field)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (option_ranges); i++)
+    if (strcmp (option_ranges[i].name, field) == 0)
+      return &option_ranges[i];
+  g_return_val_if_reached (NULL);
+}
+
+gboolean
+sample_option_check (const char *name, const char *field, double v, GError **error)
+{
+  const OptionRange *r = option_range (field);
+  /* Written so that NaN fails too. */
+  if (r == NULL || (v >= r->lo && v <= r->hi))
+    return TRUE;
+  return invalid (error, "%s is %g: it must lie in [%g, %g]", name, v, r->lo, r->hi);
+}
+
 gboolean
 gfcg_sample_options_validate (const GfcgSampleOptions *o, const GfcgPack *pack, GError **error)
 {
@@ -131,20 +151,20 @@ gfcg_sample_options_validate (const GfcgSampleOptions *o, const GfcgPack *pack, 
     return invalid (error, "unknown guidance mode (none, cfg, atg, gfcg, gfcg+cfg, gfcg+atg, gfcg+atg-add)");
   if (o->steps < 1 || o->steps > 1000)
     return invalid (error, "steps is %d: it must lie in 1..1000", o->steps);
-  if (!(o->sigma_min > 0.0) || !(o->sigma_max > o->sigma_min) || !isfinite (o->sigma_max))
-    return invalid (error, "noise levels must satisfy 0 < sigma_min (%g) < sigma_max (%g)",
+  for (guint i = 0; i < G_N_ELEMENTS (option_ranges); i++)
+    {
+      const OptionRange *r = &option_ranges[i];
+      if (!sample_option_check (r->name, r->name, G_STRUCT_MEMBER (double, o, r->offset), error))
+        return FALSE;
+    }
+  if (!(o->sigma_min < o->sigma_max))
+    return invalid (error, "noise levels must satisfy sigma_min (%g) < sigma_max (%g)",
                     o->sigma_min, o->sigma_max);
-  if (!(o->rho > 0.0) || !isfinite (o->rho))
-    return invalid (error, "rho is %g: it must be > 0", o->rho);
-  if (!(o->guidance >= 0.0 && o->guidance <= 100.0))
-    return invalid (error, "guidance is %g: it must lie in [0, 100]", o->guidance);
-  if (!(o->s_max >= 0.0 && o->s_max <= 100.0))
-    return invalid (error, "s_max is %g: it must lie in [0, 100]", o->s_max);
-  if (!(o->temperature > 0.0 && o->temperature <= 1000.0))
-    return invalid (error, "temperature is %g: it must lie in (0, 1000]", o->temperature);
-  if (!(o->sigma_lo >= 0.0) || !(o->sigma_hi >= o->sigma_lo) || isnan (o->sigma_hi))
-    return invalid (error, "the GFCG window [%g, %g] is not a valid interval",
-                    o->sigma_lo, o->sigma_hi);
+  if (!(o->sigma_lo <= o->sigma_hi))
+    return invalid (error, "the GFCG window [%g, %g] is not a valid interval (sigma_lo > "
+                    "sigma_hi)", o->sigma_lo, o->sigma_hi);
+  if (o->preview_every < 0)
+    return invalid (error, "preview_every is %d: it must be >= 0", o->preview_every);
   if (pack == NULL)
     return TRUE;
   if (o->class_index < 0 || o->class_index >= pack->n_classes)
@@ -226,6 +246,38 @@ typedef struct
   GfcgStepInfo             lag;
 } Sampler;
 
+static const char *
+net_name (const GfcgPack *pack, const Edm2Net *net)
+{
+  return net == pack->main ? "main" : net == pack->guide ? "guide" : "uncond";
+}
+
+static gboolean
+all_finite (const float *v, gsize n)
+{
+  for (gsize i = 0; i < n; i++)
+    if (!isfinite (v[i]))
+      return FALSE;
+  return TRUE;
+}
+
+/* A NaN or infinity from a network would run on through the schedule and
+ * come out as a black picture (and undefined casts): stop at the first,
+ * naming the evaluation (1-based, as the progress lines count) and what
+ * produced it. */
+static gboolean
+check_finite (Sampler *s, const GfcgStepInfo *info, const float *v, gsize n, const char *what,
+              GError **error)
+{
+  if (all_finite (v, n))
+    return TRUE;
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+               "%s gave non-finite values at evaluation %d of %d (step %d, %s, sigma %g): "
+               "the pack's weights or the options overflow", what, 2 * info->step + info->stage + 1,
+               2 * s->o->steps - 1, info->step, info->stage == 0 ? "euler" : "heun", info->sigma);
+  return FALSE;
+}
+
 typedef struct
 {
   Edm2Net *net;
@@ -236,9 +288,10 @@ typedef struct
 
 /* Runs the terms that share a network as one batch. */
 static gboolean
-run_terms (Sampler *s, Term *terms, int n, const float *x, double sigma, int *nfe,
+run_terms (Sampler *s, Term *terms, int n, const float *x, const GfcgStepInfo *info, int *nfe,
            GError **error)
 {
+  double sigma = info->sigma;
   for (int i = 0; i < n; i++)
     {
       Edm2Net *net = terms[i].net;
@@ -265,7 +318,13 @@ run_terms (Sampler *s, Term *terms, int n, const float *x, double sigma, int *nf
           sg[j] = sigma;
         }
       ok = edm2_denoise (net, k, xb, sg, lb, ob, error);
-      for (int j = 0; j < k; j++)
+      if (ok)
+        {
+          char *what = g_strdup_printf ("network '%s'", net_name (s->pack, net));
+          ok = check_finite (s, info, ob, s->per * k, what, error);
+          g_free (what);
+        }
+      for (int j = 0; ok && j < k; j++)
         {
           terms[idx[j]].out = g_new (float, s->per);
           memcpy (terms[idx[j]].out, ob + j * s->per, s->per * sizeof (float));
@@ -362,7 +421,7 @@ guided_eval (Sampler *s, const float *x, double sigma, GfcgStepInfo *info, float
     }
   else
     {
-      ok = run_terms (s, t, n, x, sigma, &info->nfe, error);
+      ok = run_terms (s, t, n, x, info, &info->nfe, error);
       if (ok && gfcg && window)
         ok = gfcg_reference (s, t[0].out, info, error);
     }
@@ -388,7 +447,7 @@ guided_eval (Sampler *s, const float *x, double sigma, GfcgStepInfo *info, float
           i_ref = n;
           t[n++] = (Term) { pack->main, onehot (s, info->c_ref), info->s, NULL };
         }
-      ok = run_terms (s, t, n, x, sigma, &info->nfe, error);
+      ok = run_terms (s, t, n, x, info, &info->nfe, error);
       if (ok && o->lagged)
         {
           /* Classify this evaluation's x_c for the next one. */
@@ -404,7 +463,7 @@ guided_eval (Sampler *s, const float *x, double sigma, GfcgStepInfo *info, float
         }
     }
   else if (ok)
-    ok = run_terms (s, t, n, x, sigma, &info->nfe, error);
+    ok = run_terms (s, t, n, x, info, &info->nfe, error);
   (void) i_ref;
 
   if (ok)
@@ -415,6 +474,9 @@ guided_eval (Sampler *s, const float *x, double sigma, GfcgStepInfo *info, float
           v += t[j].coef * (xc - t[j].out[e]);
         pred[e] = (float) v;
       }
+  /* Finite outputs can still combine to infinity under a large weight. */
+  if (ok)
+    ok = check_finite (s, info, pred, s->per, "the guided prediction", error);
   for (int j = 0; j < n; j++)
     {
       g_free (t[j].label);
@@ -433,7 +495,8 @@ gfcg_to_rgb8 (const float *chw, int channels, int h, int w, guchar *rgb)
     for (int c = 0; c < 3; c++)
       {
         double v = chw[(gsize) MIN (c, channels - 1) * hw + p] * 127.5 + 127.5;
-        rgb[p * 3 + c] = (guchar) CLAMP (round (v), 0.0, 255.0);
+        /* Casting NaN to an integer is undefined: black, as CLAMP gives -inf. */
+        rgb[p * 3 + c] = isnan (v) ? 0 : (guchar) CLAMP (round (v), 0.0, 255.0);
       }
 }
 
@@ -555,6 +618,12 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
   /* The final picture: latent packs through the full decoder. */
   if (ok && (pic = pack_picture (pack, FALSE, 1, x, &size, error)) == NULL)
     ok = FALSE;
+  if (ok && pic != x && !all_finite (pic, (gsize) 3 * size * size))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                   "the decoder gave non-finite values for the final picture");
+      ok = FALSE;
+    }
   if (ok)
     {
       gboolean latent = pic != x;
@@ -653,7 +722,6 @@ gfcg_image_get_trace_json (const GfcgImage *img)
 {
   const GfcgSampleOptions *o = &img->options;
   JsonBuilder *b = json_builder_new ();
-  JsonGenerator *g;
   JsonNode *root;
   char *out;
 
@@ -718,12 +786,8 @@ gfcg_image_get_trace_json (const GfcgImage *img)
   json_builder_end_object (b);
 
   root = json_builder_get_root (b);
-  g = json_generator_new ();
-  json_generator_set_pretty (g, TRUE);
-  json_generator_set_root (g, root);
-  out = json_generator_to_data (g, NULL);
+  out = gfcg_json_to_data (root, TRUE, NULL);
   json_node_unref (root);
-  g_object_unref (g);
   g_object_unref (b);
   return out;
 }

@@ -174,7 +174,7 @@ models_record_store (const char *file, const char *sha, gint64 size, const char 
   json_generator_set_pretty (gen, TRUE);
   g_mkdir_with_parents (dir, 0755);
   {
-    char *text = json_generator_to_data (gen, NULL);
+    char *text = gfcg_json_to_data (root, TRUE, NULL);
 
     /* g_file_set_contents writes a temporary file and renames it. */
     if (!g_file_set_contents (path, text, -1, &err))

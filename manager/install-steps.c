@@ -461,7 +461,7 @@ models_write_manifest (Catalog *cat, CatalogPack *pack, const char *staging, GHa
   root = json_builder_get_root (b);
   json_generator_set_root (gen, root);
   json_generator_set_pretty (gen, TRUE);
-  text = json_generator_to_data (gen, NULL);
+  text = gfcg_json_to_data (root, TRUE, NULL);
   {
     GError *err = NULL;
 

@@ -8,7 +8,7 @@
 
 #include "gfcg/gfcg.h"
 
-#include <json-glib/json-glib.h>
+#include "gfcg/gfcg-json.h" /* json-glib, and the project's JSON writer */
 #include <signal.h>
 
 /* One downloadable file of the catalog. */

@@ -3,7 +3,7 @@
 #include "gfcg-job.h"
 #include "gfcg-classes.h"
 
-#include <json-glib/json-glib.h>
+#include <gfcg/gfcg-json.h>
 #include <string.h>
 
 static gboolean
@@ -326,7 +326,7 @@ gfcg_job_parameters (GfcgJob *job, int j)
   json_object_set_string_member (plug, "command", cmd);
   g_free (cmd);
   json_object_set_object_member (obj, "plugin", plug);
-  out = json_to_string (root, FALSE);
+  out = gfcg_json_to_data (root, FALSE, NULL);
   json_node_unref (root);
   return out;
 }

@@ -113,6 +113,15 @@ test_hostile (void)
                   zeros, 8, 0, 0);
   expect_error (p, "unsupported dtype I64");
   g_free (p);
+  /* Not a string: a GLib critical (fatal under g_test) before it was checked. */
+  p = write_file ("dtype-list", "{\"w\":{\"dtype\":[\"F32\"],\"shape\":[1],\"data_offsets\":[0,4]}}",
+                  zeros, 4, 0, 0);
+  expect_error (p, "'dtype' must be a string");
+  g_free (p);
+  p = write_file ("dtype-number", "{\"w\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}",
+                  zeros, 4, 0, 0);
+  expect_error (p, "'dtype' must be a string");
+  g_free (p);
   p = write_file ("neg-shape", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}",
                   zeros, 4, 0, 0);
   expect_error (p, "not a valid size");

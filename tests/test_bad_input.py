@@ -17,11 +17,23 @@ import pytest
 GFCG = os.environ.get('GFCG_BIN') or shutil.which('gfcg')
 
 
+# A GLib critical (asking json-glib for the string of a list, say) is a bug
+# on any input: fatal here, so it shows as a signal, not as a passing test.
+ENV = dict(os.environ, G_DEBUG='fatal-criticals')
+
+
 def gfcg(*args, timeout=300):
     if not GFCG:
         pytest.fail('engine binary not found: set GFCG_BIN', pytrace=False)
     return subprocess.run([GFCG] + [str(a) for a in args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=ENV)
+
+
+def strict_json(text):
+    """json.loads that refuses NaN and Infinity (Python accepts them)."""
+    def refuse(name):
+        raise ValueError(f'non-JSON constant {name}')
+    return json.loads(text, parse_constant=refuse)
 
 
 def expect_error(p, *fragments):
@@ -206,7 +218,7 @@ def test_interrupt_stops_cleanly(pack, tmp_path):
     out.write_bytes(b'keep me')
     p = subprocess.Popen([GFCG, 'sample', '--pack', str(pack), '--class', '1', '--mode', 'gfcg',
                           '--steps', '400', '--seed', '1', '--out', str(out)],
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, env=ENV)
     p.stderr.readline()          # the first progress line: sampling has started
     time.sleep(0.2)
     p.send_signal(signal.SIGINT)
@@ -225,3 +237,178 @@ def test_imagenet_names_and_synonyms(pack, tmp_path):
                  '--seed', 1, '--quiet', '--out', tmp_path / 'x.png', '--trace', trace)
         assert p.returncode == 0, p.stderr
         assert json.loads(trace.read_text())['class']['index'] == 3, spec
+
+
+# ---- non-finite and out-of-range values (sampling options) ----------------
+
+@pytest.mark.parametrize('args,status,expected', [
+    # Finite but huge or tiny: the schedule overflowed and a black PNG came out.
+    (['--sigma-max', '1e300'], 1, 'sigma_max is 1e+300: it must lie in [1e-05, 10000]'),
+    (['--rho', '1e-300'], 1, 'rho is 1e-300: it must lie in [1, 100]'),
+    (['--rho', '0.5'], 1, 'rho is 0.5'),
+    (['--sigma-min', '1e-300'], 1, 'sigma_min'),
+    (['--temperature', '1e-300'], 1, 'temperature'),
+    (['--s-max', 'inf'], 1, 's_max is inf'),
+    (['--sigma-hi', 'nan'], 1, 'sigma_hi is nan'),
+    # These used to mean "the pack's default" or "a random seed".
+    (['--guidance', 'nan'], 1, 'guidance is nan'),
+    (['--sigma-lo', 'nan'], 1, 'sigma_lo is nan'),
+    (['--steps', '-1'], 1, 'steps is -1'),
+    (['--seed', '-1'], 2, '--seed'),
+    (['--guidance', '2x'], 1, "--guidance: '2x' is not a number"),
+    (['--threads', '-3'], 2, '--threads'),
+])
+def test_bad_option_values(pack, tmp_path, args, status, expected):
+    out, trace = tmp_path / 'x.png', tmp_path / 't.json'
+    base = ['sample', '--pack', pack, '--class', 1, '--mode', 'none', '--steps', 2, '--quiet',
+            '--out', out, '--trace', trace]
+    if '--seed' not in args:
+        base += ['--seed', 1]
+    p = gfcg(*base, *args)
+    assert p.returncode == status, f'exit {p.returncode}\n{p.stderr}'
+    assert expected in p.stderr, p.stderr
+    assert not out.exists() and not trace.exists()
+
+
+def test_bad_imagenet_index(pack, tmp_path):
+    """--imagenet -7 used to read as "no --imagenet" and ask for --class."""
+    p = gfcg('sample', '--pack', pack, '--imagenet', -7, '--out', tmp_path / 'x.png')
+    assert p.returncode == 2, p.stderr
+    assert '--imagenet' in p.stderr and 'required' not in p.stderr, p.stderr
+
+
+def poison_out_gain(pack):
+    """A finite but huge output gain: the main network overflows to inf/NaN."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    f = str(pack / 'main.safetensors')
+    t = load_file(f)
+    t['out_gain'] = torch.full_like(t['out_gain'], 3e38)
+    save_file(t, f)
+
+
+@pytest.mark.parametrize('count', [1, 2])
+def test_non_finite_network_output(pack, tmp_path, count):
+    """The first evaluation whose network output is not finite stops the run
+    with its name; no PNG (the NaN used to be cast to a byte: black) and no
+    trace (it held "sigma" : -nan.0)."""
+    poison_out_gain(pack)
+    out, trace = tmp_path / 'x.png', tmp_path / 't.json'
+    p = gfcg(*sample_args(pack, out, '--trace', trace, '--count', count))
+    expect_error(p, "network 'main' gave non-finite values at evaluation 1 of 3", 'sigma 80')
+    assert list(tmp_path.glob('*.png')) == [] and list(tmp_path.glob('*.json')) == []
+
+
+def png_comment(path):
+    """The text chunk gfcg sample writes (zlib or plain)."""
+    import zlib
+    raw = path.read_bytes()
+    pos = 8
+    while pos < len(raw):
+        n, kind = struct.unpack('>I4s', raw[pos:pos + 8])
+        body = raw[pos + 8:pos + 8 + n]
+        if kind == b'tEXt':
+            return body.split(b'\0', 1)[1].decode('latin-1')
+        if kind == b'zTXt':
+            return zlib.decompress(body.split(b'\0', 1)[1][1:]).decode('latin-1')
+        if kind == b'iTXt':
+            key, rest = body.split(b'\0', 1)
+            compressed, rest = rest[0], rest[2:]
+            rest = rest.split(b'\0', 2)[2]
+            return (zlib.decompress(rest) if compressed else rest).decode()
+        pos += 12 + n
+    return None
+
+
+def test_outputs_are_json(pack, tmp_path):
+    """The trace and the PNG's text chunk parse with a strict JSON parser, at
+    the edges of the option ranges too."""
+    out, trace = tmp_path / 'x.png', tmp_path / 't.json'
+    p = gfcg(*sample_args(pack, out, '--trace', trace, '--sigma-min', '1e-5', '--sigma-max',
+                          '1e4', '--rho', '1', '--temperature', '1e-3', '--sigma-hi', '1e4'))
+    assert p.returncode == 0, p.stderr
+    t = strict_json(trace.read_text())
+    assert t['options']['sigma_min'] == 1e-5 and t['options']['sigma_max'] == 1e4
+    assert all(e['sigma'] > 0 for e in t['evaluations'])
+    comment = png_comment(out)
+    assert comment is not None and strict_json(comment) == t
+
+
+# ---- pack.json: defaults, label map and JSON types ----------------------
+
+@pytest.mark.parametrize('case,expected', [
+    ('sigma-max', "sigma_max is 1e+300"),
+    ('rho', 'rho is 1e-300'),
+    ('guidance-string', "'guidance' must be a finite number"),
+    ('guidance-cfg', 'guidance_cfg is 500'),
+    ('steps-float', "'steps' must be an integer"),
+    ('mode-number', "'mode' must be a string"),
+    ('mode-unknown', "'mode' is 'fast'"),
+    ('lagged-string', "'lagged' must be true or false"),
+    ('defaults-list', "'defaults' must be an object"),
+    ('dup-imagenet', "'imagenet' is the same as that of classes[0]"),
+    ('dup-name', "'name' is the same as that of classes[0]"),
+    ('empty-name', "'name' must be a non-empty string"),
+    ('name-number', "'name' must be a string"),
+    ('file-number', "'file' must be a string"),
+    ('file-list', "'file' must be a string"),
+    ('arch-object', "'arch' must be a string"),
+    ('format-list', "'format' must be a string"),
+    ('kind-list', "'kind' must be a string"),
+    ('label-space-list', "'label_space' must be a string"),
+])
+def test_bad_pack_values(pack, tmp_path, case, expected):
+    def fn(m):
+        c, d, k = m['components'], m['defaults'], m['classes']
+        if case == 'sigma-max':
+            d['sigma_max'] = 1e300
+        elif case == 'rho':
+            d['rho'] = 1e-300
+        elif case == 'guidance-string':
+            d['guidance'] = '2'
+        elif case == 'guidance-cfg':
+            d['guidance_cfg'] = 500
+        elif case == 'steps-float':
+            d['steps'] = 3.5
+        elif case == 'mode-number':
+            d['mode'] = 5
+        elif case == 'mode-unknown':
+            d['mode'] = 'fast'
+        elif case == 'lagged-string':
+            d['lagged'] = 'yes'
+        elif case == 'defaults-list':
+            m['defaults'] = [1]
+        elif case == 'dup-imagenet':
+            k[1]['imagenet'] = k[0]['imagenet']
+        elif case == 'dup-name':
+            k[1]['name'] = k[0]['name'].upper()
+        elif case == 'empty-name':
+            k[1]['name'] = ' '
+        elif case == 'name-number':
+            k[1]['name'] = 7
+        elif case == 'file-number':
+            c['guide']['file'] = 5
+        elif case == 'file-list':
+            c['guide']['file'] = ['guide.safetensors']
+        elif case == 'arch-object':
+            c['main']['arch'] = {'name': 'edm2-unet'}
+        elif case == 'format-list':
+            m['format'] = ['gfcg-pack']
+        elif case == 'kind-list':
+            m['kind'] = ['pixel']
+        elif case == 'label-space-list':
+            c['classifier']['config']['label_space'] = ['pack']
+    edit_pack_json(pack, fn)
+    expect_error(gfcg('info', '--pack', pack), expected)
+    out = tmp_path / 'x.png'
+    expect_error(gfcg(*sample_args(pack, out)), expected)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('dtype', [['F32'], 32, {'t': 'F32'}])
+def test_dtype_not_a_string(pack, tmp_path, dtype):
+    f = pack / 'main.safetensors'
+    header, data = header_and_data(f)
+    header['enc.16x16_block0.conv_res0.weight']['dtype'] = dtype
+    write_st(f, header, data)
+    expect_error(gfcg('info', '--pack', pack), 'main.safetensors', "'dtype' must be a string")

@@ -5,6 +5,7 @@
  * network-space latents of main's shape) or the classifier (input: images
  * at the pack's resolution, which it resizes to its own). */
 #include "gfcg-cli.h"
+#include "gfcg/gfcg-json.h"
 
 #include <math.h>
 #include <string.h>
@@ -59,9 +60,12 @@ cli_bench (int argc, char **argv)
                   "evaluation, per image, peak memory, GEMM share (GFCG_OPENCL_PROFILE=1).",
                   entries, &argc, &argv))
     return 2;
-  if (batch < 1 || batch > 256 || evals < 1 || evals > 10000 || warmup < 0 || steps < 1)
+  /* --threads 0 is the documented "all cores"; a negative count is an error. */
+  if (batch < 1 || batch > 256 || evals < 1 || evals > 10000 || warmup < 0 || warmup > 10000 ||
+      steps < 1 || steps > 1000 || threads < 0)
     {
-      g_printerr ("gfcg bench: --batch 1..256, --evals >= 1, --warmup >= 0, --steps >= 1\n");
+      g_printerr ("gfcg bench: --batch 1..256, --evals 1..10000, --warmup 0..10000, "
+                  "--steps 1..1000, --threads >= 0 (0: all cores)\n");
       return 2;
     }
   if (net == NULL)
@@ -159,14 +163,32 @@ cli_bench (int argc, char **argv)
     if (gemm_ns > 0)
       g_printerr ("  GEMM: %.2f ms per evaluation (%.0f%% of the mean), %.1f GFLOP/s\n", gemm_ms,
                   100.0 * gemm_ms / mean, gemm_flops / (double) gemm_ns);
-    printf ("{\"device\": \"%s\", \"backend\": \"%s\", \"pack\": \"%s\", \"net\": \"%s\", "
-            "\"batch\": %d, \"evals\": %d, \"best_ms\": %.4f, \"mean_ms\": %.4f, "
-            "\"per_image_eval_ms\": %.4f, \"per_image_s\": %.4f, \"steps\": %d, "
-            "\"peak_tensor_bytes\": %" G_GSIZE_FORMAT ", \"peak_device_bytes\": %" G_GSIZE_FORMAT
-            ", \"gemm_ms\": %.4f, \"gemm_gflops\": %.3f}\n",
-            device != NULL ? device : "auto", gfcg_context_get_backend (ctx),
-            gfcg_pack_get_name (pack), net, batch, evals, best, mean, best / batch, img_s, steps,
-            peak_t, peak_d, gemm_ms, gemm_ns > 0 ? gemm_flops / (double) gemm_ns : 0.0);
+    {
+      /* Device names are the user's text: built and escaped, not printf'd. */
+      JsonObject *o = json_object_new ();
+      JsonNode *root = json_node_init_object (json_node_alloc (), o);
+      char *text;
+      json_object_set_string_member (o, "device", device != NULL ? device : "auto");
+      json_object_set_string_member (o, "backend", gfcg_context_get_backend (ctx));
+      json_object_set_string_member (o, "pack", gfcg_pack_get_name (pack));
+      json_object_set_string_member (o, "net", net);
+      json_object_set_int_member (o, "batch", batch);
+      json_object_set_int_member (o, "evals", evals);
+      json_object_set_double_member (o, "best_ms", best);
+      json_object_set_double_member (o, "mean_ms", mean);
+      json_object_set_double_member (o, "per_image_eval_ms", best / batch);
+      json_object_set_double_member (o, "per_image_s", img_s);
+      json_object_set_int_member (o, "steps", steps);
+      json_object_set_int_member (o, "peak_tensor_bytes", (gint64) peak_t);
+      json_object_set_int_member (o, "peak_device_bytes", (gint64) peak_d);
+      json_object_set_double_member (o, "gemm_ms", gemm_ms);
+      json_object_set_double_member (o, "gemm_gflops",
+                                     gemm_ns > 0 ? gemm_flops / (double) gemm_ns : 0.0);
+      text = gfcg_json_to_data (root, FALSE, NULL);
+      printf ("%s\n", text);
+      g_free (text);
+      json_node_unref (root);
+    }
   }
   status = 0;
 

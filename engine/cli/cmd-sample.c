@@ -90,29 +90,32 @@ cli_sample (int argc, char **argv)
 {
   char *pack_dir = NULL, *class_spec = NULL, *mode = NULL, *out = NULL, *out_raw = NULL;
   char *trace = NULL, *device = NULL, *previews = NULL;
-  double guidance = NAN, s_max = NAN, temperature = NAN, sigma_lo = NAN, sigma_hi = NAN;
-  double sigma_min = NAN, sigma_max = NAN, rho = NAN;
-  int steps = -1, count = 1, threads = 0, imagenet = -1, preview_every = 1;
-  gint64 seed = -1;
+  /* Text, NULL when left out: only leaving an option out means the pack's
+   * default (or, for --seed, a random seed); every value given is checked. */
+  char *guidance = NULL, *s_max = NULL, *temperature = NULL, *sigma_lo = NULL;
+  char *sigma_hi = NULL, *sigma_min = NULL, *sigma_max = NULL, *rho = NULL;
+  char *steps = NULL, *seed_text = NULL, *imagenet_text = NULL;
+  int count = 1, threads = 0, preview_every = 1;
+  gint64 seed = -1, imagenet = -1, n_steps = 0;
   gboolean lagged = FALSE, no_lagged = FALSE, quiet = FALSE, verbose = FALSE;
   GOptionEntry entries[] = {
     { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
     { "class", 'c', 0, G_OPTION_ARG_STRING, &class_spec, "Class: pack index, name, wnid or inet:N", "CLASS" },
-    { "imagenet", 0, 0, G_OPTION_ARG_INT, &imagenet, "Class by ImageNet-1k index", "N" },
+    { "imagenet", 0, 0, G_OPTION_ARG_STRING, &imagenet_text, "Class by ImageNet-1k index", "N" },
     { "mode", 'm', 0, G_OPTION_ARG_STRING, &mode, "Guidance: none, cfg, atg, gfcg, gfcg+cfg, gfcg+atg, gfcg+atg-add (default: the pack's)", "MODE" },
-    { "steps", 'n', 0, G_OPTION_ARG_INT, &steps, "Sampler steps (2N-1 evaluations)", "N" },
-    { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, "Noise seed (default: random, printed)", "SEED" },
+    { "steps", 'n', 0, G_OPTION_ARG_STRING, &steps, "Sampler steps (2N-1 evaluations)", "N" },
+    { "seed", 's', 0, G_OPTION_ARG_STRING, &seed_text, "Noise seed (default: random, printed)", "SEED" },
     { "count", 0, 0, G_OPTION_ARG_INT, &count, "Pictures to draw, seeds SEED, SEED+1, ...", "N" },
-    { "guidance", 'w', 0, G_OPTION_ARG_DOUBLE, &guidance, "CFG/ATG weight w (1 = off)", "W" },
-    { "s-max", 0, 0, G_OPTION_ARG_DOUBLE, &s_max, "GFCG strength", "S" },
-    { "temperature", 0, 0, G_OPTION_ARG_DOUBLE, &temperature, "Classifier softmax temperature", "T" },
-    { "sigma-lo", 0, 0, G_OPTION_ARG_DOUBLE, &sigma_lo, "GFCG window, lower noise level", "SIGMA" },
-    { "sigma-hi", 0, 0, G_OPTION_ARG_DOUBLE, &sigma_hi, "GFCG window, upper noise level", "SIGMA" },
+    { "guidance", 'w', 0, G_OPTION_ARG_STRING, &guidance, "CFG/ATG weight w (1 = off)", "W" },
+    { "s-max", 0, 0, G_OPTION_ARG_STRING, &s_max, "GFCG strength", "S" },
+    { "temperature", 0, 0, G_OPTION_ARG_STRING, &temperature, "Classifier softmax temperature", "T" },
+    { "sigma-lo", 0, 0, G_OPTION_ARG_STRING, &sigma_lo, "GFCG window, lower noise level", "SIGMA" },
+    { "sigma-hi", 0, 0, G_OPTION_ARG_STRING, &sigma_hi, "GFCG window, upper noise level", "SIGMA" },
     { "lagged", 0, 0, G_OPTION_ARG_NONE, &lagged, "Reference class from the previous evaluation (batched)", NULL },
     { "no-lagged", 0, 0, G_OPTION_ARG_NONE, &no_lagged, "Reference class from this evaluation", NULL },
-    { "sigma-min", 0, 0, G_OPTION_ARG_DOUBLE, &sigma_min, "Lowest noise level (0.002)", "SIGMA" },
-    { "sigma-max", 0, 0, G_OPTION_ARG_DOUBLE, &sigma_max, "Highest noise level (80)", "SIGMA" },
-    { "rho", 0, 0, G_OPTION_ARG_DOUBLE, &rho, "Schedule exponent (7)", "RHO" },
+    { "sigma-min", 0, 0, G_OPTION_ARG_STRING, &sigma_min, "Lowest noise level (0.002)", "SIGMA" },
+    { "sigma-max", 0, 0, G_OPTION_ARG_STRING, &sigma_max, "Highest noise level (80)", "SIGMA" },
+    { "rho", 0, 0, G_OPTION_ARG_STRING, &rho, "Schedule exponent (7)", "RHO" },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "PNG to write (several: FILE-0000.png, ...)", "FILE" },
     { "out-raw", 0, 0, G_OPTION_ARG_FILENAME, &out_raw, "Also write the final float state (safetensors, tensor x)", "FILE" },
     { "trace", 0, 0, G_OPTION_ARG_FILENAME, &trace, "Write the per-evaluation trace as JSON", "FILE" },
@@ -144,7 +147,15 @@ cli_sample (int argc, char **argv)
       g_printerr ("gfcg sample: unexpected argument '%s'\n", argv[1]);
       return 2;
     }
-  if (out == NULL || (class_spec == NULL && imagenet < 0))
+  if (!cli_parse_int ("sample", "seed", seed_text, 0, G_MAXINT64, &seed) ||
+      !cli_parse_int ("sample", "imagenet", imagenet_text, 0, 999, &imagenet))
+    return 2;
+  if (threads < 0)
+    {
+      g_printerr ("gfcg sample: --threads must be >= 0 (0: all cores)\n");
+      return 2;
+    }
+  if (out == NULL || (class_spec == NULL && imagenet_text == NULL))
     {
       g_printerr ("gfcg sample: --out and --class (or --imagenet) are required (see --help)\n");
       return 2;
@@ -176,9 +187,9 @@ cli_sample (int argc, char **argv)
     }
   if (class_spec != NULL)
     k = gfcg_pack_find_class (pack, class_spec, &error);
-  else if ((k = gfcg_pack_class_from_imagenet (pack, imagenet)) < 0)
+  else if ((k = gfcg_pack_class_from_imagenet (pack, (int) imagenet)) < 0)
     g_set_error (&error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-                 "ImageNet class %d is not one that pack '%s' can draw", imagenet,
+                 "ImageNet class %d is not one that pack '%s' can draw", (int) imagenet,
                  gfcg_pack_get_name (pack));
   if (k < 0)
     {
@@ -192,19 +203,21 @@ cli_sample (int argc, char **argv)
                   "gfcg+atg-add)\n", mode);
       goto done;
     }
-  if (steps != -1)
-    opt.steps = steps;
+  if (!cli_parse_int ("sample", "steps", steps, G_MININT, G_MAXINT, &n_steps))
+    goto done;
+  if (steps != NULL)
+    opt.steps = (int) n_steps;
   /* The weight follows the chosen mode unless given (CFG and ATG differ). */
-  opt.guidance = isnan (guidance) ? gfcg_pack_get_guidance (pack, opt.mode) : guidance;
-#define SET(v, field) if (!isnan (v)) opt.field = v;
-  SET (s_max, s_max);
-  SET (temperature, temperature);
-  SET (sigma_lo, sigma_lo);
-  SET (sigma_hi, sigma_hi);
-  SET (sigma_min, sigma_min);
-  SET (sigma_max, sigma_max);
-  SET (rho, rho);
-#undef SET
+  opt.guidance = gfcg_pack_get_guidance (pack, opt.mode);
+  if (!cli_parse_double ("sample", "guidance", guidance, &opt.guidance) ||
+      !cli_parse_double ("sample", "s-max", s_max, &opt.s_max) ||
+      !cli_parse_double ("sample", "temperature", temperature, &opt.temperature) ||
+      !cli_parse_double ("sample", "sigma-lo", sigma_lo, &opt.sigma_lo) ||
+      !cli_parse_double ("sample", "sigma-hi", sigma_hi, &opt.sigma_hi) ||
+      !cli_parse_double ("sample", "sigma-min", sigma_min, &opt.sigma_min) ||
+      !cli_parse_double ("sample", "sigma-max", sigma_max, &opt.sigma_max) ||
+      !cli_parse_double ("sample", "rho", rho, &opt.rho))
+    goto done;
   if (lagged)
     opt.lagged = TRUE;
   if (no_lagged)
@@ -336,5 +349,16 @@ done:
   g_free (trace);
   g_free (device);
   g_free (previews);
+  g_free (guidance);
+  g_free (s_max);
+  g_free (temperature);
+  g_free (sigma_lo);
+  g_free (sigma_hi);
+  g_free (sigma_min);
+  g_free (sigma_max);
+  g_free (rho);
+  g_free (steps);
+  g_free (seed_text);
+  g_free (imagenet_text);
   return status;
 }

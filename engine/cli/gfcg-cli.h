@@ -24,6 +24,15 @@ int cli_models   (int argc, char **argv);
 /* Parses argv with the entries; prints the error and returns FALSE. */
 gboolean     cli_parse     (const char *command, const char *params, const char *summary,
                             GOptionEntry *entries, int *argc, char ***argv);
+/* Option values read as text, so that leaving an option out ("the pack's
+ * default") differs from every value one can type.  NULL text: *out is left
+ * as it is.  A number must be the whole text; the double is not range
+ * checked (the engine does that, with the same ranges for every client),
+ * the integer must lie in [lo, hi].  On error they print it and return FALSE. */
+gboolean     cli_parse_double (const char *command, const char *option, const char *text,
+                               double *out);
+gboolean     cli_parse_int    (const char *command, const char *option, const char *text,
+                               gint64 lo, gint64 hi, gint64 *out);
 /* Prints "gfcg CMD: message" and returns the exit status 1. */
 int          cli_fail      (const char *command, GError *error);
 /* Loads the named pack (a folder, an installed pack's name, or NULL for

@@ -48,6 +48,42 @@ cli_parse (const char *command, const char *params, const char *summary, GOption
   return ok;
 }
 
+gboolean
+cli_parse_double (const char *command, const char *option, const char *text, double *out)
+{
+  char *end;
+  double v;
+  if (text == NULL)
+    return TRUE;
+  /* g_strtod: the C locale's '.' and the user's decimal separator alike. */
+  v = g_strtod (text, &end);
+  if (*text == '\0' || g_ascii_isspace (*text) || *end != '\0')
+    {
+      g_printerr ("gfcg %s: --%s: '%s' is not a number\n", command, option, text);
+      return FALSE;
+    }
+  *out = v;
+  return TRUE;
+}
+
+gboolean
+cli_parse_int (const char *command, const char *option, const char *text, gint64 lo,
+               gint64 hi, gint64 *out)
+{
+  GError *error = NULL;
+  gint64 v;
+  if (text == NULL)
+    return TRUE;
+  if (!g_ascii_string_to_signed (text, 10, lo, hi, &v, &error))
+    {
+      g_printerr ("gfcg %s: --%s: %s\n", command, option, error->message);
+      g_error_free (error);
+      return FALSE;
+    }
+  *out = v;
+  return TRUE;
+}
+
 int
 cli_fail (const char *command, GError *error)
 {
