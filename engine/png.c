@@ -118,7 +118,7 @@ read_png (PngSource *src, FILE *f, int *width, int *height, GError **error)
   guchar *volatile buf = NULL;
   png_bytep *volatile rows = NULL;
   volatile gboolean ok = FALSE;
-  png_uint_32 w = 0, h = 0;
+  volatile png_uint_32 w = 0, h = 0; /* read after a longjmp */
 
   png = png_create_read_struct (PNG_LIBPNG_VER_STRING, src, png_fail, png_quiet);
   if (png == NULL || (info = png_create_info_struct (png)) == NULL)
