@@ -63,24 +63,13 @@ mobilenet_v2_free (gpointer p)
   g_free (m);
 }
 
-#define SHAPE(...) ((const gint64[]) { __VA_ARGS__ })
 
 /* "prefix.weight" of shape [o, i, k, k] (k 0: [o, i]) and "prefix.bias" [o]. */
 static gboolean
 load_conv (MobileNetV2 *m, GfcgSafetensors *st, const char *prefix, int o, int i, int k,
            GfcgTensor **w, GfcgTensor **b, GError **error)
 {
-  char *kw = g_strconcat (prefix, ".weight", NULL), *kb = g_strconcat (prefix, ".bias", NULL);
-  *w = k > 0 ? weight_load (m->be, st, kw, 4, SHAPE (o, i, k, k), error)
-             : weight_load (m->be, st, kw, 2, SHAPE (o, i), error);
-  if (*w != NULL)
-    *b = weight_load (m->be, st, kb, 1, SHAPE (o), error);
-  g_free (kw);
-  g_free (kb);
-  if (*w == NULL || *b == NULL)
-    return FALSE;
-  m->n_params += (*w)->numel + (*b)->numel;
-  return TRUE;
+  return weight_load_conv (m->be, st, prefix, o, i, k, w, b, &m->n_params, error);
 }
 
 static gpointer

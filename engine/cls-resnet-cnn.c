@@ -43,7 +43,6 @@ resnet_cnn_free (gpointer p)
   g_free (c);
 }
 
-#define SHAPE(...) ((const gint64[]) { __VA_ARGS__ })
 
 /* conv weight [o, i, k, k] (k 0: linear [o, i]) and bias [o] under
  * "prefix.weight" / "prefix.bias". */
@@ -51,17 +50,7 @@ static gboolean
 load_conv (ResnetCnn *c, GfcgSafetensors *st, const char *prefix, int o, int i, int k,
            GfcgTensor **w, GfcgTensor **b, GError **error)
 {
-  char *kw = g_strconcat (prefix, ".weight", NULL), *kb = g_strconcat (prefix, ".bias", NULL);
-  *w = k > 0 ? weight_load (c->be, st, kw, 4, SHAPE (o, i, k, k), error)
-             : weight_load (c->be, st, kw, 2, SHAPE (o, i), error);
-  if (*w != NULL)
-    *b = weight_load (c->be, st, kb, 1, SHAPE (o), error);
-  g_free (kw);
-  g_free (kb);
-  if (*w == NULL || *b == NULL)
-    return FALSE;
-  c->n_params += (*w)->numel + (*b)->numel;
-  return TRUE;
+  return weight_load_conv (c->be, st, prefix, o, i, k, w, b, &c->n_params, error);
 }
 
 static gpointer

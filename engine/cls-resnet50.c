@@ -56,7 +56,6 @@ resnet50_free (gpointer p)
   g_free (r);
 }
 
-#define SHAPE(...) ((const gint64[]) { __VA_ARGS__ })
 
 static GfcgTensor *
 upload (GfcgBackend *be, int ndim, const int *shape, const float *host, GError **error)

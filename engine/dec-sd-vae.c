@@ -50,7 +50,6 @@ typedef struct
   GfcgTensor      *up_w[VAE_MAX_LEVELS], *up_b[VAE_MAX_LEVELS];
 } SdVae;
 
-#define SHAPE(...) ((const gint64[]) { __VA_ARGS__ })
 
 static void
 sd_vae_free (gpointer p)

@@ -37,7 +37,6 @@ typedef struct
   TaesdBlock      *block;    /* all stages' blocks in order */
 } Taesd;
 
-#define SHAPE(...) ((const gint64[]) { __VA_ARGS__ })
 
 static void
 taesd_free (gpointer p)

@@ -36,6 +36,8 @@ typedef struct
   double label_balance, concat_balance, res_balance, attn_balance, clip_act, sigma_data;
 } Edm2Config;
 
+typedef struct _Edm2Net Edm2Net;
+
 struct _Edm2Net
 {
   GfcgBackend *be;
@@ -46,7 +48,6 @@ struct _Edm2Net
   GfcgTensor  *freqs, *phases, *emb_noise, *emb_label, *out_conv;
   GPtrArray   *enc, *dec; /* Layer* */
   gsize        n_params;
-  guint        n_unused;
 };
 
 static void
@@ -61,7 +62,7 @@ layer_free (gpointer p)
   g_free (l);
 }
 
-void
+static void
 edm2_free (Edm2Net *net)
 {
   if (net == NULL)
@@ -78,11 +79,6 @@ edm2_free (Edm2Net *net)
   g_free (net);
 }
 
-int edm2_label_dim (const Edm2Net *net) { return net->cfg.label_dim; }
-int edm2_channels (const Edm2Net *net) { return net->cfg.img_channels; }
-int edm2_resolution (const Edm2Net *net) { return net->cfg.img_resolution; }
-gsize edm2_n_params (const Edm2Net *net) { return net->n_params; }
-guint edm2_n_unused (const Edm2Net *net) { return net->n_unused; }
 
 static gboolean
 parse_config (JsonObject *o, Edm2Config *c, const char *where, GError **error)
@@ -130,7 +126,6 @@ has_attention (const Edm2Config *c, int res)
   return FALSE;
 }
 
-#define SHAPE(...) ((const gint64[]) { __VA_ARGS__ })
 
 static gboolean
 load_block (Edm2Net *net, GfcgSafetensors *st, Layer *l, GError **error)
@@ -290,20 +285,18 @@ build (Edm2Net *net, GfcgSafetensors *st, GError **error)
   return ok;
 }
 
-Edm2Net *
-edm2_load (GfcgBackend *be, JsonObject *config, const char *file, const char *component,
-           GError **error)
+static gpointer
+edm2_load (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st, const char *where,
+           DenoiserInfo *info, GError **error)
 {
   Edm2Net *net = g_new0 (Edm2Net, 1);
-  GfcgSafetensors *st = NULL;
   Edm2Config *c = &net->cfg;
   float out_gain;
-  char *where = g_strdup_printf ("component '%s'", component);
 
   net->be = be;
   net->enc = g_ptr_array_new_with_free_func (layer_free);
   net->dec = g_ptr_array_new_with_free_func (layer_free);
-  if (!parse_config (config, c, where, error) || (st = gfcg_st_open (file, error)) == NULL ||
+  if (!parse_config (config, c, where, error) ||
       (net->freqs = weight_load (be, st, "emb_fourier.freqs", 1, SHAPE (c->cnoise), error)) == NULL ||
       (net->phases = weight_load (be, st, "emb_fourier.phases", 1, SHAPE (c->cnoise), error)) == NULL ||
       (net->emb_noise = weight_load_mp (be, st, "emb_noise.weight", 2, SHAPE (c->cemb, c->cnoise),
@@ -322,15 +315,14 @@ edm2_load (GfcgBackend *be, JsonObject *config, const char *file, const char *co
   }
   net->n_params += 2 * c->cnoise + net->emb_noise->numel + 1 + net->out_conv->numel +
                    (net->emb_label ? net->emb_label->numel : 0);
-  net->n_unused = gfcg_st_n_unused (st);
-  gfcg_st_close (st);
-  g_free (where);
+  info->label_dim = c->label_dim;
+  info->channels = c->img_channels;
+  info->resolution = c->img_resolution;
+  info->n_params = net->n_params;
   return net;
 
 fail:
-  gfcg_st_close (st);
   edm2_free (net);
-  g_free (where);
   return NULL;
 }
 
@@ -437,10 +429,11 @@ unet_forward (Edm2Net *net, int n, const GfcgTensor *x_in, const float *c_noise,
   return x;
 }
 
-gboolean
-edm2_denoise (Edm2Net *net, int n, const float *x, const double *sigma, const float *labels,
+static gboolean
+edm2_denoise (gpointer data, int n, const float *x, const double *sigma, const float *labels,
               float *out, GError **error)
 {
+  Edm2Net *net = data;
   const Edm2Config *c = &net->cfg;
   const double sd = c->sigma_data;
   int shape[4] = { n, c->img_channels, c->img_resolution, c->img_resolution };
@@ -476,3 +469,16 @@ edm2_denoise (Edm2Net *net, int n, const float *x, const double *sigma, const fl
   (void) per;
   return ok;
 }
+
+static void
+edm2_free_net (gpointer net)
+{
+  edm2_free (net);
+}
+
+const DenoiserArch denoiser_arch_edm2_unet = {
+  .name = "edm2-unet",
+  .load = edm2_load,
+  .denoise = edm2_denoise,
+  .free = edm2_free_net,
+};

@@ -14,22 +14,44 @@ struct _GfcgContext
   char        *device;
 };
 
-/* ---- EDM2 UNet (edm2.c) ---- */
+/* ---- denoisers (denoiser.c: dispatch and the common part; one file per arch) ---- */
 
-typedef struct _Edm2Net Edm2Net;
+/* What the pack and the sampler need to know of a denoiser. */
+typedef struct
+{
+  int   label_dim;   /* 0: unconditional */
+  int   channels;    /* of x: 3 (pixels) or the latent's */
+  int   resolution;  /* x is [n, channels, resolution, resolution] */
+  gsize n_params;
+} DenoiserInfo;
 
-Edm2Net *edm2_load        (GfcgBackend *be, JsonObject *config, const char *file,
-                           const char *component, GError **error);
-void     edm2_free        (Edm2Net *net);
-int      edm2_label_dim   (const Edm2Net *net);
-int      edm2_channels    (const Edm2Net *net);
-int      edm2_resolution  (const Edm2Net *net);
-gsize    edm2_n_params    (const Edm2Net *net);
-guint    edm2_n_unused    (const Edm2Net *net);
-/* D(x; sigma, labels) for a batch, host arrays in and out.  labels may be
- * NULL (zero labels); ignored for unconditional nets. */
-gboolean edm2_denoise     (Edm2Net *net, int n, const float *x, const double *sigma,
-                           const float *labels, float *out, GError **error);
+/* One denoiser architecture: it builds the network and evaluates D. */
+typedef struct
+{
+  const char *name;                          /* pack.json "arch" */
+  /* Reads the arch's config and weights; where names the component. */
+  gpointer    (*load)    (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st,
+                          const char *where, DenoiserInfo *info, GError **error);
+  /* D(x; sigma, labels): x, out [n, channels, R, R], sigma [n], labels
+   * [n, label_dim] (NULL: zero labels; ignored when unconditional); host
+   * arrays in and out. */
+  gboolean    (*denoise) (gpointer net, int n, const float *x, const double *sigma,
+                          const float *labels, float *out, GError **error);
+  void        (*free)    (gpointer net);
+} DenoiserArch;
+
+extern const DenoiserArch denoiser_arch_edm2_unet; /* edm2.c */
+
+typedef struct _Denoiser Denoiser;
+
+Denoiser *denoiser_load     (GfcgBackend *be, const char *component, const char *arch,
+                             JsonObject *config, const char *file, GError **error);
+void      denoiser_free     (Denoiser *d);
+const DenoiserInfo *denoiser_info (const Denoiser *d);
+const char *denoiser_arch   (const Denoiser *d);
+guint     denoiser_n_unused (const Denoiser *d);
+gboolean  denoiser_denoise  (Denoiser *d, int n, const float *x, const double *sigma,
+                             const float *labels, float *out, GError **error);
 
 /* ---- classifiers (classifier.c: common input handling; one file per arch) ---- */
 
@@ -121,14 +143,29 @@ typedef struct
   char *name;
 } PackClass;
 
+/* What a pack's networks work on: pictures, or SD latents that a decoder
+ * turns into pictures (pack.json "kind"). */
+typedef enum { PACK_PIXEL, PACK_LATENT } PackKind;
+
+/* The components a pack may have (pack.json "components"), in load order. */
+typedef enum
+{
+  ROLE_MAIN, ROLE_GUIDE, ROLE_UNCOND, ROLE_CLASSIFIER, ROLE_DECODER, ROLE_PREVIEW, N_ROLES
+} PackRole;
+
+extern const char *const pack_role_names[N_ROLES];
+/* The role called name in pack.json, -1 for none. */
+int pack_role_from_name (const char *name);
+
 struct _GfcgPack
 {
   GfcgContext *ctx;
-  char        *dir, *name, *title, *licence, *source, *kind;
+  char        *dir, *name, *title, *licence, *source;
+  PackKind     kind;
   int          resolution, channels;
   int          n_classes;
   PackClass   *classes;
-  Edm2Net     *main, *guide, *uncond;
+  Denoiser    *main, *guide, *uncond;
   Classifier  *classifier;
   Decoder     *decoder, *preview; /* latent packs: final pictures; GFCG's view and previews */
   LatentSpace  latent;
@@ -138,7 +175,17 @@ struct _GfcgPack
   double       guidance_cfg, guidance_atg;
 };
 
-Edm2Net *pack_net (GfcgPack *pack, const char *net, GError **error);
+/* pack.c: loading; classes.c: the class map; options.c: pack.json "defaults" */
+gboolean pack_load_classes  (GfcgPack *pack, JsonObject *root, const char *where, GError **error);
+gboolean pack_load_defaults (GfcgPack *pack, JsonObject *root, const char *path, GError **error);
+
+/* pack-run.c: the loaded pack at work */
+Denoiser *pack_net (GfcgPack *pack, const char *net, GError **error);
+/* Softmax over the pack's classes of logits / t for images x [n, 3, h, w] in
+ * [-1, 1] -> p [n, n_classes] (double precision). */
+gboolean pack_class_probs   (GfcgPack *pack, int n, int h, int w, const float *x, double t,
+                             double *p, GError **error);
+void     pack_set_cancellable (GfcgPack *pack, GCancellable *cancellable);
 /* Network-space images [n, C, R, R] as pictures [n, 3, *size, *size] in
  * [-1, 1]: the preview decoder (else the decoder) when preview is set, the
  * decoder otherwise; pixel packs return x itself.  Free with pack_picture_free. */
@@ -146,7 +193,16 @@ float   *pack_picture (GfcgPack *pack, gboolean preview, int n, const float *x, 
                        GError **error);
 void     pack_picture_free (const float *x, float *picture);
 
-/* ---- config helpers (pack.c) ---- */
+/* ---- config helpers (config.c) ---- */
+
+/* A string member copied to *out (def when absent); other types are errors. */
+gboolean cfg_dup_string (JsonObject *o, const char *key, const char *def, char **out,
+                         const char *where, GError **error);
+/* Sets "WHERE: 'KEY' WHAT" and returns FALSE. */
+gboolean cfg_error   (GError **error, const char *where, const char *key, const char *what);
+/* A list of n numbers under key (absent: def, unless def is NULL). */
+gboolean cfg_float_list (JsonObject *o, const char *key, int n, const float *def, float *out,
+                         const char *where, GError **error);
 
 gboolean cfg_int     (JsonObject *o, const char *key, int def, gboolean required, int lo,
                       int hi, int *out, const char *where, GError **error);
@@ -170,6 +226,9 @@ gboolean cfg_int_list (JsonObject *o, const char *key, gboolean required, int lo
 
 /* ---- weights (weights.c) ---- */
 
+/* A shape literal for the loaders: SHAPE (o, i, 3, 3). */
+#define SHAPE(...) ((const gint64[]) { __VA_ARGS__ })
+
 /* Reads a tensor of the expected shape and uploads it. */
 GfcgTensor *weight_load     (GfcgBackend *be, GfcgSafetensors *st, const char *name,
                              int ndim, const gint64 *shape, GError **error);
@@ -177,12 +236,48 @@ GfcgTensor *weight_load     (GfcgBackend *be, GfcgSafetensors *st, const char *n
 GfcgTensor *weight_load_mp  (GfcgBackend *be, GfcgSafetensors *st, const char *name,
                              int ndim, const gint64 *shape, float gain, GError **error);
 gboolean    scalar_load     (GfcgSafetensors *st, const char *name, float *out, GError **error);
+/* PREFIX.weight [o, i, k, k] (a linear layer's [o, i] when k is 0) and
+ * PREFIX.bias [o]; *n_params grows by their sizes. */
+gboolean    weight_load_conv (GfcgBackend *be, GfcgSafetensors *st, const char *prefix, int o,
+                              int i, int k, GfcgTensor **w, GfcgTensor **b, gsize *n_params,
+                              GError **error);
 
 /* ---- noise (rng.c) ---- */
 
 void gfcg_rng_normal (guint64 seed, float *out, gsize n);
 
-/* ---- options (sampler.c) ---- */
+/* ---- one guided prediction (guidance.c) ---- */
+
+typedef struct _Guidance Guidance;
+
+Guidance *guidance_new  (GfcgPack *pack, const GfcgSampleOptions *o);
+void      guidance_free (Guidance *g);
+/* The guided prediction pred [C, R, R] of the mode at x [C, R, R], sigma;
+ * fills info's GFCG fields (c_ref, p_c, ...) and nfe. */
+gboolean  guidance_eval (Guidance *g, const float *x, double sigma, GfcgStepInfo *info,
+                         float *pred, GError **error);
+/* No NaN or infinity among v[0 .. n). */
+gboolean  values_finite (const float *v, gsize n);
+
+/* ---- a finished picture (image.c, filled by sampler.c) ---- */
+
+struct _GfcgImage
+{
+  int           width, height, channels, steps, nfe;
+  int           raw_size;  /* network resolution: latent packs decode to width */
+  guchar       *rgb;
+  float        *raw;
+  GArray       *trace; /* GfcgStepInfo */
+  GfcgSampleOptions options;
+  char         *pack_name;
+  int           imagenet;
+  char         *class_name;
+  int           final_top1;
+  double        final_p_target;
+  double        seconds;
+};
+
+/* ---- options (options.c) ---- */
 
 /* value against the documented range of the real option field ("guidance",
  * "sigma_max", ...); the error names it name (pack.json's "guidance_cfg"
@@ -190,7 +285,7 @@ void gfcg_rng_normal (guint64 seed, float *out, gsize n);
 gboolean sample_option_check (const char *name, const char *field, double value,
                               GError **error);
 
-/* ---- quantisation (sampler.c) ---- */
+/* ---- quantisation (image.c) ---- */
 
 void gfcg_to_rgb8 (const float *chw, int channels, int h, int w, guchar *rgb);
 

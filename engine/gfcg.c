@@ -1,4 +1,4 @@
-/* gfcg.c — errors, versions, mode names, the context and where packs live. */
+/* gfcg.c — errors, versions, the context and where packs live. */
 #include "gfcg-private.h"
 
 #include <string.h>
@@ -9,39 +9,6 @@ const char *
 gfcg_version (void)
 {
   return GFCG_VERSION;
-}
-
-static const char *const mode_names[GFCG_N_MODES] = {
-  "none", "cfg", "atg", "gfcg", "gfcg+cfg", "gfcg+atg", "gfcg+atg-add",
-};
-
-const char *
-gfcg_mode_to_string (GfcgMode mode)
-{
-  return mode >= 0 && mode < GFCG_N_MODES ? mode_names[mode] : "invalid";
-}
-
-gboolean
-gfcg_mode_from_string (const char *name, GfcgMode *mode)
-{
-  char *canon;
-  gboolean found = FALSE;
-
-  if (name == NULL)
-    return FALSE;
-  /* "gfcg-cfg" and "gfcg+cfg" are the same mode; only the first '-' or '+'
-   * after "gfcg" is a combination sign ("atg-add" keeps its dash). */
-  canon = g_ascii_strdown (name, -1);
-  if (g_str_has_prefix (canon, "gfcg-"))
-    canon[4] = '+';
-  for (int m = 0; m < GFCG_N_MODES; m++)
-    if (strcmp (canon, mode_names[m]) == 0)
-      {
-        *mode = (GfcgMode) m;
-        found = TRUE;
-      }
-  g_free (canon);
-  return found;
 }
 
 GfcgContext *

@@ -12,9 +12,8 @@ GResource *gfcg_data_get_resource (void);
 
 typedef struct
 {
-  char  *wnid;
-  char  *name;
-  char **synonyms;
+  GfcgImagenetClass info;      /* what clients see                  */
+  char            **synonyms;  /* info.synonyms split, each trimmed */
 } InetClass;
 
 static InetClass table[1000];
@@ -40,11 +39,13 @@ load_table (gpointer unused)
         continue;
       f = g_strsplit (*l, "\t", 4);
       if (g_strv_length (f) >= 3 && g_ascii_string_to_signed (f[0], 10, 0, 999, &i, NULL) &&
-          table[i].name == NULL)
+          table[i].info.name == NULL)
         {
-          table[i].wnid = g_strdup (f[1]);
-          table[i].name = g_strdup (f[2]);
-          table[i].synonyms = g_strsplit (f[3] != NULL ? f[3] : "", ",", -1);
+          table[i].info.index = (int) i;
+          table[i].info.wnid = g_strdup (f[1]);
+          table[i].info.name = g_strdup (f[2]);
+          table[i].info.synonyms = g_strdup (f[3] != NULL ? f[3] : "");
+          table[i].synonyms = g_strsplit (table[i].info.synonyms, ",", -1);
           for (char **s = table[i].synonyms; *s != NULL; s++)
             g_strstrip (*s);
         }
@@ -70,10 +71,10 @@ gfcg_imagenet_find (const char *spec)
   ensure_table ();
   for (int i = 0; i < 1000; i++)
     {
-      if (table[i].name == NULL)
+      if (table[i].info.name == NULL)
         continue;
-      if (g_ascii_strcasecmp (spec, table[i].name) == 0 ||
-          (*table[i].wnid != '\0' && g_ascii_strcasecmp (spec, table[i].wnid) == 0))
+      if (g_ascii_strcasecmp (spec, table[i].info.name) == 0 ||
+          (*table[i].info.wnid != '\0' && g_ascii_strcasecmp (spec, table[i].info.wnid) == 0))
         return i;
       for (char **s = table[i].synonyms; *s != NULL; s++)
         if (**s != '\0' && g_ascii_strcasecmp (spec, *s) == 0)
@@ -88,5 +89,14 @@ gfcg_imagenet_name (int index)
   if (index < 0 || index >= 1000)
     return NULL;
   ensure_table ();
-  return table[index].name;
+  return table[index].info.name;
+}
+
+const GfcgImagenetClass *
+gfcg_imagenet_get (int index)
+{
+  if (index < 0 || index >= 1000)
+    return NULL;
+  ensure_table ();
+  return table[index].info.name != NULL ? &table[index].info : NULL;
 }

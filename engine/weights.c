@@ -81,3 +81,21 @@ scalar_load (GfcgSafetensors *st, const char *name, float *out, GError **error)
   g_free (v);
   return TRUE;
 }
+
+gboolean
+weight_load_conv (GfcgBackend *be, GfcgSafetensors *st, const char *prefix, int o, int i, int k,
+                  GfcgTensor **w, GfcgTensor **b, gsize *n_params, GError **error)
+{
+  char *kw = g_strconcat (prefix, ".weight", NULL), *kb = g_strconcat (prefix, ".bias", NULL);
+  *b = NULL;
+  *w = k > 0 ? weight_load (be, st, kw, 4, SHAPE (o, i, k, k), error)
+             : weight_load (be, st, kw, 2, SHAPE (o, i), error);
+  if (*w != NULL)
+    *b = weight_load (be, st, kb, 1, SHAPE (o), error);
+  g_free (kw);
+  g_free (kb);
+  if (*w == NULL || *b == NULL)
+    return FALSE;
+  *n_params += (*w)->numel + (*b)->numel;
+  return TRUE;
+}

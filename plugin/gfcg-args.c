@@ -12,28 +12,6 @@
 #include <glib/gi18n-lib.h>
 #include <string.h>
 
-static const GfcgModeInfo modes[] = {
-  { "none", N_("No guidance"), N_("The class-conditional model alone"), GFCG_MODE_NONE },
-  { "cfg", N_("Classifier-free guidance (CFG)"),
-    N_("Pushes away from the unconditional prediction by the CFG weight"), GFCG_MODE_CFG },
-  { "atg", N_("Autoguidance (ATG)"),
-    N_("Pushes away from the pack's smaller guide network by the ATG weight"), GFCG_MODE_ATG },
-  { "gfcg", N_("Gradient-free classifier guidance (GFCG)"),
-    N_("Pushes away from the class the classifier confuses with the target"), GFCG_MODE_GFCG },
-  { "gfcg-cfg", N_("GFCG + CFG"), N_("Both terms added"), GFCG_MODE_GFCG_CFG },
-  { "gfcg-atg", N_("GFCG + autoguidance"),
-    N_("The guide network at a label pulled toward the confused class"), GFCG_MODE_GFCG_ATG },
-  { "gfcg-atg-add", N_("GFCG + autoguidance (added)"),
-    N_("Both terms added: three network evaluations per step"), GFCG_MODE_GFCG_ATG_ADD },
-  { NULL }
-};
-
-const GfcgModeInfo *
-gfcg_args_modes (void)
-{
-  return modes;
-}
-
 void
 gfcg_args_add (GimpProcedure *procedure)
 {
@@ -45,10 +23,15 @@ gfcg_args_add (GimpProcedure *procedure)
                                       _("Class by English name, synonym or wnid "
                                         "(empty: use class-index)"),
                                       "", G_PARAM_READWRITE);
-  gimp_procedure_add_string_argument (procedure, "mode", _("_Guidance"),
-                                      _("Guidance mode: none, cfg, atg, gfcg, gfcg-cfg, "
-                                        "gfcg-atg or gfcg-atg-add (empty: the pack's default)"),
-                                      "gfcg", G_PARAM_READWRITE);
+  {
+    /* The names come from the engine's mode table. */
+    char *names = gfcg_mode_list (", ");
+    char *blurb = g_strdup_printf (_("Guidance mode: %s (empty: the pack's default)"), names);
+    gimp_procedure_add_string_argument (procedure, "mode", _("_Guidance"), blurb, "gfcg",
+                                        G_PARAM_READWRITE);
+    g_free (blurb);
+    g_free (names);
+  }
   gimp_procedure_add_int_argument (procedure, "steps", _("_Steps"),
                                    _("Sampler steps, 1..1000 (2 x steps - 1 guided "
                                      "evaluations)"),

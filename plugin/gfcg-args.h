@@ -15,7 +15,7 @@ typedef struct
 {
   int       class_index;     /* ImageNet-1k index                         */
   char     *class_name;      /* "" = use class_index                      */
-  char     *mode;            /* "" = the pack's default                   */
+  char     *mode;            /* "" = the pack's default; gfcg_mode_from_string */
   int       steps;
   double    guidance;        /* < 0: the pack's default                   */
   double    strength;        /* < 0: the pack's default                   */
@@ -25,18 +25,6 @@ typedef struct
   int       count;
   gboolean  scale_to_canvas;
 } GfcgArgs;
-
-/* The guidance modes the `mode` argument takes, NULL-terminated.  Labels
- * and help are untranslated (N_). */
-typedef struct
-{
-  const char *nick;
-  const char *label;
-  const char *help;
-  GfcgMode    mode;
-} GfcgModeInfo;
-
-const GfcgModeInfo *gfcg_args_modes (void);
 
 /* Declares the arguments, return values and aux arguments. */
 void gfcg_args_add         (GimpProcedure       *procedure);

@@ -1,12 +1,8 @@
-/* gfcg-classes.c — the ImageNet class table and its look-ups. */
+/* gfcg-classes.c — the look-ups of the ImageNet class table that the PDB
+ * argument `class-name` and the dialog's picker use, over the engine's table. */
 #include "gfcg-classes.h"
-#include "gfcg-render-resources.h"
 
-#include <gio/gio.h>
-#include <stdlib.h>
 #include <string.h>
-
-#define CLASSES_RESOURCE "/org/gfcg/render/imagenet-classes.tsv"
 
 typedef struct
 {
@@ -28,55 +24,35 @@ normalise (const char *s)
   return g_strstrip (n);
 }
 
+/* The engine's table (the only copy, embedded in libgfcg), with the
+ * normalised names and synonyms and the filter haystack the picker needs. */
 static void
 load_table (void)
 {
-  GBytes *bytes;
-  char  **lines;
-  int     n = 0;
-
   table = g_new0 (ClassEntry, GFCG_N_IMAGENET_CLASSES);
-  bytes = g_resource_lookup_data (gfcg_render_get_resource (), CLASSES_RESOURCE,
-                                  G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
-  if (bytes == NULL)
-    g_error ("the plug-in was built without its class table (%s)", CLASSES_RESOURCE);
-
-  lines = g_strsplit (g_bytes_get_data (bytes, NULL), "\n", -1);
-  for (char **l = lines; *l != NULL; l++)
+  for (int i = 0; i < GFCG_N_IMAGENET_CLASSES; i++)
     {
-      char      **f;
-      ClassEntry *e;
-      int         idx;
+      const GfcgImagenetClass *c = gfcg_imagenet_get (i);
+      ClassEntry *e = &table[i];
 
-      if (**l == '#' || **l == '\0')
-        continue;
-      f = g_strsplit (*l, "\t", 4);
-      idx = g_strv_length (f) == 4 ? atoi (f[0]) : -1;
-      if (idx >= 0 && idx < GFCG_N_IMAGENET_CLASSES && table[idx].info.name == NULL)
+      if (c == NULL)
+        g_error ("the engine's ImageNet table lacks class %d", i);
+      e->info = *c;
+      e->norm_name = normalise (c->name);
+      e->norm_synonyms = g_strsplit (c->synonyms, ",", -1);
+      for (char **s = e->norm_synonyms; *s != NULL; s++)
         {
-          e = &table[idx];
-          e->info.index = idx;
-          e->info.wnid = g_strdup (f[1]);
-          e->info.name = g_strdup (f[2]);
-          e->info.synonyms = g_strdup (f[3]);
-          e->norm_name = normalise (f[2]);
-          e->norm_synonyms = g_strsplit (f[3], ",", -1);
-          for (char **s = e->norm_synonyms; *s != NULL; s++)
-            {
-              char *t = normalise (*s);
-              g_free (*s);
-              *s = t;
-            }
-          e->haystack = g_ascii_strdown (*l, -1);
-          n++;
+          char *t = normalise (*s);
+          g_free (*s);
+          *s = t;
         }
-      g_strfreev (f);
+      {
+        /* The table's line: "index\twnid\tname\tsynonyms", lower case. */
+        char *line = g_strdup_printf ("%d\t%s\t%s\t%s", i, c->wnid, c->name, c->synonyms);
+        e->haystack = g_ascii_strdown (line, -1);
+        g_free (line);
+      }
     }
-  g_strfreev (lines);
-  g_bytes_unref (bytes);
-  if (n != GFCG_N_IMAGENET_CLASSES)
-    g_error ("the class table %s has %d classes, not %d", CLASSES_RESOURCE, n,
-             GFCG_N_IMAGENET_CLASSES);
 }
 
 const GfcgClassInfo *

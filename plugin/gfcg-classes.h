@@ -1,22 +1,16 @@
-/* gfcg-classes.h — the 1000 ImageNet-1k classes (data/imagenet-classes.tsv,
- * compiled into the plug-in as a GResource): names, synonyms, wnids, and the
- * look-ups the PDB argument `class-name` and the dialog's class picker use. */
+/* gfcg-classes.h — the 1000 ImageNet-1k classes of the engine's table
+ * (gfcg_imagenet_get): the look-ups the PDB argument `class-name` and the
+ * dialog's class picker use (names with '_' as space, filters). */
 #ifndef GFCG_CLASSES_H
 #define GFCG_CLASSES_H
 
-#include <glib.h>
+#include <gfcg/gfcg.h>
 
 G_BEGIN_DECLS
 
 #define GFCG_N_IMAGENET_CLASSES 1000
 
-typedef struct
-{
-  int         index;    /* ImageNet-1k index                         */
-  const char *wnid;     /* "" where no offline source names it       */
-  const char *name;     /* unique English name                       */
-  const char *synonyms; /* comma-separated, may be ""                */
-} GfcgClassInfo;
+typedef GfcgImagenetClass GfcgClassInfo;
 
 /* Class i (0..999), or NULL.  The table is read on first use. */
 const GfcgClassInfo *gfcg_classes_get    (int index);

@@ -139,16 +139,14 @@ parse_mode (const char *nick, GfcgMode *mode, GError **error)
 {
   if (*nick == '\0')
     return TRUE; /* the pack's default, already in the options */
-  for (const GfcgModeInfo *m = gfcg_args_modes (); m->nick != NULL; m++)
-    if (g_ascii_strcasecmp (nick, m->nick) == 0)
-      {
-        *mode = m->mode;
-        return TRUE;
-      }
   if (gfcg_mode_from_string (nick, mode))
     return TRUE;
-  return arg_error (error, "mode", "unknown guidance mode '%s' (none, cfg, atg, gfcg, gfcg-cfg, "
-                    "gfcg-atg or gfcg-atg-add)", nick);
+  {
+    char *names = gfcg_mode_list (", ");
+    arg_error (error, "mode", "unknown guidance mode '%s' (%s; '-' works for '+')", nick, names);
+    g_free (names);
+    return FALSE;
+  }
 }
 
 static gboolean
@@ -159,15 +157,12 @@ resolve_options (GfcgJob *job, const GfcgArgs *a, GError **error)
 
   if (!parse_mode (a->mode, &o->mode, error))
     return FALSE;
-  if ((o->mode == GFCG_MODE_GFCG || o->mode == GFCG_MODE_GFCG_CFG ||
-       o->mode == GFCG_MODE_GFCG_ATG || o->mode == GFCG_MODE_GFCG_ATG_ADD) &&
-      !gfcg_pack_has_component (job->pack, "classifier"))
-    return arg_error (error, "mode", "%s needs a classifier, and pack '%s' has none",
-                      gfcg_mode_to_string (o->mode), gfcg_pack_get_name (job->pack));
-  if ((o->mode == GFCG_MODE_ATG || o->mode == GFCG_MODE_GFCG_ATG ||
-       o->mode == GFCG_MODE_GFCG_ATG_ADD) && !gfcg_pack_has_component (job->pack, "guide"))
-    return arg_error (error, "mode", "%s needs a guide network, and pack '%s' has none",
-                      gfcg_mode_to_string (o->mode), gfcg_pack_get_name (job->pack));
+  if (!gfcg_pack_supports_mode (job->pack, o->mode, &e))
+    {
+      arg_error (error, "mode", "%s", e->message);
+      g_error_free (e);
+      return FALSE;
+    }
   o->steps = a->steps;
   /* -1: the pack's weight for this mode (CFG and ATG weights differ). */
   o->guidance = a->guidance >= 0.0 ? a->guidance : gfcg_pack_get_guidance (job->pack, o->mode);

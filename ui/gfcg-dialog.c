@@ -37,12 +37,11 @@ static void start_probe (Dialog *d);
 static gboolean
 mode_possible (const GfcgPackProbe *pr, GfcgMode m)
 {
-  gboolean gfcg = m == GFCG_MODE_GFCG || m == GFCG_MODE_GFCG_CFG || m == GFCG_MODE_GFCG_ATG ||
-                  m == GFCG_MODE_GFCG_ATG_ADD;
-  gboolean guide = m == GFCG_MODE_ATG || m == GFCG_MODE_GFCG_ATG || m == GFCG_MODE_GFCG_ATG_ADD;
+  GfcgModeNeeds needs = gfcg_mode_get_info (m)->needs;
 
   return pr == NULL || pr->error != NULL ||
-         ((!gfcg || pr->has_classifier) && (!guide || pr->has_guide));
+         ((!(needs & GFCG_NEEDS_CLASSIFIER) || pr->has_classifier) &&
+          (!(needs & GFCG_NEEDS_GUIDE) || pr->has_guide));
 }
 
 static gboolean
@@ -95,9 +94,7 @@ update_state (Dialog *d)
   ok = ok && pr != NULL && pr->error == NULL && mode_possible (pr, mode) &&
        gfcg_class_picker_is_drawable (GFCG_CLASS_PICKER (d->picker), cls);
   gtk_dialog_set_response_sensitive (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK, ok);
-  for (const GfcgModeInfo *m = gfcg_args_modes (); m->nick != NULL; m++)
-    if (m->mode == mode)
-      gtk_widget_set_tooltip_text (d->mode_combo, _(m->help));
+  gtk_widget_set_tooltip_text (d->mode_combo, _(gfcg_mode_get_info (mode)->help));
 
   if (pr == NULL || d->probing)
     text = g_strdup (_("Estimating time and memory..."));
@@ -132,9 +129,7 @@ update_state (Dialog *d)
 static void
 set_mode_from_pack (Dialog *d)
 {
-  for (const GfcgModeInfo *m = gfcg_args_modes (); m->nick != NULL; m++)
-    if (m->mode == d->probe->defaults.mode)
-      g_object_set (d->config, "mode", m->nick, NULL);
+  g_object_set (d->config, "mode", gfcg_mode_to_string (d->probe->defaults.mode), NULL);
 }
 
 static void
@@ -326,8 +321,11 @@ mode_combo (Dialog *d)
   GtkListStore *store = gtk_list_store_new (2, G_TYPE_STRING, G_TYPE_STRING);
   GtkWidget    *combo;
 
-  for (const GfcgModeInfo *m = gfcg_args_modes (); m->nick != NULL; m++)
-    gtk_list_store_insert_with_values (store, NULL, -1, 0, m->nick, 1, _(m->label), -1);
+  for (int i = 0; i < GFCG_N_MODES; i++)
+    {
+      const GfcgModeInfo *m = gfcg_mode_get_info ((GfcgMode) i);
+      gtk_list_store_insert_with_values (store, NULL, -1, 0, m->name, 1, _(m->label), -1);
+    }
   combo = gimp_prop_string_combo_box_new (G_OBJECT (d->config), "mode", GTK_TREE_MODEL (store),
                                           0, 1);
   g_object_unref (store);
@@ -428,9 +426,9 @@ normalise_config (Dialog *d)
   d->mode_from_pack = nick == NULL || *nick == '\0';
   if (nick == NULL || !gfcg_mode_from_string (nick, &mode))
     mode = GFCG_MODE_GFCG;
-  for (const GfcgModeInfo *m = gfcg_args_modes (); m->nick != NULL; m++)
-    if (m->mode == mode)
-      g_object_set (d->config, "mode", m->nick, NULL);
+  /* The canonical name: the combo's ids ("gfcg-cfg" from older last values
+   * becomes "gfcg+cfg"). */
+  g_object_set (d->config, "mode", gfcg_mode_to_string (mode), NULL);
   /* -1 means "the pack's default": shown as the built-in value until the
    * pack is loaded, then as the pack's. */
   gfcg_sample_options_init (&builtin, NULL);

@@ -179,22 +179,16 @@ double
 gfcg_pack_probe_estimate (const GfcgPackProbe *pr, GfcgMode mode, int steps, double guidance,
                           int count)
 {
-  gboolean w = guidance != 1.0;
   double   t_guide = pr->t_guide > 0.0 ? pr->t_guide : pr->t_main;
   double   t_uncond = pr->t_uncond > 0.0 ? pr->t_uncond : pr->t_main;
-  /* The live preview decodes every 4th evaluation's estimate (latent
-   * packs: gfcg-run.c's preview_every). */
-  double   per_eval = pr->t_main + pr->t_preview / 4.0;
-  gboolean gfcg = mode == GFCG_MODE_GFCG || mode == GFCG_MODE_GFCG_CFG ||
-                  mode == GFCG_MODE_GFCG_ATG || mode == GFCG_MODE_GFCG_ATG_ADD;
+  GfcgRunCost c;
 
-  if ((mode == GFCG_MODE_CFG || mode == GFCG_MODE_GFCG_CFG) && w)
-    per_eval += t_uncond;
-  if ((mode == GFCG_MODE_ATG || mode == GFCG_MODE_GFCG_ATG_ADD) && w)
-    per_eval += t_guide;
-  if (mode == GFCG_MODE_GFCG_ATG)
-    per_eval += t_guide;
-  if (gfcg && pr->has_classifier)
-    per_eval += pr->t_classifier + pr->t_preview + (mode == GFCG_MODE_GFCG_ATG ? 0.0 : pr->t_main);
-  return (per_eval * (2.0 * steps - 1.0) + pr->t_decoder) * count;
+  gfcg_mode_cost (mode, steps, guidance != 1.0, &c);
+  if (!pr->has_classifier)
+    c.classifier = 0;
+  /* Each classification decodes a preview (latent packs); so does the live
+   * preview of every 4th evaluation (gfcg-run.c's preview_every). */
+  return (c.main * pr->t_main + c.guide * t_guide + c.uncond * t_uncond +
+          c.classifier * (pr->t_classifier + pr->t_preview) +
+          (2.0 * steps - 1.0) * pr->t_preview / 4.0 + pr->t_decoder) * count;
 }

@@ -98,11 +98,13 @@ cli_sample (int argc, char **argv)
   int count = 1, threads = 0, preview_every = 1;
   gint64 seed = -1, imagenet = -1, n_steps = 0;
   gboolean lagged = FALSE, no_lagged = FALSE, quiet = FALSE, verbose = FALSE;
+  char *mode_names = gfcg_mode_list (", ");
+  char *mode_help = g_strdup_printf ("Guidance: %s (default: the pack's)", mode_names);
   GOptionEntry entries[] = {
     { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
     { "class", 'c', 0, G_OPTION_ARG_STRING, &class_spec, "Class: pack index, name, wnid or inet:N", "CLASS" },
     { "imagenet", 0, 0, G_OPTION_ARG_STRING, &imagenet_text, "Class by ImageNet-1k index", "N" },
-    { "mode", 'm', 0, G_OPTION_ARG_STRING, &mode, "Guidance: none, cfg, atg, gfcg, gfcg+cfg, gfcg+atg, gfcg+atg-add (default: the pack's)", "MODE" },
+    { "mode", 'm', 0, G_OPTION_ARG_STRING, &mode, mode_help, "MODE" },
     { "steps", 'n', 0, G_OPTION_ARG_STRING, &steps, "Sampler steps (2N-1 evaluations)", "N" },
     { "seed", 's', 0, G_OPTION_ARG_STRING, &seed_text, "Noise seed (default: random, printed)", "SEED" },
     { "count", 0, 0, G_OPTION_ARG_INT, &count, "Pictures to draw, seeds SEED, SEED+1, ...", "N" },
@@ -199,8 +201,7 @@ cli_sample (int argc, char **argv)
   opt.class_index = k;
   if (mode != NULL && !gfcg_mode_from_string (mode, &opt.mode))
     {
-      g_printerr ("gfcg sample: unknown mode '%s' (none, cfg, atg, gfcg, gfcg+cfg, gfcg+atg, "
-                  "gfcg+atg-add)\n", mode);
+      g_printerr ("gfcg sample: unknown mode '%s' (%s)\n", mode, mode_names);
       goto done;
     }
   if (!cli_parse_int ("sample", "steps", steps, G_MININT, G_MAXINT, &n_steps))
@@ -344,6 +345,8 @@ done:
   g_free (pack_dir);
   g_free (class_spec);
   g_free (mode);
+  g_free (mode_names);
+  g_free (mode_help);
   g_free (out);
   g_free (out_raw);
   g_free (trace);

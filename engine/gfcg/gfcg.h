@@ -44,9 +44,77 @@ typedef enum
 } GfcgMode;
 
 const char *gfcg_version (void);
+
+/* ---- Guidance modes: one table (engine/modes.c) ------------------------ */
+
+/* What a mode needs besides the main network. */
+typedef enum
+{
+  GFCG_NEEDS_CLASSIFIER = 1 << 0,
+  GFCG_NEEDS_GUIDE      = 1 << 1,
+} GfcgModeNeeds;
+
+/* Which of the pack's weights the mode's w is (pack.json "guidance_cfg" /
+ * "guidance_atg", both falling back to "guidance"). */
+typedef enum
+{
+  GFCG_WEIGHT_NONE,
+  GFCG_WEIGHT_CFG,
+  GFCG_WEIGHT_ATG,
+} GfcgWeightKind;
+
+/* The prediction the mode pushes away from with weight w - 1: none, the
+ * unconditional one (the uncond network, else main at the zero label), or
+ * the guide network's at the target class. */
+typedef enum
+{
+  GFCG_PUSH_NONE,
+  GFCG_PUSH_UNCOND,
+  GFCG_PUSH_GUIDE,
+} GfcgPush;
+
+/* GFCG's own term: none; main at the reference class with weight s; or the
+ * guide at the target label pulled toward the reference, weight w - 1 + s
+ * (it replaces the guide push). */
+typedef enum
+{
+  GFCG_REF_NONE,
+  GFCG_REF_MAIN,
+  GFCG_REF_GUIDE_MIX,
+} GfcgRefTerm;
+
+typedef struct
+{
+  GfcgMode       mode;
+  const char    *name;   /* canonical: "gfcg+cfg" ("gfcg-cfg" is accepted as input) */
+  const char    *label;  /* for people, untranslated: clients translate (N_ in modes.c) */
+  const char    *help;   /* one sentence, untranslated */
+  GfcgModeNeeds  needs;
+  GfcgWeightKind weight;
+  GfcgPush       push;
+  GfcgRefTerm    ref;
+} GfcgModeInfo;
+
+/* The row of mode, NULL when out of range.  Modes are 0 .. GFCG_N_MODES - 1. */
+const GfcgModeInfo *gfcg_mode_get_info (GfcgMode mode);
 const char *gfcg_mode_to_string (GfcgMode mode);
 /* Accepts "gfcg+cfg" and "gfcg-cfg" alike.  Returns FALSE for unknown names. */
 gboolean    gfcg_mode_from_string (const char *name, GfcgMode *mode);
+/* "none, cfg, atg, ..." (every canonical name, joined by sep); free with g_free. */
+char       *gfcg_mode_list (const char *sep);
+
+/* What one run costs, in network evaluations: a guided prediction is made
+ * 2 steps - 1 times (Heun); weighted is FALSE when w = 1 turns the push off.
+ * uncond counts the evaluations of the unconditional prediction (run by the
+ * uncond network when the pack has one, else by main); classifier counts
+ * GFCG's classifications, each of which also decodes a preview in latent
+ * packs. */
+typedef struct
+{
+  int main, guide, uncond, classifier;
+} GfcgRunCost;
+
+void        gfcg_mode_cost (GfcgMode mode, int steps, gboolean weighted, GfcgRunCost *cost);
 
 /* ---- Context: the compute device ------------------------------------- */
 
@@ -124,6 +192,20 @@ gboolean    gfcg_pack_has_component   (const GfcgPack *pack, const char *compone
  * (case-insensitive), or -1; and the name of an index (NULL if out of range). */
 int         gfcg_imagenet_find        (const char *spec);
 const char *gfcg_imagenet_name        (int index);
+
+/* One ImageNet-1k class as the table (data/imagenet-classes.tsv, embedded)
+ * gives it; the only copy of the table: clients (the plug-in's class picker)
+ * read it here. */
+typedef struct
+{
+  int         index;     /* 0 .. 999                              */
+  const char *wnid;      /* "" where no offline source names it   */
+  const char *name;      /* unique English name                   */
+  const char *synonyms;  /* comma-separated, may be ""            */
+} GfcgImagenetClass;
+
+/* Class index, or NULL when out of range (or the table is missing). */
+const GfcgImagenetClass *gfcg_imagenet_get (int index);
 /* A multi-line human description (components, sizes, defaults). */
 char       *gfcg_pack_describe        (const GfcgPack *pack);
 
@@ -208,6 +290,9 @@ void     gfcg_sample_options_init     (GfcgSampleOptions *options, const GfcgPac
  * guidance_atg or guidance; 1 without any).  For callers that let the user
  * change the mode but not the weight. */
 double   gfcg_pack_get_guidance       (const GfcgPack *pack, GfcgMode mode);
+/* TRUE when pack has the networks mode needs (gfcg_mode_get_info ()->needs);
+ * else FALSE and an error naming what is missing. */
+gboolean gfcg_pack_supports_mode      (const GfcgPack *pack, GfcgMode mode, GError **error);
 gboolean gfcg_sample_options_validate (const GfcgSampleOptions *options, const GfcgPack *pack,
                                        GError **error);
 

@@ -1,0 +1,30 @@
+/* cpu-private.h — what the CPU backend's files (backend-cpu.c, cpu-gemm.c)
+ * share.  Tensors are float arrays in NCHW order. */
+#ifndef GFCG_CPU_PRIVATE_H
+#define GFCG_CPU_PRIVATE_H
+
+#include "backend.h"
+#include "gfcg/gfcg.h"
+
+#include <cblas.h>
+
+#define F(t) ((float *) (t)->data)
+#define CF(t) ((const float *) (t)->data)
+
+/* Row-major SGEMM, serialised and with the thread count the size deserves. */
+void cpu_sgemm (CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
+                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* The ops of cpu-gemm.c (see GfcgBackendOps). */
+void cpu_conv2d        (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
+                        const GfcgTensor *bias, int stride, int pad, GfcgTensor *y);
+void cpu_conv2d_ex     (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
+                        const GfcgTensor *bias, const GfcgConvParams *p, GfcgTensor *y);
+void cpu_linear        (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
+                        const GfcgTensor *bias, GfcgTensor *y);
+void cpu_attention     (GfcgBackend *be, const GfcgTensor *qkv, int heads, int dim, float eps,
+                        GfcgTensor *y);
+void cpu_attention_qkv (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,
+                        const GfcgTensor *v, int heads, float scale, GfcgTensor *y);
+
+#endif

@@ -1,0 +1,155 @@
+/* image.c — a finished picture (GfcgImage): its pixels, the raw sample,
+ * the per-evaluation trace and the trace as JSON (written with the
+ * project's own JSON writer, valid on every json-glib). */
+#include "gfcg-private.h"
+#include "gfcg/gfcg-json.h"
+
+#include <math.h>
+#include <string.h>
+
+void
+gfcg_to_rgb8 (const float *chw, int channels, int h, int w, guchar *rgb)
+{
+  gsize hw = (gsize) h * w;
+  for (gsize p = 0; p < hw; p++)
+    for (int c = 0; c < 3; c++)
+      {
+        double v = chw[(gsize) MIN (c, channels - 1) * hw + p] * 127.5 + 127.5;
+        /* Casting NaN to an integer is undefined: black, as CLAMP gives -inf. */
+        rgb[p * 3 + c] = isnan (v) ? 0 : (guchar) CLAMP (round (v), 0.0, 255.0);
+      }
+}
+
+void
+gfcg_image_free (GfcgImage *img)
+{
+  if (img == NULL)
+    return;
+  g_array_unref (img->trace);
+  g_free (img->rgb);
+  g_free (img->raw);
+  g_free (img->pack_name);
+  g_free (img->class_name);
+  g_free (img);
+}
+
+int gfcg_image_get_width (const GfcgImage *i) { return i->width; }
+
+int gfcg_image_get_height (const GfcgImage *i) { return i->height; }
+
+const guchar *gfcg_image_get_pixels (const GfcgImage *i) { return i->rgb; }
+
+int gfcg_image_get_n_steps (const GfcgImage *i) { return (int) i->trace->len; }
+
+int gfcg_image_get_nfe (const GfcgImage *i) { return i->nfe; }
+
+double gfcg_image_get_seconds (const GfcgImage *i) { return i->seconds; }
+
+const float *
+gfcg_image_get_raw (const GfcgImage *i, int *channels, int *height, int *width)
+{
+  if (channels)
+    *channels = i->channels;
+  if (height)
+    *height = i->raw_size;
+  if (width)
+    *width = i->raw_size;
+  return i->raw;
+}
+
+const GfcgStepInfo *
+gfcg_image_get_step (const GfcgImage *i, int eval)
+{
+  if (eval < 0 || (guint) eval >= i->trace->len)
+    return NULL;
+  return &g_array_index (i->trace, GfcgStepInfo, eval);
+}
+
+static void
+add_double (JsonBuilder *b, const char *key, double v)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_add_double_value (b, v);
+}
+
+static void
+add_int (JsonBuilder *b, const char *key, gint64 v)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_add_int_value (b, v);
+}
+
+char *
+gfcg_image_get_trace_json (const GfcgImage *img)
+{
+  const GfcgSampleOptions *o = &img->options;
+  JsonBuilder *b = json_builder_new ();
+  JsonNode *root;
+  char *out;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "engine");
+  json_builder_add_string_value (b, "gfcg " GFCG_VERSION);
+  json_builder_set_member_name (b, "pack");
+  json_builder_add_string_value (b, img->pack_name);
+  json_builder_set_member_name (b, "mode");
+  json_builder_add_string_value (b, gfcg_mode_to_string (o->mode));
+  add_int (b, "seed", (gint64) o->seed);
+  json_builder_set_member_name (b, "class");
+  json_builder_begin_object (b);
+  add_int (b, "index", o->class_index);
+  add_int (b, "imagenet", img->imagenet);
+  json_builder_set_member_name (b, "name");
+  json_builder_add_string_value (b, img->class_name);
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "options");
+  json_builder_begin_object (b);
+  add_int (b, "steps", o->steps);
+  add_double (b, "sigma_min", o->sigma_min);
+  add_double (b, "sigma_max", o->sigma_max);
+  add_double (b, "rho", o->rho);
+  add_double (b, "guidance", o->guidance);
+  add_double (b, "s_max", o->s_max);
+  add_double (b, "temperature", o->temperature);
+  add_double (b, "sigma_lo", o->sigma_lo);
+  add_double (b, "sigma_hi", o->sigma_hi);
+  json_builder_set_member_name (b, "lagged");
+  json_builder_add_boolean_value (b, o->lagged);
+  json_builder_end_object (b);
+  json_builder_set_member_name (b, "evaluations");
+  json_builder_begin_array (b);
+  for (guint i = 0; i < img->trace->len; i++)
+    {
+      const GfcgStepInfo *s = &g_array_index (img->trace, GfcgStepInfo, i);
+      json_builder_begin_object (b);
+      add_int (b, "step", s->step);
+      json_builder_set_member_name (b, "stage");
+      json_builder_add_string_value (b, s->stage == 0 ? "euler" : "heun");
+      add_double (b, "sigma", s->sigma);
+      json_builder_set_member_name (b, "classified");
+      json_builder_add_boolean_value (b, s->classified);
+      add_int (b, "c_ref", s->c_ref);
+      add_double (b, "p_c", s->p_c);
+      add_double (b, "p_ref", s->p_ref);
+      add_double (b, "r", s->r);
+      add_double (b, "a", s->a);
+      add_double (b, "s", s->s);
+      add_int (b, "nfe", s->nfe);
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "final");
+  json_builder_begin_object (b);
+  add_int (b, "top1", img->final_top1);
+  add_double (b, "p_target", img->final_p_target);
+  json_builder_end_object (b);
+  add_int (b, "nfe", img->nfe);
+  add_double (b, "seconds", img->seconds);
+  json_builder_end_object (b);
+
+  root = json_builder_get_root (b);
+  out = gfcg_json_to_data (root, TRUE, NULL);
+  json_node_unref (root);
+  g_object_unref (b);
+  return out;
+}
