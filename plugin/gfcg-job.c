@@ -178,8 +178,34 @@ resolve_options (GfcgJob *job, const GfcgArgs *a, GError **error)
   return TRUE;
 }
 
+void
+gfcg_loaded_pack_free (GfcgLoadedPack *lp)
+{
+  if (lp == NULL)
+    return;
+  gfcg_pack_free (lp->pack);
+  gfcg_context_free (lp->ctx);
+  g_free (lp->dir);
+  g_free (lp->device);
+  g_free (lp);
+}
+
+/* Takes loaded's context and pack when they are the ones the job needs. */
+static gboolean
+take_loaded (GfcgJob *job, GfcgLoadedPack *lp)
+{
+  if (lp == NULL || lp->pack == NULL || g_strcmp0 (lp->dir, job->pack_dir) != 0 ||
+      g_strcmp0 (lp->device, job->device) != 0)
+    return FALSE;
+  job->ctx = g_steal_pointer (&lp->ctx);
+  job->pack = g_steal_pointer (&lp->pack);
+  if (g_getenv ("GFCG_DEBUG_REUSE") != NULL)
+    g_printerr ("gfcg-render: drawing with the pack the dialog loaded (%s)\n", job->pack_dir);
+  return TRUE;
+}
+
 GfcgJob *
-gfcg_job_new (const GfcgArgs *a, GError **error)
+gfcg_job_new (const GfcgArgs *a, GfcgLoadedPack *loaded, GError **error)
 {
   GfcgJob *job = g_new0 (GfcgJob, 1);
   GError  *e = NULL;
@@ -191,12 +217,14 @@ gfcg_job_new (const GfcgArgs *a, GError **error)
   if (!check_ranges (a, error))
     goto fail;
 
-  if ((job->ctx = gfcg_context_new (job->device, &e)) == NULL)
+  if (take_loaded (job, loaded))
+    ;
+  else if ((job->ctx = gfcg_context_new (job->device, &e)) == NULL)
     {
       arg_error (error, "device", "%s", e->message);
       goto fail;
     }
-  if ((job->pack = gfcg_pack_load (job->ctx, job->pack_dir, &e)) == NULL)
+  else if ((job->pack = gfcg_pack_load (job->ctx, job->pack_dir, &e)) == NULL)
     {
       arg_error (error, "pack", "%s", e->message);
       goto fail;

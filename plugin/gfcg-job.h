@@ -20,6 +20,18 @@ typedef struct
   GPtrArray        *images;    /* GfcgImage *, filled by gfcg_job_run  */
 } GfcgJob;
 
+/* A pack already loaded, with its context: the dialog's probe hands over the
+ * one it loaded and timed, so that pressing Draw does not load it again. */
+typedef struct
+{
+  char        *dir;     /* as gfcg_job_pack_dir resolved it */
+  char        *device;
+  GfcgContext *ctx;
+  GfcgPack    *pack;
+} GfcgLoadedPack;
+
+void      gfcg_loaded_pack_free  (GfcgLoadedPack      *loaded);
+
 /* Called from the thread that runs the job; return FALSE to stop. */
 typedef gboolean (*GfcgJobProgressFunc) (GfcgJob            *job,
                                          int                 picture,
@@ -28,8 +40,12 @@ typedef gboolean (*GfcgJobProgressFunc) (GfcgJob            *job,
 
 /* Loads the pack and resolves every argument.  A value the pack or the
  * engine refuses fails with GFCG_ERROR_INVALID_ARGUMENT and a message that
- * starts with the argument's name ("class-index: ..."). */
+ * starts with the argument's name ("class-index: ...").  loaded (may be
+ * NULL) is taken over instead of loading when it holds the same pack on the
+ * same device; the job then owns its context and pack, and *loaded is
+ * emptied. */
 GfcgJob  *gfcg_job_new           (const GfcgArgs      *args,
+                                  GfcgLoadedPack      *loaded,
                                   GError             **error);
 gboolean  gfcg_job_run           (GfcgJob             *job,
                                   GfcgJobProgressFunc  progress,

@@ -60,6 +60,7 @@ gfcg_run (GimpProcedure        *procedure,
   GfcgJob        *job;
   GError         *error = NULL;
   GimpValueArray *ret;
+  GfcgLoadedPack *loaded = NULL;
 
   gegl_init (NULL, NULL);
   /* The dialog and the progress window need a display; Repeat Last from a
@@ -68,7 +69,7 @@ gfcg_run (GimpProcedure        *procedure,
        (run_mode == GIMP_RUN_WITH_LAST_VALS && gtk_init_check (NULL, NULL));
   if (ui)
     gimp_ui_init (GFCG_PLUG_IN_BINARY);
-  if (run_mode == GIMP_RUN_INTERACTIVE && !gfcg_dialog_run (procedure, config))
+  if (run_mode == GIMP_RUN_INTERACTIVE && !gfcg_dialog_run (procedure, config, &loaded))
     return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL, NULL);
 
   g_object_get (config, "random-seed", &random_seed, NULL);
@@ -76,7 +77,8 @@ gfcg_run (GimpProcedure        *procedure,
     g_object_set (config, "seed", (int) g_random_int_range (0, G_MAXINT), NULL);
 
   gfcg_args_from_config (&args, config);
-  job = gfcg_job_new (&args, &error);
+  job = gfcg_job_new (&args, loaded, &error);
+  g_clear_pointer (&loaded, gfcg_loaded_pack_free);
   if (job == NULL)
     {
       gfcg_args_clear (&args);

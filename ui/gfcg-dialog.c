@@ -442,7 +442,7 @@ normalise_config (Dialog *d)
 }
 
 gboolean
-gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config)
+gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config, GfcgLoadedPack **loaded)
 {
   Dialog     *d = g_new0 (Dialog, 1);
   GtkWidget  *hbox, *frame;
@@ -491,6 +491,7 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config)
   while (d->probing)
     g_main_context_iteration (NULL, TRUE);
   gtk_widget_destroy (d->dialog);
+  *loaded = run && d->probe != NULL ? g_steal_pointer (&d->probe->loaded) : NULL;
   gfcg_pack_probe_free (d->probe);
   g_free (d);
   return run;

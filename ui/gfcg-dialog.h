@@ -5,6 +5,7 @@
 #define GFCG_DIALOG_H
 
 #include <libgimp/gimpui.h>
+#include "gfcg-job.h"
 
 G_BEGIN_DECLS
 
@@ -12,9 +13,11 @@ G_BEGIN_DECLS
  * $GFCG_CAPTURE_DIALOG set to a PNG path the dialog saves a picture of
  * itself there once it is shown and the estimate is in, and returns FALSE
  * (tools/capture-dialog); with $GFCG_TEST_DIALOG=ok it presses Draw
- * instead (tests). */
+ * instead (tests).  *loaded gets the pack the dialog loaded last (or NULL),
+ * for gfcg_job_new. */
 gboolean gfcg_dialog_run (GimpProcedure       *procedure,
-                          GimpProcedureConfig *config);
+                          GimpProcedureConfig *config,
+                          GfcgLoadedPack     **loaded);
 
 G_END_DECLS
 

@@ -136,8 +136,12 @@ probe_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancell
     }
   pr->memory = proc_status ("VmHWM:");
   pr->memory = pr->memory > rss0 ? pr->memory - rss0 : 0;
-  gfcg_pack_free (pack);
-  gfcg_context_free (ctx);
+  /* Kept: if the user draws with this pack, the job takes it. */
+  pr->loaded = g_new0 (GfcgLoadedPack, 1);
+  pr->loaded->dir = g_strdup (pr->dir);
+  pr->loaded->device = g_strdup (pr->device);
+  pr->loaded->ctx = ctx;
+  pr->loaded->pack = pack;
 }
 
 void
@@ -166,6 +170,7 @@ gfcg_pack_probe_free (GfcgPackProbe *pr)
   if (pr == NULL)
     return;
   g_clear_error (&pr->error);
+  gfcg_loaded_pack_free (pr->loaded);
   g_free (pr->dir);
   g_free (pr->device);
   g_free (pr->name);

@@ -6,6 +6,7 @@
 
 #include <gio/gio.h>
 #include <gfcg/gfcg.h>
+#include "gfcg-job.h"
 
 G_BEGIN_DECLS
 
@@ -30,6 +31,8 @@ typedef struct
   double            t_decoder;    /* one final decode (latent packs, else 0) */
   double            t_preview;    /* one quick decode of an estimate         */
   gsize             memory;       /* bytes: weights and one evaluation       */
+
+  GfcgLoadedPack   *loaded;       /* the pack itself, for the job to take     */
 } GfcgPackProbe;
 
 /* Runs in a thread; the callback gets a GfcgPackProbe * to free. */

@@ -38,9 +38,13 @@ def test_dialog_repeat_last_and_stop(gimp, tiny_packs):
         (plug-in-gfcg-render #:run-mode RUN-INTERACTIVE #:image img #:pack "{pack}"
                              #:class-index 482 #:steps 6 #:seed 4 #:mode "gfcg")
         (plug-in-gfcg-render #:run-mode RUN-WITH-LAST-VALS #:image img)
-        {report})''', env={'GFCG_TEST_DIALOG': 'ok'}, wrap=('xvfb-run', '-a'))
+        {report})''', env={'GFCG_TEST_DIALOG': 'ok', 'GFCG_DEBUG_REUSE': '1'},
+                      wrap=('xvfb-run', '-a'))
     assert re.findall(r'^AFTER (.*)$', log, re.M) == [
         '2 dirty cassette player (gfcg, seed 4) #1']  # GIMP numbers a repeated name
+    # Draw took the pack the dialog had loaded for its estimate; Repeat Last
+    # (no dialog) loaded its own.
+    assert log.count('drawing with the pack the dialog loaded') == 1, log
 
     _, log = gimp.run(f'''
       (let* ((img (car (gimp-image-new 16 16 RGB)))
