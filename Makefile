@@ -4,8 +4,10 @@ DEVENV  ?= tools/devenv
 CLASS   ?= 0
 MODE    ?=
 SEED    ?= 1
+FUZZ_TIME ?= 600
+FUZZ_TARGETS ?=
 
-.PHONY: all demo check build clean test-packs
+.PHONY: all demo check build clean test-packs fuzz
 
 all: build
 
@@ -21,9 +23,15 @@ demo:
 check:
 	$(DEVENV) tools/check
 
+# Long libFuzzer runs (FUZZ_TIME seconds per target; FUZZ_TARGETS: some of
+# safetensors pack png) on a corpus kept in build-fuzz/corpus-*; prints the
+# executions.  Findings go to build-fuzz/artifacts-*/.
+fuzz:
+	GFCG_DEVENV_NOBUILD=1 $(DEVENV) tools/fuzz $(FUZZ_TIME) $(FUZZ_TARGETS)
+
 # Tiny random packs (16x16, as the parity tests use) in build/test-packs/.
 test-packs:
 	GFCG_DEVENV_NOBUILD=1 $(DEVENV) python3 tests/reference/make_packs.py build/test-packs
 
 clean:
-	rm -rf build build-asan demo.png demo.json
+	rm -rf build build-asan build-fuzz demo.png demo.json

@@ -19,7 +19,7 @@ struct _Classifier
   gpointer              net;
   int                   resolution, num_classes, label_offset;
   gboolean              imagenet;
-  float                 mean[3], std[3];
+  float                 mean[3], std[3]; /* per input channel */
   gsize                 n_params;
 };
 
@@ -130,16 +130,17 @@ classifier_logits (Classifier *c, int n, int channels, int h, int w, const float
                    "the classifier takes 3 channels, the image has %d", channels);
       return FALSE;
     }
-  xt = gfcg_tensor_from_host (c->be, 4, (int[]) { n, channels, h, w }, x);
-  t = gfcg_op_image_prep (xt, c->resolution, c->mean, c->std);
+  xt = gfcg_tensor_from_host (c->be, 4, (int[]) { n, channels, h, w }, x); /* [n, 3, h, w] */
+  t = gfcg_op_image_prep (xt, c->resolution, c->mean, c->std); /* [n, 3, resolution, resolution] */
   gfcg_tensor_free (xt);
-  out = t != NULL ? c->arch->forward (c->net, t) : NULL;
+  out = t != NULL ? c->arch->forward (c->net, t) : NULL; /* [n, n_raw] */
   gfcg_tensor_free (t);
   if (out != NULL && c->label_offset == 0)
     gfcg_tensor_download (out, logits);
   else if (out != NULL)
     {
-      /* Drop the leading outputs that are not classes (Coral's background). */
+      /* Drop the leading outputs that are not classes (Coral's background):
+       * raw [n, n_raw] -> logits [n, num_classes]. */
       float *raw = g_new (float, (gsize) n * n_raw);
       gfcg_tensor_download (out, raw);
       for (int b = 0; b < n; b++)

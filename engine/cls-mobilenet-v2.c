@@ -25,15 +25,17 @@ static const struct { int t, c, n, s; } stages[] = {
 typedef struct
 {
   int         cin, hidden, cout, stride;
-  GfcgTensor *ew, *eb;   /* expansion (NULL when t == 1) */
-  GfcgTensor *dw, *db;   /* depthwise [hidden, 1, 3, 3] */
-  GfcgTensor *pw, *pb;   /* projection */
+  GfcgTensor *ew, *eb;   /* expansion [hidden, cin, 1, 1], [hidden] (NULL when t == 1) */
+  GfcgTensor *dw, *db;   /* depthwise [hidden, 1, 3, 3], [hidden] */
+  GfcgTensor *pw, *pb;   /* projection [cout, hidden, 1, 1], [cout] */
 } InvRes;
 
 typedef struct
 {
   GfcgBackend *be;
   gboolean     same;     /* TensorFlow SAME padding, else symmetric */
+  /* stem_w [32, 3, 3, 3], stem_b [32], head_w [1280, 320, 1, 1], head_b [1280],
+   * fc_w [n_outputs, 1280], fc_b [n_outputs] (n_outputs = num_classes + label_offset) */
   GfcgTensor  *stem_w, *stem_b, *head_w, *head_b, *fc_w, *fc_b;
   InvRes       blocks[N_BLOCKS];
   gsize        n_params;
@@ -138,7 +140,8 @@ fail:
   return NULL;
 }
 
-/* A 3x3 conv (stem or depthwise) with the configured padding. */
+/* A 3x3 conv (stem or depthwise) with the configured padding: x [N, Cin, H, W]
+ * -> [N, Cout, ceil(H / stride), ceil(W / stride)] either way. */
 static GfcgTensor *
 conv3x3 (const MobileNetV2 *m, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *b,
          int stride, int groups)
@@ -164,11 +167,14 @@ static GfcgTensor *
 mobilenet_v2_forward (gpointer p, const GfcgTensor *x)
 {
   MobileNetV2 *m = p;
+  /* x [N, 3, R, R] (R = resolution) -> t [N, 32, ceil(R/2), ceil(R/2)] */
   GfcgTensor *t = relu6 (conv3x3 (m, x, m->stem_w, m->stem_b, 2, 1));
 
   for (int i = 0; i < N_BLOCKS; i++)
     {
       InvRes *b = &m->blocks[i];
+      /* t [N, cin, H, W] -> h [N, hidden, H, W] -> d [N, hidden, H', W'] -> h, then t
+       * [N, cout, H', W'], H' = ceil(H / stride) */
       GfcgTensor *h = b->ew != NULL ? relu6 (gfcg_op_conv2d (t, b->ew, b->eb, 1, 0)) : NULL;
       GfcgTensor *d = relu6 (conv3x3 (m, b->ew != NULL ? h : t, b->dw, b->db, b->stride,
                                       b->hidden));
@@ -179,9 +185,10 @@ mobilenet_v2_forward (gpointer p, const GfcgTensor *x)
         gfcg_tensor_set (&h, gfcg_op_axpby (1.0f, h, 1.0f, t));
       gfcg_tensor_set (&t, h);
     }
-  gfcg_tensor_set (&t, relu6 (gfcg_op_conv2d (t, m->head_w, m->head_b, 1, 0)));
-  gfcg_tensor_set (&t, gfcg_op_avgpool_global (t));
-  gfcg_tensor_set (&t, gfcg_op_linear (t, m->fc_w, m->fc_b));
+  /* t [N, 320, ceil(R/32), ceil(R/32)] (224: 7 x 7) */
+  gfcg_tensor_set (&t, relu6 (gfcg_op_conv2d (t, m->head_w, m->head_b, 1, 0))); /* [N, 1280, ..] */
+  gfcg_tensor_set (&t, gfcg_op_avgpool_global (t));           /* [N, 1280] */
+  gfcg_tensor_set (&t, gfcg_op_linear (t, m->fc_w, m->fc_b)); /* [N, n_outputs] */
   return t;
 }
 

@@ -6,12 +6,16 @@
 typedef struct
 {
   int         stride, cin, cout;
+  /* w1 [cout, cin, 3, 3], w2 [cout, cout, 3, 3], ws [cout, cin, 1, 1]; b1, b2, bs [cout] */
   GfcgTensor *w1, *b1, *w2, *b2, *ws, *bs; /* ws/bs: projection skip or NULL */
 } ResBlock;
 
 typedef struct
 {
   GfcgBackend *be;
+  /* stem_w [widths[0], 3, 3, 3], stem_b [widths[0]], fc_w [n_outputs, C], fc_b
+   * [n_outputs]; C: the last block's cout (widths[0] if there is none); n_outputs =
+   * num_classes + label_offset. */
   GfcgTensor  *stem_w, *stem_b, *fc_w, *fc_b;
   GArray      *blocks; /* ResBlock */
   gsize        n_params;
@@ -124,6 +128,7 @@ static GfcgTensor *
 resnet_cnn_forward (gpointer p, const GfcgTensor *x)
 {
   ResnetCnn *c = p;
+  /* x [N, 3, R, R] (R = resolution) -> t [N, widths[0], R, R] */
   GfcgTensor *t = gfcg_op_conv2d (x, c->stem_w, c->stem_b, 1, 1);
 
   gfcg_tensor_set (&t, gfcg_op_relu (t));
@@ -131,6 +136,7 @@ resnet_cnn_forward (gpointer p, const GfcgTensor *x)
     {
       ResBlock *b = &g_array_index (c->blocks, ResBlock, i);
       GfcgTensor *r, *skip;
+      /* t [N, cin, H, W] -> r, skip, t [N, cout, H', W'], H' = (H - 1) / stride + 1 */
       r = gfcg_op_conv2d (t, b->w1, b->b1, b->stride, 1);
       gfcg_tensor_set (&r, gfcg_op_relu (r));
       gfcg_tensor_set (&r, gfcg_op_conv2d (r, b->w2, b->b2, 1, 1));
@@ -140,8 +146,8 @@ resnet_cnn_forward (gpointer p, const GfcgTensor *x)
       gfcg_tensor_set (&t, gfcg_op_relu (r));
       gfcg_tensor_free (r);
     }
-  gfcg_tensor_set (&t, gfcg_op_avgpool_global (t));
-  gfcg_tensor_set (&t, gfcg_op_linear (t, c->fc_w, c->fc_b));
+  gfcg_tensor_set (&t, gfcg_op_avgpool_global (t));           /* [N, C] */
+  gfcg_tensor_set (&t, gfcg_op_linear (t, c->fc_w, c->fc_b)); /* [N, n_outputs] */
   return t;
 }
 

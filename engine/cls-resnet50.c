@@ -17,6 +17,9 @@ static const int stage_widths[N_STAGES] = { 64, 128, 256, 512 };
 typedef struct
 {
   int         stride;
+  /* width = stage_widths[s], cin = 64 (first block) or the previous block's 4 width:
+   * w1 [width, cin, 1, 1], w2 [width, width, 3, 3], w3 [4 width, width, 1, 1],
+   * wd [4 width, cin, 1, 1] (first block of a stage); b1, b2 [width], b3, bd [4 width] */
   GfcgTensor *w1, *b1, *w2, *b2, *w3, *b3, *wd, *bd; /* wd/bd: downsample or NULL */
 } Bottleneck;
 
@@ -24,6 +27,8 @@ typedef struct
 {
   GfcgBackend *be;
   double       eps;
+  /* stem_w [64, 3, 7, 7], stem_b [64], fc_w [n_outputs, 2048], fc_b [n_outputs]
+   * (n_outputs = num_classes + label_offset) */
   GfcgTensor  *stem_w, *stem_b, *fc_w, *fc_b;
   GArray      *blocks; /* Bottleneck */
   gsize        n_params;
@@ -189,12 +194,15 @@ static GfcgTensor *
 resnet50_forward (gpointer p, const GfcgTensor *x)
 {
   ResNet50 *r = p;
+  /* x [N, 3, R, R] (R = resolution) -> t [N, 64, ceil(R/2), ceil(R/2)] */
   GfcgTensor *t = relu (gfcg_op_conv2d (x, r->stem_w, r->stem_b, 2, 3));
 
-  gfcg_tensor_set (&t, gfcg_op_maxpool (t, 3, 2, 1));
+  gfcg_tensor_set (&t, gfcg_op_maxpool (t, 3, 2, 1)); /* [N, 64, ceil(R/4), ceil(R/4)] */
   for (guint i = 0; i < r->blocks->len; i++)
     {
       Bottleneck *b = &g_array_index (r->blocks, Bottleneck, i);
+      /* t [N, cin, H, W] -> h [N, width, H, W] -> h [N, width, H', W'] -> h, skip, then t
+       * [N, 4 width, H', W'], H' = ceil(H / stride) */
       GfcgTensor *h = relu (gfcg_op_conv2d (t, b->w1, b->b1, 1, 0));
       GfcgTensor *skip = b->wd != NULL ? gfcg_op_conv2d (t, b->wd, b->bd, b->stride, 0) : NULL;
       gfcg_tensor_set (&h, relu (gfcg_op_conv2d (h, b->w2, b->b2, b->stride, 1)));
@@ -203,8 +211,9 @@ resnet50_forward (gpointer p, const GfcgTensor *x)
       gfcg_tensor_free (skip);
       gfcg_tensor_set (&t, relu (h));
     }
-  gfcg_tensor_set (&t, gfcg_op_avgpool_global (t));
-  gfcg_tensor_set (&t, gfcg_op_linear (t, r->fc_w, r->fc_b));
+  /* t [N, 2048, ceil(R/32), ceil(R/32)] (224: 7 x 7) */
+  gfcg_tensor_set (&t, gfcg_op_avgpool_global (t));           /* [N, 2048] */
+  gfcg_tensor_set (&t, gfcg_op_linear (t, r->fc_w, r->fc_b)); /* [N, n_outputs] */
   return t;
 }
 

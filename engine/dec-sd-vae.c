@@ -16,12 +16,15 @@
 #define VAE_EPS 1e-6f
 #define VAE_MAX_LEVELS 8
 
+/* n1g, n1b [cin]; c1w [cout, cin, 3, 3], c1b [cout]; n2g, n2b [cout]; c2w [cout, cout, 3, 3],
+ * c2b [cout]; sw [cout, cin, 1, 1], sb [cout]. */
 typedef struct
 {
   GfcgTensor *n1g, *n1b, *c1w, *c1b, *n2g, *n2b, *c2w, *c2b;
   GfcgTensor *sw, *sb; /* 1x1 shortcut when the channels change, else NULL */
 } VaeResnet;
 
+/* C = block_out_channels[L - 1]: ng, nb [C]; qw, kw, vw, ow [C, C, 1, 1]; qb, kb, vb, ob [C] */
 typedef struct
 {
   GfcgTensor *ng, *nb, *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob;
@@ -35,9 +38,14 @@ typedef struct
   gsize            n_params;
   int              groups, n_levels, per_level;
   gboolean         has_attn;
+  /* With ch = block_out_channels, L = n_levels, lc = latent_channels: pq_w [lc, lc, 1, 1],
+   * pq_b [lc] (NULL without post_quant_conv); in_w [ch[L-1], lc, 3, 3], in_b [ch[L-1]];
+   * out_ng, out_nb [ch[0]]; out_w [3, ch[0], 3, 3], out_b [3]. */
   GfcgTensor      *pq_w, *pq_b, *in_w, *in_b, *out_ng, *out_nb, *out_w, *out_b;
-  VaeResnet        mid[2];
+  VaeResnet        mid[2];                        /* ch[L-1] -> ch[L-1] */
   VaeAttn          attn;
+  /* Up block i: cout = ch[L-1-i], its resnet 0 from ch[L-i] (ch[L-1] at i = 0), the
+   * others from cout; up_w[i] [cout, cout, 3, 3], up_b[i] [cout] for i < L - 1. */
   VaeResnet       *res;                           /* n_levels * per_level */
   GfcgTensor      *up_w[VAE_MAX_LEVELS], *up_b[VAE_MAX_LEVELS];
 } SdVae;
@@ -249,7 +257,8 @@ fail:
   return NULL;
 }
 
-/* ResnetBlock2D: x' = shortcut(x) + conv2(silu(gn2(conv1(silu(gn1(x)))))). */
+/* ResnetBlock2D: x' = shortcut(x) + conv2(silu(gn2(conv1(silu(gn1(x)))))).
+ * x [N, cin, H, W] -> h, s, y [N, cout, H, W]. */
 static GfcgTensor *
 resnet (SdVae *v, const VaeResnet *r, const GfcgTensor *x)
 {
@@ -264,7 +273,8 @@ resnet (SdVae *v, const VaeResnet *r, const GfcgTensor *x)
   return y;
 }
 
-/* The mid block's attention over all pixels, one head, with a residual. */
+/* The mid block's attention over all pixels, one head, with a residual.
+ * x [N, C, H, W] -> h, q, k, val, y [N, C, H, W]. */
 static GfcgTensor *
 attention (SdVae *v, const GfcgTensor *x)
 {
@@ -289,6 +299,7 @@ static GfcgTensor *
 sd_vae_forward (gpointer p, const GfcgTensor *z)
 {
   SdVae *v = p;
+  /* z [N, lc, h, w] -> t [N, lc, h, w] -> conv_in, mid block [N, ch[L-1], h, w] */
   GfcgTensor *t = v->pq_w != NULL ? gfcg_op_conv2d (z, v->pq_w, v->pq_b, 1, 0) : NULL;
 
   gfcg_tensor_set (&t, gfcg_op_conv2d (t != NULL ? t : z, v->in_w, v->in_b, 1, 1));
@@ -298,6 +309,7 @@ sd_vae_forward (gpointer p, const GfcgTensor *z)
   gfcg_tensor_set (&t, resnet (v, &v->mid[1], t));
   for (int i = 0; i < v->n_levels; i++)
     {
+      /* t [N, ch[L-1-i], 2^i h, 2^i w], then 2x by the upsampler but in the last */
       for (int j = 0; j < v->per_level; j++)
         gfcg_tensor_set (&t, resnet (v, &v->res[i * v->per_level + j], t));
       if (i < v->n_levels - 1)
@@ -307,6 +319,7 @@ sd_vae_forward (gpointer p, const GfcgTensor *z)
         }
     }
   gfcg_tensor_set (&t, gfcg_op_group_norm (t, v->groups, VAE_EPS, v->out_ng, v->out_nb, TRUE));
+  /* [N, ch[0], f h, f w] -> [N, 3, f h, f w], f = 2^(L-1) */
   gfcg_tensor_set (&t, gfcg_op_conv2d (t, v->out_w, v->out_b, 1, 1));
   return t;
 }

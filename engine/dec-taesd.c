@@ -16,6 +16,7 @@
 
 #define TAESD_MAX_STAGES 8
 
+/* C = channels (config): w[j] [C, C, 3, 3], b[j] [C] */
 typedef struct
 {
   GfcgTensor *w[3], *b[3];
@@ -30,6 +31,8 @@ typedef struct
   GPtrArray       *owned;
   gsize            n_params;
   int              n_stages, blocks[TAESD_MAX_STAGES];
+  /* in_w [C, latent_channels, 3, 3], in_b [C]; out_w [3, C, 3, 3], out_b [3];
+   * up_w[s] [C, C, 3, 3] (no bias) for s < n_stages - 1 */
   GfcgTensor      *in_w, *in_b, *out_w, *out_b, *up_w[TAESD_MAX_STAGES];
   TaesdBlock      *block;    /* all stages' blocks in order */
 } Taesd;
@@ -163,6 +166,7 @@ static GfcgTensor *
 taesd_forward (gpointer p, const GfcgTensor *z)
 {
   Taesd *t = p;
+  /* z, x [N, latent_channels, h, w] -> x [N, C, h, w] (conv, ReLU) */
   GfcgTensor *x = gfcg_op_unary (z, GFCG_UNARY_TANH, 3.0f);
   int k = 0;
 
@@ -170,6 +174,7 @@ taesd_forward (gpointer p, const GfcgTensor *z)
   gfcg_tensor_set (&x, gfcg_op_relu (x));
   for (int s = 0; s < t->n_stages; s++)
     {
+      /* x, h [N, C, 2^s h, 2^s w]; 2x after each stage but the last */
       for (int b = 0; b < t->blocks[s]; b++, k++)
         {
           const TaesdBlock *bl = &t->block[k];
@@ -187,7 +192,7 @@ taesd_forward (gpointer p, const GfcgTensor *z)
           gfcg_tensor_set (&x, gfcg_op_resample (x, GFCG_RESAMPLE_UP));
           gfcg_tensor_set (&x, gfcg_op_conv2d (x, t->up_w[s], NULL, 1, 1));
         }
-      else
+      else /* [N, 3, f h, f w], f = 2^(n_stages - 1) */
         gfcg_tensor_set (&x, gfcg_op_conv2d (x, t->out_w, t->out_b, 1, 1));
     }
   return x;

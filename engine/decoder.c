@@ -22,7 +22,7 @@ struct _Decoder
   GfcgBackend       *be;
   const DecoderArch *arch;
   gpointer           net;
-  int                latent_channels, factor;
+  int                latent_channels, factor; /* [C, h, w] -> [3, factor h, factor w] */
   double             latent_scale;
   gsize              n_params;
   guint              n_unused;
@@ -97,14 +97,15 @@ decoder_decode (Decoder *d, const LatentSpace *ls, int n, int h, int w, const fl
     }
   a = 2.0f * d->arch->out_scale / range;
   b = 2.0f * (d->arch->out_shift - ls->black) / range - 1.0f;
-  /* One image at a time: a 512-pixel decode is large enough on its own. */
+  /* x [n, c, h, w] -> rgb, decoded [n, 3, ho, wo] on the host.  One image at a time: a
+   * 512-pixel decode is large enough on its own. */
   for (int j = 0; j < n; j++)
     {
       GfcgTensor *t = gfcg_tensor_from_host (d->be, 4, (int[]) { 1, c, h, w }, x + j * per_in);
       GfcgTensor *y;
 
-      gfcg_tensor_set (&t, gfcg_op_channel_affine (t, sc, sh));
-      y = t != NULL ? d->arch->forward (d->net, t) : NULL;
+      gfcg_tensor_set (&t, gfcg_op_channel_affine (t, sc, sh)); /* [1, c, h, w] */
+      y = t != NULL ? d->arch->forward (d->net, t) : NULL;      /* [1, 3, ho, wo] */
       gfcg_tensor_free (t);
       if (y != NULL && (y->shape[1] != 3 || y->shape[2] != ho || y->shape[3] != wo))
         gfcg_backend_fail (d->be, GFCG_ERROR_MODEL, "internal: decoder output has the wrong size");

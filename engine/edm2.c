@@ -19,7 +19,11 @@ typedef struct
   gboolean     takes_skip; /* decoder blocks fed mp_cat(x, skip) */
   GfcgResample resample;
   int          cin, cout, heads, head_dim;
-  GfcgTensor  *conv;       /* LAYER_CONV */
+  GfcgTensor  *conv;       /* LAYER_CONV: [cout, cin, 3, 3] */
+  /* LAYER_BLOCK (weight-normalised at load): conv_res0 [cout, enc ? cout : cin, 3, 3],
+   * emb_linear [cout, cemb], conv_res1 [cout, cout, 3, 3], conv_skip [cout, cin, 1, 1]
+   * (NULL when cin == cout), attn_qkv [3 cout, cout, 1, 1] and attn_proj
+   * [cout, cout, 1, 1] (NULL when heads == 0). */
   GfcgTensor  *conv_res0, *emb_linear, *conv_res1, *conv_skip, *attn_qkv, *attn_proj;
 } Layer;
 
@@ -28,7 +32,7 @@ typedef struct
   int    img_resolution, img_channels, label_dim, model_channels, num_blocks;
   int   *channel_mult, n_levels;
   int   *attn_res, n_attn;
-  int    cnoise, cemb, channels_per_head;
+  int    cnoise, cemb, channels_per_head; /* cnoise, cemb: noise and embedding widths */
   double label_balance, concat_balance, res_balance, attn_balance, clip_act, sigma_data;
 } Edm2Config;
 
@@ -36,6 +40,9 @@ struct _Edm2Net
 {
   GfcgBackend *be;
   Edm2Config   cfg;
+  /* freqs, phases [cnoise]; emb_noise [cemb, cnoise]; emb_label [cemb, label_dim]
+   * (NULL when label_dim == 0); out_conv [img_channels, c0, 3, 3] with
+   * c0 = model_channels * channel_mult[0] (the last decoder block's cout). */
   GfcgTensor  *freqs, *phases, *emb_noise, *emb_label, *out_conv;
   GPtrArray   *enc, *dec; /* Layer* */
   gsize        n_params;
@@ -129,7 +136,7 @@ static gboolean
 load_block (Edm2Net *net, GfcgSafetensors *st, Layer *l, GError **error)
 {
   GfcgBackend *be = net->be;
-  int cemb = net->cfg.cemb, res0_in = l->enc ? l->cout : l->cin;
+  int cemb = net->cfg.cemb, res0_in = l->enc ? l->cout : l->cin; /* enc: after conv_skip */
   float emb_gain;
   char *key;
   gboolean ok;
@@ -188,6 +195,10 @@ build (Edm2Net *net, GfcgSafetensors *st, GError **error)
   GArray *skips = g_array_new (FALSE, FALSE, sizeof (int));
   gboolean ok = TRUE;
 
+  /* Level `level` works at R = img_resolution >> level, ch = model_channels *
+   * channel_mult[level].  Encoder: conv [N, img_channels + 1, R, R] -> [N, ch, R, R]
+   * (level 0) or down [N, C, 2R, 2R] -> [N, C, R, R], then num_blocks blocks to
+   * [N, ch, R, R]; each output's width goes on the skip stack. */
   for (int level = 0; level < c->n_levels; level++)
     {
       int res = c->img_resolution >> level, ch = c->model_channels * c->channel_mult[level];
@@ -213,6 +224,9 @@ build (Edm2Net *net, GfcgSafetensors *st, GError **error)
           g_array_append_val (skips, l->cout);
         }
     }
+  /* Decoder: in0 (with attention) and in1 [N, C, R, R] at the lowest R, else up
+   * [N, C, R/2, R/2] -> [N, C, R, R]; then num_blocks + 1 blocks, each fed
+   * mp_cat(x, skip) [N, cout + skip, R, R] and giving [N, ch, R, R]. */
   for (int level = c->n_levels - 1; level >= 0; level--)
     {
       int res = c->img_resolution >> level, ch = c->model_channels * c->channel_mult[level];
@@ -320,37 +334,38 @@ fail:
   return NULL;
 }
 
+/* x_in [N, cin, H, W], emb [N, cemb] -> [N, cout, R, R], R = H/2 (DOWN), 2H (UP), H. */
 static GfcgTensor *
 block_forward (Edm2Net *net, Layer *l, const GfcgTensor *x_in, const GfcgTensor *emb)
 {
   const Edm2Config *c = &net->cfg;
-  GfcgTensor *x = gfcg_op_resample (x_in, l->resample);
+  GfcgTensor *x = gfcg_op_resample (x_in, l->resample); /* [N, cin, R, R] */
   GfcgTensor *y, *t, *scale;
 
   if (l->enc)
     {
       if (l->conv_skip != NULL)
         gfcg_tensor_set (&x, gfcg_op_conv2d (x, l->conv_skip, NULL, 1, 0));
-      gfcg_tensor_set (&x, gfcg_op_pixel_norm (x, EPS));
+      gfcg_tensor_set (&x, gfcg_op_pixel_norm (x, EPS)); /* [N, cout, R, R] */
     }
   t = gfcg_op_mp_silu (x);
-  y = gfcg_op_conv2d (t, l->conv_res0, NULL, 1, 1);
+  y = gfcg_op_conv2d (t, l->conv_res0, NULL, 1, 1); /* [N, cout, R, R] */
   gfcg_tensor_free (t);
-  scale = gfcg_op_linear (emb, l->emb_linear, NULL);
+  scale = gfcg_op_linear (emb, l->emb_linear, NULL); /* [N, cout] */
   gfcg_tensor_set (&y, gfcg_op_scale_channels (y, scale, 1.0f));
   gfcg_tensor_free (scale);
   gfcg_tensor_set (&y, gfcg_op_mp_silu (y));
   gfcg_tensor_set (&y, gfcg_op_conv2d (y, l->conv_res1, NULL, 1, 1));
   if (!l->enc && l->conv_skip != NULL)
     gfcg_tensor_set (&x, gfcg_op_conv2d (x, l->conv_skip, NULL, 1, 0));
-  t = gfcg_op_mp_sum (x, y, (float) c->res_balance);
+  t = gfcg_op_mp_sum (x, y, (float) c->res_balance); /* [N, cout, R, R] */
   gfcg_tensor_free (x);
   gfcg_tensor_free (y);
   x = t;
   if (l->heads > 0)
     {
-      GfcgTensor *qkv = gfcg_op_conv2d (x, l->attn_qkv, NULL, 1, 0);
-      y = gfcg_op_attention (qkv, l->heads, l->head_dim, EPS);
+      GfcgTensor *qkv = gfcg_op_conv2d (x, l->attn_qkv, NULL, 1, 0); /* [N, 3 cout, R, R] */
+      y = gfcg_op_attention (qkv, l->heads, l->head_dim, EPS);       /* [N, cout, R, R] */
       gfcg_tensor_free (qkv);
       gfcg_tensor_set (&y, gfcg_op_conv2d (y, l->attn_proj, NULL, 1, 0));
       t = gfcg_op_mp_sum (x, y, (float) c->attn_balance);
@@ -362,7 +377,8 @@ block_forward (Edm2Net *net, Layer *l, const GfcgTensor *x_in, const GfcgTensor 
   return x;
 }
 
-/* F(x_in, c_noise, labels): the raw UNet. */
+/* F(x_in, c_noise, labels): the raw UNet.  x_in [n, img_channels, R, R] (R = img_resolution),
+ * c_noise [n] and labels [n, label_dim] or NULL on the host -> [n, img_channels, R, R]. */
 static GfcgTensor *
 unet_forward (Edm2Net *net, int n, const GfcgTensor *x_in, const float *c_noise,
               const float *labels)
@@ -372,8 +388,8 @@ unet_forward (Edm2Net *net, int n, const GfcgTensor *x_in, const float *c_noise,
   GfcgTensor *emb, *x, *t;
   GPtrArray *skips = g_ptr_array_new_with_free_func ((GDestroyNotify) gfcg_tensor_free);
 
-  t = gfcg_op_fourier (be, n, c_noise, net->freqs, net->phases);
-  emb = gfcg_op_linear (t, net->emb_noise, NULL);
+  t = gfcg_op_fourier (be, n, c_noise, net->freqs, net->phases); /* [n, cnoise] */
+  emb = gfcg_op_linear (t, net->emb_noise, NULL);                  /* [n, cemb] */
   gfcg_tensor_free (t);
   if (c->label_dim > 0)
     {
@@ -385,14 +401,14 @@ unet_forward (Edm2Net *net, int n, const GfcgTensor *x_in, const float *c_noise,
           scaled[i] = (float) (labels[i] * sqrt ((double) c->label_dim));
       lab = gfcg_tensor_from_host (be, 2, (int[]) { n, c->label_dim }, scaled);
       g_free (scaled);
-      le = gfcg_op_linear (lab, net->emb_label, NULL);
+      le = gfcg_op_linear (lab, net->emb_label, NULL); /* [n, label_dim] -> [n, cemb] */
       gfcg_tensor_free (lab);
       gfcg_tensor_set (&emb, gfcg_op_mp_sum (emb, le, (float) c->label_balance));
       gfcg_tensor_free (le);
     }
   gfcg_tensor_set (&emb, gfcg_op_mp_silu (emb));
 
-  x = gfcg_op_cat_ones (x_in);
+  x = gfcg_op_cat_ones (x_in); /* [n, img_channels + 1, R, R] */
   for (guint i = 0; i < net->enc->len; i++)
     {
       Layer *l = net->enc->pdata[i];
@@ -409,12 +425,13 @@ unet_forward (Edm2Net *net, int n, const GfcgTensor *x_in, const float *c_noise,
       if (l->takes_skip && skips->len > 0)
         {
           GfcgTensor *s = g_ptr_array_steal_index (skips, skips->len - 1);
+          /* x [n, C, r, r], s [n, skip, r, r] -> [n, l->cin = C + skip, r, r] */
           gfcg_tensor_set (&x, gfcg_op_mp_cat (x, s, (float) c->concat_balance));
           gfcg_tensor_free (s);
         }
       gfcg_tensor_set (&x, block_forward (net, l, x, emb));
     }
-  gfcg_tensor_set (&x, gfcg_op_conv2d (x, net->out_conv, NULL, 1, 1));
+  gfcg_tensor_set (&x, gfcg_op_conv2d (x, net->out_conv, NULL, 1, 1)); /* [n, img_channels, R, R] */
   gfcg_tensor_free (emb);
   g_ptr_array_unref (skips);
   return x;
@@ -441,6 +458,7 @@ edm2_denoise (Edm2Net *net, int n, const float *x, const double *sigma, const fl
       c_in[i] = (float) (1.0 / sqrt (sd * sd + s * s));
       c_noise[i] = (float) (log (s) / 4.0);
     }
+  /* xt, xin, f, d [n, img_channels, R, R]: D = c_skip x + c_out F(c_in x, c_noise, labels). */
   xt = gfcg_tensor_from_host (net->be, 4, shape, x);
   xin = gfcg_op_axpby_batch (c_in, xt, NULL, NULL);
   f = unet_forward (net, n, xin, c_noise, c->label_dim > 0 ? labels : NULL);

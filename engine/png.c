@@ -63,36 +63,148 @@ gfcg_write_png (const char *path, const guchar *rgb, int width, int height,
   return ok;
 }
 
+/* ---- Reading ----------------------------------------------------------------
+ *
+ * The low-level libpng API, not the simplified one, because only it lets us
+ * bound what a hostile file can make libpng do before a single row is read:
+ *  - the pixel count, checked from IHDR before any row buffer exists
+ *    (GFCG_MAX_IMAGE_PIXELS; libpng's own width/height limits are set to it too);
+ *  - ancillary chunks: at most PNG_CHUNK_MALLOC_MAX bytes for any one chunk
+ *    (a tEXt/zTXt/iTXt/sPLT chunk claiming 2^31 bytes made libpng 1.6.39 allocate
+ *    2 GB for a 49-byte file), decompressed zTXt/iCCP included, and at most
+ *    PNG_CHUNK_CACHE_MAX of them kept;
+ *  - the engine reads no metadata, so every ancillary chunk is skipped unread
+ *    (png_set_keep_unknown_chunks ... PNG_HANDLE_CHUNK_NEVER for all of them). */
+#define PNG_CHUNK_MALLOC_MAX (4u << 20)
+#define PNG_CHUNK_CACHE_MAX  64u
+
+typedef struct
+{
+  const char   *name;
+  char          message[200];
+  const guint8 *mem;     /* memory source, or NULL for a FILE */
+  gsize         len, pos;
+} PngSource;
+
+static void
+png_fail (png_structp png, png_const_charp msg)
+{
+  PngSource *src = png_get_error_ptr (png);
+  g_strlcpy (src->message, msg, sizeof src->message);
+  png_longjmp (png, 1);
+}
+
+static void
+png_quiet (png_structp png, png_const_charp msg)
+{
+  /* Warnings (bad CRC in an ancillary chunk, odd profiles) are not errors. */
+}
+
+static void
+png_mem_read (png_structp png, png_bytep out, size_t n)
+{
+  PngSource *src = png_get_io_ptr (png);
+  if (n > src->len - src->pos)
+    png_error (png, "file truncated");
+  memcpy (out, src->mem + src->pos, n);
+  src->pos += n;
+}
+
+static guchar *
+read_png (PngSource *src, FILE *f, int *width, int *height, GError **error)
+{
+  png_structp png;
+  png_infop info = NULL;
+  guchar *volatile buf = NULL;
+  png_bytep *volatile rows = NULL;
+  volatile gboolean ok = FALSE;
+  volatile png_uint_32 w = 0, h = 0; /* read after a longjmp */
+
+  png = png_create_read_struct (PNG_LIBPNG_VER_STRING, src, png_fail, png_quiet);
+  if (png == NULL || (info = png_create_info_struct (png)) == NULL)
+    {
+      png_destroy_read_struct (&png, NULL, NULL);
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_NO_MEMORY, "%s: no memory for libpng", src->name);
+      return NULL;
+    }
+  if (setjmp (png_jmpbuf (png)) == 0)
+    {
+      if (f != NULL)
+        png_init_io (png, f);
+      else
+        png_set_read_fn (png, src, png_mem_read);
+      png_set_user_limits (png, GFCG_MAX_IMAGE_PIXELS, GFCG_MAX_IMAGE_PIXELS);
+      png_set_chunk_cache_max (png, PNG_CHUNK_CACHE_MAX);
+      png_set_chunk_malloc_max (png, PNG_CHUNK_MALLOC_MAX);
+      png_set_keep_unknown_chunks (png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
+      png_read_info (png, info);
+      w = png_get_image_width (png, info);
+      h = png_get_image_height (png, info);
+      if ((guint64) w * h > GFCG_MAX_IMAGE_PIXELS)
+        {
+          g_snprintf (src->message, sizeof src->message,
+                      "%ux%u pixels is too large (at most %u pixels, e.g. %ux%u)", w, h,
+                      GFCG_MAX_IMAGE_PIXELS, GFCG_MAX_IMAGE_SIDE, GFCG_MAX_IMAGE_SIDE);
+          png_longjmp (png, 2);
+        }
+      /* Any bit depth and colour type to 8-bit RGB: palette and grey expanded,
+       * 16 bits scaled, alpha dropped (the file's gamma is not applied). */
+      png_set_expand (png);
+      png_set_scale_16 (png);
+      png_set_strip_alpha (png);
+      png_set_gray_to_rgb (png);
+      png_set_interlace_handling (png);
+      png_read_update_info (png, info);
+      if (png_get_rowbytes (png, info) != (gsize) w * 3)
+        png_error (png, "unexpected row layout");
+      buf = g_try_malloc ((gsize) w * h * 3);
+      rows = g_try_new (png_bytep, h);
+      if (buf == NULL || rows == NULL)
+        {
+          g_strlcpy (src->message, "no memory for the picture", sizeof src->message);
+          png_longjmp (png, 3);
+        }
+      for (png_uint_32 y = 0; y < h; y++)
+        rows[y] = buf + (gsize) y * w * 3;
+      png_read_image (png, rows);
+      png_read_end (png, NULL);
+      ok = TRUE;
+    }
+  png_destroy_read_struct (&png, &info, NULL);
+  g_free (rows);
+  if (!ok)
+    {
+      g_free (buf);
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", src->name,
+                   src->message[0] ? src->message : "not a readable PNG");
+      return NULL;
+    }
+  *width = (int) w;
+  *height = (int) h;
+  return buf;
+}
+
 guchar *
 gfcg_read_png (const char *path, int *width, int *height, GError **error)
 {
-  png_image img;
-  guchar *buf;
+  PngSource src = { .name = path };
+  guchar *rgb;
+  FILE *f = g_fopen (path, "rb");
 
-  memset (&img, 0, sizeof img);
-  img.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_file (&img, path))
+  if (f == NULL)
     {
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", path, img.message);
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", path, g_strerror (errno));
       return NULL;
     }
-  if (img.width == 0 || img.height == 0 || img.width > 16384 || img.height > 16384)
-    {
-      png_image_free (&img);
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: unsupported size %ux%u", path,
-                   img.width, img.height);
-      return NULL;
-    }
-  img.format = PNG_FORMAT_RGB;
-  buf = g_malloc (PNG_IMAGE_SIZE (img));
-  if (!png_image_finish_read (&img, NULL, buf, 0, NULL))
-    {
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", path, img.message);
-      g_free (buf);
-      png_image_free (&img);
-      return NULL;
-    }
-  *width = (int) img.width;
-  *height = (int) img.height;
-  return buf;
+  rgb = read_png (&src, f, width, height, error);
+  fclose (f);
+  return rgb;
+}
+
+guchar *
+gfcg_read_png_from_memory (const char *name, const guint8 *data, gsize len, int *width,
+                           int *height, GError **error)
+{
+  PngSource src = { .name = name, .mem = data, .len = len };
+  return read_png (&src, NULL, width, height, error);
 }

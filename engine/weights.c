@@ -25,6 +25,7 @@ upload (GfcgBackend *be, int ndim, const gint64 *shape, const float *host, GErro
   return t;
 }
 
+/* The tensor `name`, checked to be [shape[0], .., shape[ndim - 1]], values unchanged. */
 GfcgTensor *
 weight_load (GfcgBackend *be, GfcgSafetensors *st, const char *name, int ndim,
              const gint64 *shape, GError **error)
@@ -38,6 +39,9 @@ weight_load (GfcgBackend *be, GfcgSafetensors *st, const char *name, int ndim,
   return t;
 }
 
+/* As weight_load, viewed as [rows = shape[0], fan_in = the rest] (conv [Cout, Cin, k, k]:
+ * [Cout, Cin k k]; linear [M, K]): EDM2's normalisation, each row w becoming
+ * gain w / (eps sqrt(fan_in) + |w|). */
 GfcgTensor *
 weight_load_mp (GfcgBackend *be, GfcgSafetensors *st, const char *name, int ndim,
                 const gint64 *shape, float gain, GError **error)
@@ -66,6 +70,7 @@ weight_load_mp (GfcgBackend *be, GfcgSafetensors *st, const char *name, int ndim
   return t;
 }
 
+/* A scalar tensor `name` of shape [] into *out. */
 gboolean
 scalar_load (GfcgSafetensors *st, const char *name, float *out, GError **error)
 {

@@ -166,6 +166,28 @@ test_hostile (void)
   g_free (p);
 }
 
+/* Two JSON values in the header (found by tests/fuzz/fuzz-safetensors): the
+ * immutable json-glib parser used to abort the process in json_parser_get_root.
+ * json-glib keeps one of the values; either way the open must return. */
+static void
+test_two_json_values (void)
+{
+  static const char *const headers[] = { "{}{}", "1{}", "\"F64\"{\"a\":1}",
+    "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}{}" };
+  for (guint i = 0; i < G_N_ELEMENTS (headers); i++)
+    {
+      char *name = g_strdup_printf ("two-values-%u", i);
+      char *p = write_file (name, headers[i], two, sizeof two, 0, 0);
+      GError *error = NULL;
+      GfcgSafetensors *st = gfcg_st_open (p, &error);
+      g_assert_true ((st != NULL) != (error != NULL));
+      gfcg_st_close (st);
+      g_clear_error (&error);
+      g_free (name);
+      g_free (p);
+    }
+}
+
 static void
 test_nan (void)
 {
@@ -225,6 +247,7 @@ main (int argc, char **argv)
   dir = g_dir_make_tmp ("gfcg-st-XXXXXX", NULL);
   g_test_add_func ("/safetensors/valid", test_valid);
   g_test_add_func ("/safetensors/hostile", test_hostile);
+  g_test_add_func ("/safetensors/two-json-values", test_two_json_values);
   g_test_add_func ("/safetensors/nan", test_nan);
   g_test_add_func ("/safetensors/half", test_half);
   g_test_add_func ("/safetensors/roundtrip", test_roundtrip);

@@ -236,8 +236,21 @@ char         *gfcg_image_get_trace_json (const GfcgImage *image);
 
 gboolean gfcg_write_png (const char *path, const guchar *rgb, int width, int height,
                          const char *comment, GError **error);
-/* Reads any 8-bit or 16-bit PNG as 8-bit RGB (alpha dropped, grey expanded). */
+/* The largest picture the engine reads (classify today, init images and masks
+ * later): 16 Mpx, 4096x4096, 64 times the pixels of a 512x512 sample.  A bigger
+ * one is refused from its header, before anything is allocated: reading takes
+ * 3 bytes a pixel and classifying about 30 more (floats, backend copies). */
+#define GFCG_MAX_IMAGE_SIDE   4096u
+#define GFCG_MAX_IMAGE_PIXELS (GFCG_MAX_IMAGE_SIDE * GFCG_MAX_IMAGE_SIDE)
+
+/* Reads any PNG (any bit depth and colour type) as 8-bit RGB: palette and grey
+ * expanded, 16 bits scaled to 8, alpha dropped, gamma not applied.  Pictures of
+ * more than GFCG_MAX_IMAGE_PIXELS pixels and chunks larger than libpng's limits
+ * set here are errors naming the file. */
 guchar  *gfcg_read_png  (const char *path, int *width, int *height, GError **error);
+/* The same from bytes in memory; name is used in messages. */
+guchar  *gfcg_read_png_from_memory (const char *name, const guint8 *data, gsize len,
+                                    int *width, int *height, GError **error);
 
 G_END_DECLS
 
