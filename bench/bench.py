@@ -7,14 +7,14 @@
 For every network shape: writes a pack with random weights and the real shapes
 (tiny = tests' tiny-pixel, 16x16; default = data/models/imagenette-64;
 xs / xxl = EDM2-XS / EDM2-XXL at 512, i.e. the 64x64x4 latent UNet, 1000 labels),
-then times `gfcg bench` on each device and PyTorch (tests/reference/edm2_ref.py in
+then times `gfcg bench` on each device and PyTorch (converters/gfcg_convert/nets/edm2.py in
 fp32, normalised weights cached so it does not renormalise per call) in the same
 run.  PyTorch runs on the CPU, and on CUDA when present with TF32 off and on.
 
 Other networks of a pack (`gfcg bench --net decoder|classifier`), each in a pack
 with a tiny main UNet that is not timed:
   vae512    the SD VAE decoder (sd-vae-ft-mse's config, 49.5M parameters):
-            a 64x64x4 latent -> 512x512 picture (tests/reference/vae_ref.py)
+            a 64x64x4 latent -> 512x512 picture (converters/gfcg_convert/nets/vae.py)
   taesd512  TAESD's published decoder (64 channels, blocks 3,3,3,1), same latent
   mobilenet MobileNetV2 1.0 as Coral's (TF SAME padding, 1001 outputs)
   resnet50  torchvision's ResNet-50 (random batch-norm statistics)
@@ -49,15 +49,14 @@ import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, 'tests', 'reference'))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import make_packs  # noqa: E402
-import taesd_ref  # noqa: E402
-import vae_ref  # noqa: E402
-from edm2_ref import EDM2Precond, MPConv, normalize  # noqa: E402
+from gfcg_convert.nets import taesd as taesd_ref  # noqa: E402
+from gfcg_convert.nets import vae as vae_ref  # noqa: E402
+from gfcg_convert.nets.edm2 import EDM2Precond, MPConv, normalize  # noqa: E402
 from imagenet_cls_ref import Bottleneck, MobileNetV2, ResNet50  # noqa: E402
 from latent_ref import load_decoder  # noqa: E402
 

@@ -18,6 +18,8 @@
 # off and on.  Results: OUTDIR/gpu-*.json and the markdown tables in OUTDIR/gpu-bench.md.
 set -u
 cd "$(dirname "$0")/.."
+# The import path tools/devenv sets (docs/testing.md): this runs outside it.
+export PYTHONPATH="$PWD/converters:$PWD/tests/reference:$PWD/research/eval"
 shapes=${1:-tiny,default,xs,xxl}
 out=${2:-${OUT:-build/bench}}
 mkdir -p "$out"

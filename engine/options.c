@@ -217,7 +217,7 @@ gfcg_sample_options_validate (const GfcgSampleOptions *o, const GfcgPack *pack, 
     return FALSE;
   if (pack->kind == PACK_LATENT && pack->decoder == NULL)
     return invalid (error, "pack '%s' is a latent pack without a 'decoder' component: it cannot "
-                    "make pictures (gfcg denoise works; tools/convert-edm2 --vae adds one)",
+                    "make pictures (gfcg denoise works; converters/convert-edm2 --vae adds one)",
                     pack->name);
   return TRUE;
 }

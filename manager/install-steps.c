@@ -155,7 +155,7 @@ static char *
 find_tool (const char *tool, GError **error)
 {
   const char *env = g_getenv ("GFCG_TOOLS_DIR");
-  const char *dirs[] = { env, GFCG_SOURCE_DIR "/tools", GFCG_LIBEXEC_DIR };
+  const char *dirs[] = { env, GFCG_SOURCE_DIR "/converters", GFCG_LIBEXEC_DIR };
 
   for (guint i = 0; i < G_N_ELEMENTS (dirs); i++)
     {
@@ -169,7 +169,7 @@ find_tool (const char *tool, GError **error)
       g_free (p);
     }
   g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
-               "converter '%s' not found (looked in $GFCG_TOOLS_DIR, %s/tools and %s)",
+               "converter '%s' not found (looked in $GFCG_TOOLS_DIR, %s/converters and %s)",
                tool, GFCG_SOURCE_DIR, GFCG_LIBEXEC_DIR);
   return NULL;
 }

@@ -1,7 +1,5 @@
-"""Shared pytest fixtures: the reference modules on sys.path, the tiny packs."""
+"""Shared pytest fixtures: one thread for the reference, the tiny packs."""
 import os
-import sys
-from pathlib import Path
 
 # The reference networks are tiny: one thread is ~50x faster than an OpenMP /
 # OpenBLAS team fighting for two busy cores. The variables must be set when
@@ -19,9 +17,7 @@ torch.set_num_threads(1)
 
 import pytest  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / 'reference'))
-
-import make_packs  # noqa: E402
+import make_packs  # noqa: E402  (tests/reference, on the path by pytest.ini)
 
 
 @pytest.fixture(scope='session')

@@ -4,12 +4,12 @@
   float64 PyTorch modules of tests/reference/imagenet_cls_ref.py with random
   weights (ResNet-50: random batch-norm statistics too, folded by the engine),
   max abs error <= 1e-4, on 64 px inputs (resized to 224) and 224 px inputs.
-* tools/convert-classifier: a torchvision-format .pth written by torch.save
+* converters/convert-classifier: a torchvision-format .pth written by torch.save
   (zip and legacy formats) -> pack -> engine; hostile pickles refused with
   nothing executed; missing tensors and wrong shapes named, by the converter
   and by the engine.
 * The real Coral MobileNetV2, when ../shared/models has it: converted, run by
-  the engine on Imagenette images and compared with tools/eval/tflite_net.py.
+  the engine on Imagenette images and compared with research/eval/tflite_net.py.
 
 The engine runs from $GFCG_BIN (else `gfcg` on PATH).
 """
@@ -35,7 +35,7 @@ import make_packs
 from imagenet_cls_ref import MobileNetV2, ResNet50
 
 REPO = Path(__file__).resolve().parent.parent
-CONVERT = REPO / 'tools' / 'convert-classifier'
+CONVERT = REPO / 'converters' / 'convert-classifier'
 TOL = 1e-4
 CORAL = Path(os.environ.get('GFCG_SHARED', REPO.parent / 'shared')) / 'models' / \
     'mobilenet-v2-coral' / 'mobilenet_v2_1.0_224_quant.tflite'
@@ -255,8 +255,7 @@ def test_resnet50_fp16(pack, tmp_path, resnet):
 
 def test_legacy_torch_save(tmp_path, resnet):
     """torch's pre-1.6 serialisation reads to the same tensors as the zip one."""
-    sys.path.insert(0, str(REPO / 'tools' / 'convert'))
-    import torchvision_to_safetensors as tv
+    from gfcg_convert import torchvision_to_safetensors as tv
     _, _, _, pth = resnet
     sd = tv.load_state_dict(pth)
     legacy = tmp_path / 'legacy.pth'
@@ -416,7 +415,6 @@ def _imagenette(per_class):
 def test_coral_mobilenet(pack, tmp_path):
     if not CORAL.exists() or not IMAGENETTE.is_dir():
         pytest.skip(f'{CORAL} or {IMAGENETTE} is absent (see ../shared/models/*/README.md)')
-    sys.path.insert(0, str(REPO / 'tools' / 'eval'))
     from tflite_net import TFLiteNet
     convert('--pack', pack, '--mobilenet', CORAL)
     m = json.loads((pack / 'pack.json').read_text())['components']['classifier']
@@ -436,7 +434,7 @@ def test_coral_mobilenet(pack, tmp_path):
         ref32 = TFLiteNet(str(pack / m['file']), fake_quant=False).logits(u8).double()[:, 1:]
         quant = TFLiteNet(str(pack / m['file']), fake_quant=True)(u8)[0].double()[:, 1:]
     err = float((got - ref).abs().max())
-    # tools/eval scores pictures with the float32 evaluator: it must agree too.
+    # research/eval scores pictures with the float32 evaluator: it must agree too.
     err32 = float((ref32 - ref).abs().max())
     top_e, top_r, top_q = got.argmax(1), ref.argmax(1), quant.argmax(1)
     inet10 = labels.unique()

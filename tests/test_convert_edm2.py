@@ -1,4 +1,4 @@
-"""tools/convert-edm2: NVIDIA EDM2 snapshot pickles -> packs, never running their code.
+"""converters/convert-edm2: NVIDIA EDM2 snapshot pickles -> packs, never running their code.
 
 The pickles here are written in NVIDIA's format by our own generator: every
 network module pickles as `torch_utils.persistence._reconstruct_persistent_obj(meta)`
@@ -28,9 +28,8 @@ from safetensors.torch import load_file, save_file
 import make_packs
 
 REPO = Path(__file__).resolve().parent.parent
-CONVERT = REPO / 'tools' / 'convert-edm2'
-sys.path.insert(0, str(REPO / 'tools' / 'convert'))
-import edm2_pickle  # noqa: E402
+CONVERT = REPO / 'converters' / 'convert-edm2'
+from gfcg_convert import edm2_pickle  # noqa: E402
 
 
 # ---------------------------------------------------------------- NVIDIA-format generator
@@ -240,7 +239,7 @@ def test_convert_main_guide_uncond(tmp_path, snapshots, nets):
 
 def test_installed_converter_runs_on_its_own(tmp_path, snapshots, nets):
     """`meson install` puts the converters `gfcg models fetch` runs under
-    libexec/gfcg with what they import: the installed copy converts without
+    libexec/gfcg/converters with what they import: the installed copy converts without
     the source tree (run from elsewhere, with no PYTHONPATH)."""
     build = Path(gfcg_bin()).resolve().parent.parent
     if not (build / 'meson-private').is_dir() or shutil.which('meson') is None:
@@ -248,8 +247,8 @@ def test_installed_converter_runs_on_its_own(tmp_path, snapshots, nets):
     dest = tmp_path / 'dest'
     subprocess.run(['meson', 'install', '-C', str(build), '--no-rebuild', '--quiet',
                     '--destdir', str(dest)], check=True, capture_output=True, timeout=300)
-    tools = list(dest.rglob('libexec/gfcg/tools/convert-edm2'))
-    assert len(tools) == 1, 'convert-edm2 is not installed under libexec/gfcg/tools'
+    tools = list(dest.rglob('libexec/gfcg/converters/convert-edm2'))
+    assert len(tools) == 1, 'convert-edm2 is not installed under libexec/gfcg/converters'
     paths, marker = snapshots
     out = tmp_path / 'pack'
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}

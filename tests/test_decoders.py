@@ -1,7 +1,7 @@
 """Latent packs' image decoders (SD VAE decoder, TAESD) against the float64
-PyTorch references (tests/reference/vae_ref.py, taesd_ref.py, latent_ref.py),
+PyTorch references (gfcg_convert/nets/vae.py, taesd.py, tests/reference/latent_ref.py),
 their load errors, and img512-style sampling from converted NVIDIA-format
-pickles through `tools/convert-edm2 --vae --taesd` and `gfcg sample`.
+pickles through `converters/convert-edm2 --vae --taesd` and `gfcg sample`.
 
 Measured errors are printed (pytest -s shows them).
 """
@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 import make_packs
 from gfcg_ref import load_pack, quantize, sample
 from latent_ref import EDM2_LATENT, load_decoder
-import taesd_ref
-import vae_ref
+from gfcg_convert.nets import taesd as taesd_ref
+from gfcg_convert.nets import vae as vae_ref
 from test_convert_edm2 import (_fake_persistence, _fake_torch_utils, _payload, convert_inproc,  # noqa: F401
                                gfcg, gfcg_bin, nv_snapshot, run_convert, write_pickle)
 

@@ -1,15 +1,12 @@
-"""The evaluation's batched sampler (tools/eval/sample_modes.py) follows the
+"""The evaluation's batched sampler (research/eval/sample_modes.py) follows the
 same definitions as the per-image reference, which the engine matches: every
 configuration it evaluates, on a tiny pack, batch of 2 with different classes."""
-import os
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tools', 'eval'))
-import sample_modes  # noqa: E402
-from gfcg_ref import load_pack, noise, sample  # noqa: E402
+import sample_modes
+from gfcg_ref import load_pack, noise, sample
 
 
 @pytest.mark.parametrize('name', list(sample_modes.CONFIGS))

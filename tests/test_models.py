@@ -5,7 +5,7 @@ misbehaviour on demand: a connection cut after N bytes, a stall, wrong bytes)
 serves small files the tests make; a test catalog points at it.  The packs
 are tests/reference/make_packs.py's tiny-pixel, put together by "copy" steps,
 or NVIDIA-format pickles (tests/test_convert_edm2.py's generator) converted by
-the real tools/convert-edm2.  XDG_DATA_HOME and XDG_CACHE_HOME are temporary
+the real converters/convert-edm2.  XDG_DATA_HOME and XDG_CACHE_HOME are temporary
 folders: the user's own data is never touched.
 
 What is asserted: a cut transfer resumes with a Range request for exactly the
@@ -754,7 +754,7 @@ def test_bad_catalogs_are_refused(env, tiny):
 # ---------------------------------------------------------------- the real converter
 
 def test_fetch_converts_nvidia_pickles(env, monkeypatch, tmp_path):
-    """main + guide pickles in NVIDIA's format -> tools/convert-edm2 -> an
+    """main + guide pickles in NVIDIA's format -> converters/convert-edm2 -> an
     installed pack that samples in atg mode, and no embedded code ran."""
     import make_packs
     import test_convert_edm2 as t
@@ -815,9 +815,7 @@ def test_shipped_catalog_is_valid(tmp_path):
     assert cat['files']['coral-mobilenet-v2']['size'] == 3610798
     # Every step's arguments are ones its converter accepts (argparse exits
     # on unknown options; the missing input files are a later, returned error).
-    sys.path.insert(0, str(REPO / 'tools' / 'convert'))
-    import classifier_pack
-    import edm2_pickle
+    from gfcg_convert import classifier_pack, edm2_pickle
     mains = {'convert-edm2': edm2_pickle.main, 'convert-classifier': classifier_pack.main}
     for name, pk in cat['packs'].items():
         subst = {'out': str(tmp_path / 'none' / name), 'name': name}

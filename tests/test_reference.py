@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from classifier_ref import ResNetCNN
-from edm2_ref import EDM2Precond, MPConv, mp_cat, mp_sum, normalize, Block
+from gfcg_convert.nets.edm2 import EDM2Precond, MPConv, mp_cat, mp_sum, normalize, Block
 from gfcg_ref import load_pack, noise, normals, sample, sigmas, splitmix64, uniforms, quantize
 
 

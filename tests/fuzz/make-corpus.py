@@ -9,16 +9,15 @@ import io
 import json
 import os
 import struct
-import sys
 import zlib
 
 import torch
 from safetensors.torch import save
 
+import make_packs  # tests/reference, on the PYTHONPATH tools/devenv sets
+from classifier_ref import ResNetCNN
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'reference'))
-import make_packs  # noqa: E402
-from classifier_ref import ResNetCNN  # noqa: E402
 
 
 def out(target, name, data):

@@ -1,15 +1,9 @@
 """Fixtures of the plug-in tests: tiny packs, and one GIMP profile for the
 whole session (so GIMP scans its plug-ins once)."""
-import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'reference'))
-
-from plugin_helpers import Gimp  # noqa: E402
+from plugin_helpers import Gimp
 
 
 @pytest.fixture(scope='session')

@@ -205,7 +205,7 @@ def test_bad_call(gimp, tiny_packs, args, argument):
 
 
 def test_default_pack(gimp, tmp_path):
-    """The README's example, with the default pack (64x64), at 2 steps."""
+    """docs/plugin.md's example, with the default pack (64x64), at 2 steps."""
     out = tmp_path / 'layer.png'
     gimp.run(f'''
       (let* ((img (car (gimp-image-new 64 64 RGB))))

@@ -7,11 +7,9 @@ tolerances. It is not the engine."""
 import argparse
 import json
 import os
-import sys
 import time
 
 os.environ.update(OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1')
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

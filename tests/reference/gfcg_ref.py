@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from classifier_ref import ResNetCNN
-from edm2_ref import EDM2Precond
+from gfcg_convert.nets.edm2 import EDM2Precond
 
 BUILTIN_DEFAULTS = dict(mode='gfcg', steps=32, sigma_min=0.002, sigma_max=80.0, rho=7.0,
                         guidance=1.0, s_max=1.0, temperature=1.0,

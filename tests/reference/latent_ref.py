@@ -12,8 +12,8 @@ import os
 import torch
 from safetensors.torch import load_file
 
-from taesd_ref import SD_SCALE, TAESDDecoder
-from vae_ref import LEGACY, SDVAEDecoder
+from gfcg_convert.nets.taesd import SD_SCALE, TAESDDecoder
+from gfcg_convert.nets.vae import LEGACY, SDVAEDecoder
 
 EDM2_LATENT = dict(raw_mean=[5.81, 3.25, 0.12, -2.15], raw_std=[4.17, 4.62, 3.71, 3.28],
                    final_mean=0.0, final_std=0.5, decoded_range=[0.0, 1.0])

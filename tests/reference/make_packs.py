@@ -17,9 +17,8 @@ if __name__ == '__main__':  # tiny nets: one thread is the fastest (set before t
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from classifier_ref import ResNetCNN  # noqa: E402
-from edm2_ref import EDM2Precond  # noqa: E402
+from gfcg_convert.nets.edm2 import EDM2Precond  # noqa: E402
 
 CLASSES = [
     {"imagenet": 0, "wnid": "n01440764", "name": "tench"},

@@ -2,7 +2,7 @@
 """Check an exported pack against docs/pack-format.md, the PyTorch reference and
 (when built) the C engine.
 
-    python3 tools/train/check_pack.py PACK_DIR [--engine build/engine/cli/gfcg] [--steps 4]
+    python3 research/train/check_pack.py PACK_DIR [--engine build/engine/cli/gfcg] [--steps 4]
 
 - pack.json: the fields train.py writes; every component file <= 15 MiB;
 - every tensor F16, and the names exactly the reference module's state-dict
@@ -23,14 +23,13 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, 'tests', 'reference'))
 
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 import gfcg_ref  # noqa: E402
 from classifier_ref import ResNetCNN  # noqa: E402
-from edm2_ref import EDM2Precond  # noqa: E402
+from gfcg_convert.nets.edm2 import EDM2Precond  # noqa: E402
 
 MAX_BYTES = 15 * 2**20
 

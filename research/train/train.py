@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Train and export the project's default pack `imagenette-64` in one run.
 
-    python3 tools/train/train.py --data .gpu/imagenette64.npz --out $OUT/pack
-    python3 tools/train/train.py --smoke --data .gpu/imagenette64.npz --out /tmp/smoke-pack
+    python3 research/train/train.py --data .gpu/imagenette64.npz --out $OUT/pack
+    python3 research/train/train.py --smoke --data .gpu/imagenette64.npz --out /tmp/smoke-pack
 
-Three time-budgeted phases, then export (see tools/train/README.md):
+Three time-budgeted phases, then export (see research/train/README.md):
 
   main        EDM2 pixel UNet, 64x64, class-conditional (10 classes), label
               dropout, log-normal sigmas, EDM2 loss with the learned
@@ -25,16 +25,12 @@ import os
 import platform
 import random
 import re
-import sys
 import time
 
 T0 = time.time()
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, 'tests', 'reference'))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(REPO, 'tools', 'eval'))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -47,7 +43,7 @@ import gfcg_ref  # noqa: E402
 import prepare_data  # noqa: E402
 import sample_modes  # noqa: E402
 from classifier_ref import ResNetCNN  # noqa: E402
-from edm2_ref import Block, EDM2Precond, Fourier, MPConv, normalize  # noqa: E402
+from gfcg_convert.nets.edm2 import Block, EDM2Precond, Fourier, MPConv, normalize  # noqa: E402
 
 PACK_NAME = 'imagenette-64'
 RES = 64
@@ -524,7 +520,7 @@ def unet_full_config(config):
 
 @torch.no_grad()
 def sample_batch(pack, classes, seeds, mode, steps, w=1.0, s_max=1.0, temperature=1.0, dev=None):
-    """Batched deterministic Heun in any guidance mode (tools/eval/sample_modes.py, the
+    """Batched deterministic Heun in any guidance mode (research/eval/sample_modes.py, the
     evaluation's sampler), fp32, engine noise for the given seeds, no lag.
     Returns the final x [N,3,H,W] and None (kept for the log's mean_r field)."""
     b = sample_modes.Batched(pack, dev, amp=False)
@@ -696,7 +692,7 @@ def main():
         return max(b, 1.0)
 
     components = {}
-    source = (f'trained from scratch by tools/train/train.py (preset {a.preset_name}, seed {a.seed}) on '
+    source = (f'trained from scratch by research/train/train.py (preset {a.preset_name}, seed {a.seed}) on '
               f'Imagenette (fast.ai subset of ImageNet, 10 classes), {time.strftime("%Y-%m-%d")}, '
               f'torch {torch.__version__}, {devname}')
     sizes = {}

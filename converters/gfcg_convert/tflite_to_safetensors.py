@@ -1,6 +1,6 @@
 """Convert a TFLite classifier (e.g. the Coral MobileNetV2) into safetensors.
 
-    python3 tools/convert/tflite_to_safetensors.py model.tflite out.safetensors
+    python3 -m gfcg_convert.tflite_to_safetensors model.tflite out.safetensors
 
 Reads the flatbuffer with the `flatbuffers` runtime alone (field positions of
 TFLite's schema.fbs are written out below), dequantises every constant tensor
@@ -17,7 +17,7 @@ channel; int32 biases: scale * q), moves conv weights to PyTorch's layout
 
 The graph (operators, their inputs/outputs and options, the input
 quantisation, each constant's stored name under "const") goes into the
-file's __metadata__ as JSON, so that tools/eval/tflite_net.py can run it.
+file's __metadata__ as JSON, so that research/eval/tflite_net.py can run it.
 Nothing in the model file is executed.
 """
 import json

@@ -20,8 +20,8 @@ that source. This converter never does:
 
 The reconstructed state is then walked like a state_dict (`_parameters`,
 `_buffers`, `_modules`), the network config comes from the recorded
-`init_kwargs`, every tensor is checked against tests/reference/edm2_ref.py
-built with that config (on the meta device), and the pack is written as
+`init_kwargs`, every tensor is checked against nets/edm2.py (the network
+definition the PyTorch reference of tests/ uses too) built with that config (on the meta device), and the pack is written as
 docs/pack-format.md describes.
 
 Latent networks get their image decoders (--vae, --taesd) from safetensors
@@ -38,6 +38,8 @@ import re
 import struct
 import sys
 
+# The folder holding converters/ and data/: the repository, or libexec/gfcg
+# in an installed copy (manager/meson.build installs the same layout).
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NVIDIA_ROOT = 'https://nvlabs-fi-cdn.nvidia.com/edm2/posthoc-reconstructions'
 LICENCE = 'CC-BY-NC-SA-4.0'
@@ -536,11 +538,7 @@ def edm2_config(net):
 def expected_shapes(cfg):
     """Pack tensor names and shapes for `cfg`, from the reference module (meta device)."""
     import torch
-    sys.path.insert(0, os.path.join(REPO, 'tests', 'reference'))
-    try:
-        from edm2_ref import EDM2Precond
-    finally:
-        sys.path.pop(0)
+    from .nets.edm2 import EDM2Precond
     with torch.device('meta'):
         net = EDM2Precond(**cfg)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -655,7 +653,7 @@ def _save(path, role, tensors, fp16):
 def convert_decoders(vae, vae_config, taesd):
     """-> {component: (arch, config, tensors, source)}: --vae is the decoder and
     --taesd the preview; --taesd alone is the decoder."""
-    import sd_decoders
+    from . import sd_decoders
     comps = {}
     try:
         if vae:
@@ -737,7 +735,7 @@ def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=Non
         manifest['classes_note'] = ('label_dim is not 1000: pack class k is assumed to be '
                                     'ImageNet-1k index k')
     if kind == 'latent' and decoders:
-        import sd_decoders
+        from . import sd_decoders
         manifest['latent'] = dict(sd_decoders.EDM2_LATENT)
         manifest['licence_note'] += ' Decoders: ' + '; '.join(
             f'{role} {info["name"]}, {info["licence"]}' for role, (_, _, _, info) in decoders.items()) + '.'

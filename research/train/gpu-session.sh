@@ -1,27 +1,29 @@
 #!/bin/sh
-# tools/train/gpu-session.sh — the default pack's training and its evaluation
+# research/train/gpu-session.sh — the default pack's training and its evaluation
 # samples on a lent NVIDIA GPU, in two calls that fit one 15-minute device
 # budget (~1.5 min start, 9.5 min training, 3 min sampling).
 #
-#   sh tools/train/gpu-session.sh train     # -> $OUT/pack/ (the new pack)
-#   sh tools/train/gpu-session.sh eval      # -> $OUT/samples-{a,b,c}.npz + .json
+#   sh research/train/gpu-session.sh train     # -> $OUT/pack/ (the new pack)
+#   sh research/train/gpu-session.sh eval      # -> $OUT/samples-{a,b,c}.npz + .json
 #
-# "train" needs .gpu/imagenette64.npz (tools/train/prepare_data.py, 52.5 MB;
+# "train" needs .gpu/imagenette64.npz (research/train/prepare_data.py, 52.5 MB;
 # carry ".gpu" and nothing else: the tree plus the data must stay under
 # 64 MiB, so move the old pack data/models/imagenette-64 (21 MB) out of the
 # working tree for that call and back after it); "eval" needs only the new
 # pack, copied to data/models/imagenette-64 first (carry nothing).  The
 # device returns at most 8 files of 16 MiB each, so the samples are split in
 # three archives of four configurations (30 pictures per class: 300 per
-# configuration).  Score them here with tools/eval/score.py.
+# configuration).  Score them here with research/eval/score.py.
 set -eu
 cd "$(dirname "$0")/../.."
+# The import path tools/devenv sets (docs/testing.md): this runs outside it.
+export PYTHONPATH="$PWD/converters:$PWD/tests/reference:$PWD/research/eval"
 out=${OUT:-build/gpu-session}
 mkdir -p "$out"
 case "${1:-}" in
   train)
     # 560 s: leaves the eval call its 3 minutes inside the 15-minute budget.
-    python3 tools/train/train.py --data .gpu/imagenette64.npz --out "$out/pack" \
+    python3 research/train/train.py --data .gpu/imagenette64.npz --out "$out/pack" \
       --time-limit 560 2>&1 | tee "$out/train.txt"
     ;;
   eval)
@@ -32,7 +34,7 @@ case "${1:-}" in
     i=0
     for configs in "$@"; do
       part=$(echo abc | cut -c$((i + 1)))
-      python3 tools/eval/sample_modes.py --pack "$pack" --per-class "${PER_CLASS:-30}" \
+      python3 research/eval/sample_modes.py --pack "$pack" --per-class "${PER_CLASS:-30}" \
         --configs "$configs" --out "$out/samples-$part.npz"
       i=$((i + 1))
     done

@@ -5,15 +5,12 @@ Only safetensors files are read (plain tensors, no code); pickled `.pth` /
 `.ckpt` files are refused. Only the decoder's tensors are kept: the encoder's
 (`encoder.*`, `quant_conv.*`) stay behind. The config is read from the tensor
 shapes (the VAE's `norm_num_groups` cannot be, so a diffusers `config.json`
-may be given), then every tensor is checked against tests/reference's
-modules built with that config on the meta device.
+may be given), then every tensor is checked against the network definitions
+of nets/ built with that config on the meta device.
 """
 import json
 import os
 import re
-import sys
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VAE_SOURCE = {'url': 'https://huggingface.co/stabilityai/sd-vae-ft-mse', 'licence': 'MIT',
               'name': 'sd-vae-ft-mse (Stability AI)'}
@@ -27,14 +24,6 @@ VAE_CONFIG_KEYS = ('block_out_channels', 'layers_per_block', 'latent_channels', 
 
 class DecoderError(Exception):
     """The file is not a decoder this converter knows."""
-
-
-def _reference(name):
-    sys.path.insert(0, os.path.join(REPO, 'tests', 'reference'))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
 
 
 def _load(path):
@@ -68,7 +57,7 @@ def _check(path, tensors, want):
 def convert_vae(path, config_path=None):
     """-> (config, {tensor name: tensor}, source info) for an AutoencoderKL file."""
     import torch
-    vae_ref = _reference('vae_ref')
+    from .nets import vae as vae_ref
     all_t = _load(path)
     t = {k: v for k, v in all_t.items()
          if k.startswith('decoder.') or k.startswith('post_quant_conv.')}
@@ -117,7 +106,7 @@ def convert_taesd(path):
     """-> (config, tensors, source info) for taesd_decoder.safetensors (or diffusers'
     AutoencoderTiny file, whose decoder.layers.N keys are kept as they are)."""
     import torch
-    taesd_ref = _reference('taesd_ref')
+    from .nets import taesd as taesd_ref
     all_t = _load(path)
     if 'decoder.layers.0.weight' in all_t:
         t = {k: v for k, v in all_t.items() if k.startswith('decoder.layers.')}

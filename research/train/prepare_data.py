@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Imagenette -> 64x64 training arrays for tools/train/train.py.
+"""Imagenette -> 64x64 training arrays for research/train/train.py.
 
-    python3 tools/train/prepare_data.py [--src ../shared/datasets/imagenette]
+    python3 research/train/prepare_data.py [--src ../shared/datasets/imagenette]
                                         [--out .gpu/imagenette64.npz]
 
 Reads `train/<wnid>/*.JPEG` and `val/<wnid>/*.JPEG`, centre-crops to a square

@@ -1,13 +1,13 @@
 """Convert a torchvision checkpoint (e.g. resnet50-0676ba61.pth) into safetensors.
 
-    python3 tools/convert/torchvision_to_safetensors.py resnet50-0676ba61.pth out.safetensors [--fp16]
+    python3 -m gfcg_convert.torchvision_to_safetensors resnet50-0676ba61.pth out.safetensors [--fp16]
 
 torchvision publishes state dicts written by `torch.save`: a zip archive
 holding a pickle (`*/data.pkl`) whose tensors point, through persistent ids,
 at raw storages (`*/data/<key>`); older files use torch's legacy format (a
 sequence of pickles followed by the raw storages).  `torch.load` would run
 whatever globals the pickle names.  This converter never does: it reuses
-the restricted unpickler of tools/convert/edm2_pickle.py (globals only from
+the restricted unpickler of edm2_pickle.py (globals only from
 an allowlist, BUILD only onto plain dicts and inert stand-ins, tensors
 rebuilt by our own checked `_rebuild_tensor_v2`) with a narrower allowlist
 (an OrderedDict, tensors, parameters and the storage types) and its own
@@ -28,9 +28,8 @@ import struct
 import sys
 import zipfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import edm2_pickle  # noqa: E402
-from edm2_pickle import RefusedPickle, ConvertError, BadPickle, describe  # noqa: E402,F401
+from . import edm2_pickle
+from .edm2_pickle import RefusedPickle, ConvertError, BadPickle, describe  # noqa: F401
 
 LICENCE = 'BSD-3-Clause'
 LICENCE_NOTE = ('torchvision ImageNet weights (https://github.com/pytorch/vision), distributed '

@@ -1,6 +1,6 @@
 """Batched sampling of a pack in every guidance mode, for the evaluation.
 
-    python3 tools/eval/sample_modes.py --pack DIR --per-class 16 --out samples.npz
+    python3 research/eval/sample_modes.py --pack DIR --per-class 16 --out samples.npz
 
 The same definitions as the engine (docs/pack-format.md: Heun sampler, every
 guidance mode, window, temperature, lagged reference), vectorised over a batch
@@ -17,15 +17,12 @@ log with timings.
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
-                                'tests', 'reference'))
-from gfcg_ref import load_pack, sigmas  # noqa: E402
+from gfcg_ref import load_pack, sigmas
 
 # name: (mode, guidance w, s_max, lagged)
 CONFIGS = {

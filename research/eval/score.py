@@ -1,11 +1,11 @@
 """Score the evaluation samples with an independent classifier.
 
-    python3 tools/eval/score.py --samples samples.npz --pack DIR \
+    python3 research/eval/score.py --samples samples.npz --pack DIR \
         --evaluator mobilenet.safetensors --real ../shared/datasets/imagenette/val \
         --out-md table.md --out-json scores.json --sheet contact.png
 
 The evaluator is the Coral MobileNetV2 (ImageNet-1k, converted by
-tools/convert/tflite_to_safetensors.py), never the pack's guidance classifier.
+converters/gfcg_convert/tflite_to_safetensors.py), never the pack's guidance classifier.
 Per configuration: precision (top-1 over all 1000 ImageNet classes equals the
 target), mean target probability, Frechet distance of the evaluator's pooled
 features against the real validation images of the same classes (passed
@@ -16,15 +16,13 @@ import argparse
 import glob
 import json
 import os
-import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tflite_net import TFLiteNet  # noqa: E402
+from tflite_net import TFLiteNet
 
 
 def evaluate(net, imgs64, batch=100):
@@ -76,7 +74,7 @@ def load_real(root, wnids, per_class):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--samples', required=True,
-                    help='npz of tools/eval/sample_modes.py; several: comma-separated')
+                    help='npz of research/eval/sample_modes.py; several: comma-separated')
     ap.add_argument('--pack', required=True)
     ap.add_argument('--evaluator', required=True)
     ap.add_argument('--real', required=True)
@@ -89,7 +87,7 @@ def main():
     meta = json.load(open(os.path.join(a.pack, 'pack.json')))
     inet = np.array([c['imagenet'] for c in meta['classes']])
     wnids = [c['wnid'] for c in meta['classes']]
-    # Several archives (tools/train/gpu-session.sh splits them): merged, in order.
+    # Several archives (research/train/gpu-session.sh splits them): merged, in order.
     data, log = {}, {'configs': {}}
     for path in a.samples.split(','):
         part = np.load(path)

@@ -1,4 +1,4 @@
-"""Run a classifier converted by tools/convert/tflite_to_safetensors.py in PyTorch.
+"""Run a classifier converted by converters/gfcg_convert/tflite_to_safetensors.py in PyTorch.
 
     net = TFLiteNet('mobilenet.safetensors')
     probs, features = net(images_uint8_nhwc)       # [N, 1001], [N, 1280]
@@ -45,7 +45,7 @@ class TFLiteNet(torch.nn.Module):
             self.graph = json.loads(f.metadata()['graph'])
             self.tinfo = self.graph['tensors']
             stored = {t.get('const', f't{i}'): i for i, t in enumerate(self.tinfo)}
-            # float32 (or dtype) whatever the file holds (tools/convert-classifier --fp16 writes F16)
+            # float32 (or dtype) whatever the file holds (converters/convert-classifier --fp16 writes F16)
             self.consts = {stored[k]: f.get_tensor(k).to(dtype) for k in f.keys() if k in stored}
         self.dtype = dtype
         self.torch_layout = self.graph.get('weights_layout') == 'torch'

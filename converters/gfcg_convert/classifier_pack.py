@@ -1,7 +1,7 @@
-"""Attach an ImageNet classifier to an existing gfcg pack (tools/convert-classifier).
+"""Attach an ImageNet classifier to an existing gfcg pack (converters/convert-classifier).
 
-    tools/convert-classifier --pack DIR --mobilenet mobilenet_v2_1.0_224_quant.tflite [--fp16]
-    tools/convert-classifier --pack DIR --resnet50 resnet50-0676ba61.pth [--fp16]
+    converters/convert-classifier --pack DIR --mobilenet mobilenet_v2_1.0_224_quant.tflite [--fp16]
+    converters/convert-classifier --pack DIR --resnet50 resnet50-0676ba61.pth [--fp16]
 
 Writes the weights into DIR (classifier-<arch>.safetensors) and the
 `classifier` component (docs/pack-format.md: arch, config with label_space
@@ -16,9 +16,8 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torchvision_to_safetensors as tv  # noqa: E402
-from edm2_pickle import ConvertError, RefusedPickle, describe  # noqa: E402
+from . import torchvision_to_safetensors as tv
+from .edm2_pickle import ConvertError, RefusedPickle, describe
 
 CORAL_LICENCE = 'Apache-2.0'
 CORAL_NOTE = ('MobileNetV2 1.0 224 (quantised) from Google\'s Coral test data, Apache License '
@@ -28,7 +27,7 @@ IMAGENET_RES = 224
 
 def mobilenet_component(path):
     """-> (tensors, config, provenance, file metadata) for the Coral TFLite MobileNetV2."""
-    import tflite_to_safetensors  # needs the flatbuffers runtime: only here
+    from . import tflite_to_safetensors  # needs the flatbuffers runtime: only here
     try:
         consts, graph = tflite_to_safetensors.convert(path)
     except (ValueError, KeyError, IndexError) as e:
