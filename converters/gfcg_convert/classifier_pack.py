@@ -21,7 +21,7 @@ from .edm2_pickle import ConvertError, RefusedPickle, describe
 
 CORAL_LICENCE = 'Apache-2.0'
 CORAL_NOTE = ('MobileNetV2 1.0 224 (quantised) from Google\'s Coral test data, Apache License '
-              '2.0; dequantised to float by tools/convert-classifier.')
+              '2.0; dequantised to float by converters/convert-classifier.')
 IMAGENET_RES = 224
 
 
@@ -104,7 +104,7 @@ def attach(pack, mobilenet=None, resnet50=None, fp16=False, replace=False, log=p
     manifest['components']['classifier'] = {
         'file': file, 'arch': arch, 'config': config,
         'licence': source.pop('licence'), 'licence_note': source.pop('licence_note'),
-        'source': source, 'converter': 'tools/convert-classifier'}
+        'source': source, 'converter': 'converters/convert-classifier'}
 
     def write_manifest(p):
         with open(p, 'w', encoding='utf-8') as f:

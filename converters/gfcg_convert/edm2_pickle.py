@@ -45,7 +45,7 @@ NVIDIA_ROOT = 'https://nvlabs-fi-cdn.nvidia.com/edm2/posthoc-reconstructions'
 LICENCE = 'CC-BY-NC-SA-4.0'
 LICENCE_NOTE = ('NVIDIA EDM2 weights (Karras et al. 2024), CC BY-NC-SA 4.0 '
                 '(https://creativecommons.org/licenses/by-nc-sa/4.0/): non-commercial use only. '
-                'Converted locally by tools/convert-edm2 from a file the user downloaded; '
+                'Converted locally by converters/convert-edm2 from a file the user downloaded; '
                 'gfcg never redistributes these weights.')
 
 
@@ -726,7 +726,7 @@ def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=Non
         'licence': LICENCE, 'licence_note': LICENCE_NOTE,
         'source': source_url or sources['main'],
         'sources': sources,
-        'converter': 'tools/convert-edm2',
+        'converter': 'converters/convert-edm2',
         'kind': kind, 'resolution': resolution, 'channels': mcfg['img_channels'],
         'classes': classes_for(mcfg['label_dim']),
         'components': comps, 'defaults': defaults,

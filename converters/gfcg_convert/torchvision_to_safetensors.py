@@ -34,7 +34,7 @@ from .edm2_pickle import RefusedPickle, ConvertError, BadPickle, describe  # noq
 LICENCE = 'BSD-3-Clause'
 LICENCE_NOTE = ('torchvision ImageNet weights (https://github.com/pytorch/vision), distributed '
                 'under torchvision\'s BSD 3-Clause licence. Converted locally by '
-                'tools/convert-classifier from a file the user downloaded.')
+                'converters/convert-classifier from a file the user downloaded.')
 URL_ROOT = 'https://download.pytorch.org/models'
 
 # torch.<Name>Storage -> dtype name (looked up on torch only when a storage is built).
