@@ -1,24 +1,21 @@
-/* gfcg-run.c — drives a job.  libgimp is not thread-safe, so with the window
- * the engine runs in a worker thread and only the main thread talks to GIMP
- * and GTK; the Stop button cancels the job's GCancellable, which the engine
- * checks between evaluations. */
+/* gfcg-run.c — drives a job without a window (GIMP's own progress bar), and
+ * the progress texts the window (ui/gfcg-run-ui.c) shows too. */
 #include "gfcg-run.h"
 #include "gfcg-classes.h"
-#include "gfcg-run-window.h"
 
-#include <libgimp/gimpui.h>
+#include <libgimp/gimp.h>
 #include <glib/gi18n-lib.h>
 #include <stdlib.h>
 #include <string.h>
 
-static double
-fraction (GfcgJob *job, int picture, const GfcgProgress *p)
+double
+gfcg_run_fraction (GfcgJob *job, int picture, const GfcgProgress *p)
 {
   return (picture + (p->eval + 1.0) / p->n_evals) / job->count;
 }
 
-static char *
-status_text (GfcgJob *job, int picture, const GfcgProgress *p)
+char *
+gfcg_run_status_text (GfcgJob *job, int picture, const GfcgProgress *p)
 {
   const GfcgStepInfo *s = p->info;
   char *text, *ref, *joined;
@@ -45,7 +42,7 @@ status_text (GfcgJob *job, int picture, const GfcgProgress *p)
 static gboolean
 headless_progress (GfcgJob *job, int picture, const GfcgProgress *p, gpointer data)
 {
-  gimp_progress_update (fraction (job, picture, p));
+  gimp_progress_update (gfcg_run_fraction (job, picture, p));
   return TRUE;
 }
 
@@ -55,120 +52,4 @@ gfcg_run_headless (GfcgJob *job, GError **error)
   gimp_progress_init (_("Sampling the diffusion model"));
   job->opt.no_previews = TRUE; /* nobody sees them: latent packs skip a decode each */
   return gfcg_job_run (job, headless_progress, NULL, NULL, error);
-}
-
-/* ---- with the window --------------------------------------------------- */
-
-typedef struct
-{
-  GfcgJob       *job;
-  int            stop_at;     /* $GFCG_TEST_STOP_AT: press Stop there (tests) */
-  GCancellable  *cancellable;
-  GMainLoop     *loop;
-  GfcgRunWindow *window;
-  GError        *error;
-  gboolean       ok;
-} Run;
-
-typedef struct
-{
-  Run    *run;
-  int     eval;               /* over all pictures */
-  double  fraction;
-  char   *text;
-  guchar *preview;
-  int     width, height;
-} Update;
-
-static gboolean
-apply_update (gpointer data)
-{
-  Update *u = data;
-
-  if (u->run->window != NULL)
-    {
-      gfcg_run_window_update (u->run->window, u->fraction, u->text, u->preview, u->width,
-                              u->height);
-      if (u->run->stop_at >= 0 && u->eval >= u->run->stop_at)
-        gfcg_run_window_stop (u->run->window);
-    }
-  gimp_progress_update (u->fraction);
-  g_free (u->text);
-  g_free (u->preview);
-  g_free (u);
-  return G_SOURCE_REMOVE;
-}
-
-/* Worker thread: copy what the window needs and hand it to the main loop. */
-static gboolean
-thread_progress (GfcgJob *job, int picture, const GfcgProgress *p, gpointer data)
-{
-  Run    *run = data;
-  Update *u = g_new0 (Update, 1);
-
-  u->run = run;
-  u->eval = picture * p->n_evals + p->eval;
-  u->fraction = fraction (job, picture, p);
-  u->text = status_text (job, picture, p);
-  if (p->preview != NULL)
-    {
-      u->preview = g_memdup2 (p->preview, (gsize) p->width * p->height * 3);
-      u->width = p->width;
-      u->height = p->height;
-    }
-  g_idle_add (apply_update, u);
-  return !g_cancellable_is_cancelled (run->cancellable);
-}
-
-static gboolean
-finished (gpointer data)
-{
-  g_main_loop_quit (((Run *) data)->loop);
-  return G_SOURCE_REMOVE;
-}
-
-static gpointer
-worker (gpointer data)
-{
-  Run *run = data;
-
-  run->ok = gfcg_job_run (run->job, thread_progress, run, run->cancellable, &run->error);
-  g_idle_add (finished, run);
-  return NULL;
-}
-
-gboolean
-gfcg_run_with_window (GfcgJob *job, GError **error)
-{
-  Run         run = { job };
-  GThread    *thread;
-  char       *title;
-  const char *stop_at = g_getenv ("GFCG_TEST_STOP_AT");
-
-  run.stop_at = stop_at != NULL ? atoi (stop_at) : -1;
-  /* A latent pack's preview is a TAESD decode at full size, which can cost
-   * as much as the evaluation itself on a CPU: every 4th is enough to watch. */
-  if (g_strcmp0 (gfcg_pack_get_kind (job->pack), "latent") == 0)
-    job->opt.preview_every = 4;
-  run.cancellable = g_cancellable_new ();
-  run.loop = g_main_loop_new (NULL, FALSE);
-  title = g_strdup_printf (_("Drawing %s"), gfcg_classes_name (job->imagenet));
-  run.window = gfcg_run_window_new (title, run.cancellable);
-  g_free (title);
-  gimp_progress_init (_("Sampling the diffusion model"));
-
-  thread = g_thread_new ("gfcg-sample", worker, &run);
-  g_main_loop_run (run.loop);
-  g_thread_join (thread);
-  /* Updates still queued refer to the window: run them before it goes. */
-  while (g_main_context_iteration (NULL, FALSE))
-    ;
-  gfcg_run_window_destroy (run.window);
-  run.window = NULL;
-
-  g_main_loop_unref (run.loop);
-  g_object_unref (run.cancellable);
-  if (!run.ok)
-    g_propagate_error (error, run.error);
-  return run.ok;
 }

@@ -1,5 +1,5 @@
-/* gfcg-run.h — running a job: headless with GIMP's progress, or in a worker
- * thread behind the progress window (Stop button, live preview). */
+/* gfcg-run.h — running a job headless with GIMP's progress (the window's
+ * run, gfcg_run_with_window, is in ui/gfcg-run-window.h). */
 #ifndef GFCG_RUN_H
 #define GFCG_RUN_H
 
@@ -9,8 +9,14 @@ G_BEGIN_DECLS
 
 gboolean gfcg_run_headless    (GfcgJob  *job,
                                GError  **error);
-gboolean gfcg_run_with_window (GfcgJob  *job,
-                               GError  **error);
+/* Overall progress of picture `picture` of the job, 0..1. */
+double   gfcg_run_fraction    (GfcgJob            *job,
+                               int                 picture,
+                               const GfcgProgress *p);
+/* "Step 3 of 32 (sigma 12.5)\nsteering away from ..." for people. */
+char    *gfcg_run_status_text (GfcgJob            *job,
+                               int                 picture,
+                               const GfcgProgress *p);
 
 G_END_DECLS
 

@@ -4,6 +4,7 @@
 #define GFCG_RUN_WINDOW_H
 
 #include <gtk/gtk.h>
+#include "gfcg-job.h"
 
 G_BEGIN_DECLS
 
@@ -22,6 +23,11 @@ void           gfcg_run_window_update  (GfcgRunWindow *window,
 /* What the Stop button does. */
 void           gfcg_run_window_stop    (GfcgRunWindow *window);
 void           gfcg_run_window_destroy (GfcgRunWindow *window);
+
+/* Runs job in a worker thread behind the window (gfcg-run-ui.c); FALSE with
+ * error when it failed or was stopped (GFCG_ERROR_CANCELLED). */
+gboolean       gfcg_run_with_window    (GfcgJob       *job,
+                                        GError       **error);
 
 G_END_DECLS
 

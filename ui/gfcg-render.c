@@ -1,13 +1,16 @@
-/* gfcg-plugin.c — the GIMP 3 plug-in "gfcg-render": registers
- * plug-in-gfcg-render under Filters > Render and runs it.  The procedure is
- * a thin client of the engine: gfcg-args.c declares the arguments,
- * gfcg-job.c resolves them and samples, gfcg-layers.c adds the result, and
- * the dialog and the progress window live in ui/. */
+/* gfcg-render.c — the GIMP 3 plug-in program "gfcg-render": registers
+ * plug-in-gfcg-render under Filters > Render and runs it, with the dialog
+ * and the progress window when interactive.  It lives in ui/ because it
+ * opens them; the procedure's non-interactive core is plugin/: gfcg-args.c
+ * declares the arguments, gfcg-job.c resolves them and samples,
+ * gfcg-layers.c adds the result, gfcg-run.c runs headless.  plugin/ never
+ * includes ui/. */
 #include "gfcg-args.h"
 #include "gfcg-job.h"
 #include "gfcg-layers.h"
 #include "gfcg-run.h"
 #include "gfcg-dialog.h"
+#include "gfcg-run-window.h"
 
 #include <libgimp/gimpui.h>
 #include <glib/gi18n-lib.h>
