@@ -160,6 +160,22 @@ cpu_linear (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const Gfc
         F (y)[(gsize) i * m + j] += CF (bias)[j];
 }
 
+/* Each of the n rows of m [n, len] becomes its softmax (max subtracted first). */
+static void
+softmax_rows (float *m, int n, int len)
+{
+  for (int i = 0; i < n; i++)
+    {
+      float *row = m + (gsize) i * len, mx = row[0], sum = 0.0f;
+      for (int j = 1; j < len; j++)
+        mx = MAX (mx, row[j]);
+      for (int j = 0; j < len; j++)
+        sum += (row[j] = expf (row[j] - mx));
+      for (int j = 0; j < len; j++)
+        row[j] /= sum;
+    }
+}
+
 /* EDM2 attention.  qkv channels are laid out (head, head_dim, 3): channel
  * h*3*D + c*3 + s with s = q, k, v.  Each D-vector of q, k and v is
  * normalised to unit RMS, then y = v softmax(q^T k / sqrt(D))^T per head. */
@@ -204,16 +220,7 @@ cpu_attention (GfcgBackend *be, const GfcgTensor *qkv, int heads, int dim, float
         /* att [q, k] = q^T k / sqrt(D) */
         cpu_sgemm (CblasTrans, CblasNoTrans, hw, hw, dim,
                    (float) (1.0 / sqrt (dim)), q, hw, k, hw, 0.0f, att, hw);
-        for (int i = 0; i < hw; i++)
-          {
-            float *row = att + (gsize) i * hw, mx = row[0], sum = 0.0f;
-            for (int j = 1; j < hw; j++)
-              mx = MAX (mx, row[j]);
-            for (int j = 0; j < hw; j++)
-              sum += (row[j] = expf (row[j] - mx));
-            for (int j = 0; j < hw; j++)
-              row[j] /= sum;
-          }
+        softmax_rows (att, hw, hw);
         /* y [c, q] = sum_k v [c, k] att [q, k] */
         cpu_sgemm (CblasNoTrans, CblasTrans, dim, hw, hw,
                    1.0f, v, hw, att, hw, 0.0f, dst, hw);
@@ -311,16 +318,7 @@ cpu_attention_qkv (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,
         gsize off = ((gsize) b * c + (gsize) h * dim) * hw;
         cpu_sgemm (CblasTrans, CblasNoTrans, hw, hw, dim, scale,
                    CF (q) + off, hw, CF (k) + off, hw, 0.0f, att, hw);
-        for (int i = 0; i < hw; i++)
-          {
-            float *row = att + (gsize) i * hw, mx = row[0], sum = 0.0f;
-            for (int j = 1; j < hw; j++)
-              mx = MAX (mx, row[j]);
-            for (int j = 0; j < hw; j++)
-              sum += (row[j] = expf (row[j] - mx));
-            for (int j = 0; j < hw; j++)
-              row[j] /= sum;
-          }
+        softmax_rows (att, hw, hw);
         /* y [dim, q] = v [dim, key] att^T */
         cpu_sgemm (CblasNoTrans, CblasTrans, dim, hw, hw, 1.0f,
                    CF (v) + off, hw, att, hw, 0.0f, F (y) + off, hw);

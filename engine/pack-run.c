@@ -277,12 +277,8 @@ gfcg_pack_class_probs (GfcgPack *pack, int n, int h, int w, const float *x, floa
 {
   double *p;
   gboolean ok;
-  if (pack->classifier == NULL)
-    {
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT, "pack '%s' has no classifier",
-                   pack->name);
-      return FALSE;
-    }
+  if (!need_classifier (pack, error))
+    return FALSE;
   p = g_new (double, (gsize) n * pack->n_classes);
   ok = pack_class_probs (pack, n, h, w, x, 1.0, p, error);
   for (gsize i = 0; ok && i < (gsize) n * pack->n_classes; i++)

@@ -158,7 +158,6 @@ models_record_store (const char *file, const char *sha, gint64 size, const char 
   JsonObject    *all = records_load ();
   JsonObject    *r = json_object_new ();
   JsonNode      *root = json_node_new (JSON_NODE_OBJECT);
-  JsonGenerator *gen = json_generator_new ();
   GDateTime     *now = g_date_time_new_now_utc ();
   char          *path = records_path (), *dir = g_path_get_dirname (path), *when;
   GError        *err = NULL;
@@ -170,8 +169,6 @@ models_record_store (const char *file, const char *sha, gint64 size, const char 
   json_object_set_string_member (r, "recorded", when);
   json_object_set_object_member (all, file, r);
   json_node_take_object (root, all);
-  json_generator_set_root (gen, root);
-  json_generator_set_pretty (gen, TRUE);
   g_mkdir_with_parents (dir, 0755);
   {
     char *text = gfcg_json_to_data (root, TRUE, NULL);
@@ -188,7 +185,6 @@ models_record_store (const char *file, const char *sha, gint64 size, const char 
   g_date_time_unref (now);
   g_free (dir);
   g_free (path);
-  g_object_unref (gen);
   json_node_unref (root);
 }
 
@@ -196,8 +192,8 @@ models_record_store (const char *file, const char *sha, gint64 size, const char 
 
 /* TRUE when the file at path is f as published (or recorded). */
 gboolean
-models_check_file (const CatalogFile *f, const char *path, const char *expected, const char *origin,
-            char **sha_out, GError **error)
+models_check_file (const CatalogFile *f, const char *path, const char *expected,
+                   const char *origin, char **sha_out, GError **error)
 {
   gint64 size;
   char  *sha = models_sha256_file (path, &size, error);

@@ -326,8 +326,8 @@ done:
 }
 
 gboolean
-models_run_step (CatalogPack *pack, CatalogStep *step, const char *staging, GHashTable *role_paths,
-          gboolean quiet, GError **error)
+models_run_step (CatalogPack *pack, CatalogStep *step, const char *staging,
+                 GHashTable *role_paths, gboolean quiet, GError **error)
 {
   gboolean ok;
 
@@ -388,15 +388,14 @@ list_files (const char *top, const char *rel, GPtrArray *out)
 }
 
 gboolean
-models_write_manifest (Catalog *cat, CatalogPack *pack, const char *staging, GHashTable *role_sha,
-                GHashTable *role_url, GError **error)
+models_write_manifest (Catalog *cat, CatalogPack *pack, const char *staging,
+                       GHashTable *role_sha, GHashTable *role_url, GError **error)
 {
   JsonBuilder   *b = json_builder_new ();
   GPtrArray     *files = g_ptr_array_new_with_free_func (g_free);
   GDateTime     *now = g_date_time_new_now_utc ();
   char          *when = g_date_time_format_iso8601 (now);
   char          *path = g_build_filename (staging, MODELS_MANIFEST, NULL);
-  JsonGenerator *gen = json_generator_new ();
   JsonNode      *root;
   char          *text;
   gboolean       ok = FALSE;
@@ -459,8 +458,6 @@ models_write_manifest (Catalog *cat, CatalogPack *pack, const char *staging, GHa
   json_builder_end_object (b);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  json_generator_set_pretty (gen, TRUE);
   text = gfcg_json_to_data (root, TRUE, NULL);
   {
     GError *err = NULL;
@@ -476,7 +473,6 @@ models_write_manifest (Catalog *cat, CatalogPack *pack, const char *staging, GHa
   g_free (text);
   json_node_unref (root);
 out:
-  g_object_unref (gen);
   g_object_unref (b);
   g_ptr_array_unref (files);
   g_free (path);

@@ -396,7 +396,7 @@ transfer_result (Xfer *x, CURLcode res, const char *url, const char *errbuf, gbo
  * unknown, only the catalog's size or a checksum can tell). */
 gboolean
 models_transfer (const CatalogFile *f, const char *url, const char *part, gboolean quiet,
-          gboolean *complete, GError **error)
+                 gboolean *complete, GError **error)
 {
   CURL    *curl = curl_easy_init ();
   char     errbuf[CURL_ERROR_SIZE] = "";
@@ -457,7 +457,7 @@ out:
  * files already in the cache). */
 gboolean
 models_transfer (const CatalogFile *f, const char *url, const char *part, gboolean quiet,
-          gboolean *complete, GError **error)
+                 gboolean *complete, GError **error)
 {
   (void) f;
   (void) part;
