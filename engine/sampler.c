@@ -30,7 +30,7 @@ report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointe
                                      eval != n_evals - 1);
   if (cb != NULL && skip)
     {
-      GfcgProgress p = { eval, 2 * o->steps - 1, info, NULL, 0, 0 };
+      GfcgProgress p = { .eval = eval, .n_evals = n_evals, .n_pictures = 1, .info = info };
       go = cb (&p, data);
     }
   else if (cb != NULL)
@@ -38,7 +38,8 @@ report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointe
       int size, c = pack->kind == PACK_LATENT ? 3 : pack->channels;
       float *pic = pack_picture (pack, TRUE, 1, pred, &size, error);
       guchar *rgb;
-      GfcgProgress p = { eval, 2 * o->steps - 1, info, NULL, size, size };
+      GfcgProgress p = { .eval = eval, .n_evals = n_evals, .n_pictures = 1, .info = info,
+                          .width = size, .height = size };
       if (pic == NULL)
         return FALSE;
       rgb = g_new (guchar, (gsize) size * size * 3);
