@@ -13,7 +13,7 @@
 #include <string.h>
 
 void
-gfcg_args_add (GimpProcedure *procedure)
+gfcg_args_add (GimpProcedure *procedure, const char *source)
 {
   gimp_procedure_add_int_argument (procedure, "class-index", _("C_lass"),
                                    _("ImageNet-1k class index (0..999) to draw; "
@@ -61,6 +61,18 @@ gfcg_args_add (GimpProcedure *procedure)
   gimp_procedure_add_boolean_argument (procedure, "scale-to-canvas", _("Scale to _canvas"),
                                        _("Scale the picture to fill the canvas"),
                                        FALSE, G_PARAM_READWRITE);
+  /* A string, not a GimpChoice, for the reason at the top of this file. */
+  gimp_procedure_add_string_argument (procedure, "source", _("Start _from"),
+                                      _("noise: paint a new picture; layer: redraw the active "
+                                        "layer; selection: redraw the selection's bounding box "
+                                        "and keep every pixel outside the selection"),
+                                      source, G_PARAM_READWRITE);
+  gimp_procedure_add_double_argument (procedure, "strength", _("Re_draw strength"),
+                                      _("With source layer or selection: how much is redrawn, "
+                                        "0..1 (0 = the source unchanged, 1 = from noise; "
+                                        "only the last strength x steps steps run); -1 = 1 "
+                                        "for a selection, 0.7 for a layer"),
+                                      -G_MAXDOUBLE, G_MAXDOUBLE, -1.0, G_PARAM_READWRITE);
 
   gimp_procedure_add_boolean_aux_argument (procedure, "random-seed", _("_Randomize"),
                                            _("A new seed for each run from the dialog "
@@ -89,6 +101,8 @@ gfcg_args_from_config (GfcgArgs *a, GimpProcedureConfig *config)
                 "device", &a->device,
                 "count", &a->count,
                 "scale-to-canvas", &a->scale_to_canvas,
+                "source", &a->source,
+                "strength", &a->refine_strength,
                 NULL);
   if (a->class_name == NULL)
     a->class_name = g_strdup ("");
@@ -98,6 +112,9 @@ gfcg_args_from_config (GfcgArgs *a, GimpProcedureConfig *config)
     a->device = g_strdup ("");
   if (a->mode == NULL)
     a->mode = g_strdup ("");
+  if (a->source == NULL)
+    a->source = g_strdup ("");
+  g_strstrip (a->source);
   g_strstrip (a->mode);
   g_strstrip (a->class_name);
   g_strstrip (a->pack);
@@ -111,4 +128,5 @@ gfcg_args_clear (GfcgArgs *a)
   g_clear_pointer (&a->pack, g_free);
   g_clear_pointer (&a->device, g_free);
   g_clear_pointer (&a->mode, g_free);
+  g_clear_pointer (&a->source, g_free);
 }

@@ -8,7 +8,13 @@
 G_BEGIN_DECLS
 
 #define GFCG_PROC_RENDER "plug-in-gfcg-render"
+/* The same procedure under Filters > Enhance, starting from the layer. */
+#define GFCG_PROC_REFINE "plug-in-gfcg-refine"
 #define GFCG_PLUG_IN_BINARY "gfcg-render"
+
+/* Fills replace what is selected; refines keep the layer's layout. */
+#define GFCG_DEFAULT_FILL_STRENGTH   1.0
+#define GFCG_DEFAULT_REFINE_STRENGTH 0.7
 
 /* The values of one call, read from its GimpProcedureConfig. */
 typedef struct
@@ -24,10 +30,18 @@ typedef struct
   char     *device;          /* "" = auto                                 */
   int       count;
   gboolean  scale_to_canvas;
+  char     *source;          /* "noise" | "layer" | "selection"           */
+  double    refine_strength; /* `strength`: 0..1, how much of the source is
+                                redrawn (source layer or selection only);
+                                < 0: GFCG_DEFAULT_FILL_STRENGTH for a
+                                selection, GFCG_DEFAULT_REFINE_STRENGTH
+                                for a layer                              */
 } GfcgArgs;
 
-/* Declares the arguments, return values and aux arguments. */
-void gfcg_args_add         (GimpProcedure       *procedure);
+/* Declares the arguments, return values and aux arguments; source is the
+ * default of `source`. */
+void gfcg_args_add         (GimpProcedure       *procedure,
+                            const char          *source);
 void gfcg_args_from_config (GfcgArgs            *args,
                             GimpProcedureConfig *config);
 void gfcg_args_clear       (GfcgArgs            *args);

@@ -77,6 +77,9 @@ check_ranges (const GfcgArgs *a, GError **error)
     return arg_error (error, "seed", "%d is negative", a->seed);
   if (a->count < 1 || a->count > 100)
     return arg_error (error, "count", "%d is not in 1..100", a->count);
+  if (a->refine_strength != -1.0 && !(a->refine_strength >= 0.0 && a->refine_strength <= 1.0))
+    return arg_error (error, "strength", "%g is not in 0..1 (or -1: 1 for a selection, 0.7 "
+                      "for a layer)", a->refine_strength);
   return TRUE;
 }
 
@@ -97,6 +100,35 @@ resolve_options (GfcgJob *job, const GfcgArgs *a, GError **error)
   o->seed = (guint64) a->seed;
   if (!gfcg_sample_options_validate (o, job->pack, &e))
     return arg_refused (error, "pack", e);
+  return TRUE;
+}
+
+/* A refine or fill: the engine's source (the region on the pack's canvas,
+ * the selection as the mask) and the redraw strength. */
+static gboolean
+resolve_source (GfcgJob *job, const GfcgArgs *a, GError **error)
+{
+  const GfcgSourceRegion *r = job->source;
+  float  *mask = NULL;
+  GError *e = NULL;
+
+  if (r == NULL || r->kind == GFCG_SOURCE_NOISE)
+    return TRUE;
+  if (r->mask != NULL)
+    {
+      gsize n = (gsize) r->width * r->height;
+      mask = g_new (float, n);
+      for (gsize i = 0; i < n; i++)
+        mask[i] = r->mask[i] / 255.0f;
+    }
+  job->engine_source = gfcg_source_new (job->pack, r->rgb, r->width, r->height, mask, &e);
+  g_free (mask);
+  if (job->engine_source == NULL)
+    return arg_refused (error, "source", e);
+  gfcg_source_apply (job->engine_source, &job->req.options);
+  job->req.options.strength = a->refine_strength >= 0.0 ? a->refine_strength
+                              : r->kind == GFCG_SOURCE_SELECTION ? GFCG_DEFAULT_FILL_STRENGTH
+                              : GFCG_DEFAULT_REFINE_STRENGTH;
   return TRUE;
 }
 
@@ -127,7 +159,8 @@ take_loaded (GfcgJob *job, GfcgLoadedPack *lp)
 }
 
 GfcgJob *
-gfcg_job_new (const GfcgArgs *a, GfcgLoadedPack *loaded, GError **error)
+gfcg_job_new (const GfcgArgs *a, const GfcgSourceRegion *source, GfcgLoadedPack *loaded,
+              GError **error)
 {
   GfcgJob *job = g_new0 (GfcgJob, 1);
   GError  *e = NULL;
@@ -135,6 +168,7 @@ gfcg_job_new (const GfcgArgs *a, GfcgLoadedPack *loaded, GError **error)
   job->device = g_strdup (*a->device ? a->device : "auto");
   job->pack_dir = gfcg_job_pack_dir (a->pack);
   job->images = g_ptr_array_new_with_free_func ((GDestroyNotify) gfcg_image_free);
+  job->pixels = g_ptr_array_new_with_free_func (g_free);
   if (!check_ranges (a, error))
     goto fail;
 
@@ -152,7 +186,9 @@ gfcg_job_new (const GfcgArgs *a, GfcgLoadedPack *loaded, GError **error)
     }
   gfcg_request_init (&job->req, job->pack);
   job->req.count = a->count;
-  if (!resolve_class (job, a, error) || !resolve_options (job, a, error))
+  job->source = source;
+  if (!resolve_class (job, a, error) || !resolve_source (job, a, error) ||
+      !resolve_options (job, a, error))
     goto fail;
   return job;
 
@@ -177,14 +213,40 @@ run_progress (const GfcgProgress *p, gpointer data)
   return rp->func == NULL || rp->func (rp->job, p->picture, p, rp->data);
 }
 
+/* Keeps each picture; a refine's goes back to the region's size, with every
+ * pixel outside the selection as it was. */
 static gboolean
 keep_picture (const GfcgRequest *req, int picture, GfcgImage *img, gpointer data,
               GError **error)
 {
   RunProgress *rp = data;
+  guchar      *px = NULL;
 
+  if (rp->job->engine_source != NULL &&
+      (px = gfcg_source_composite (rp->job->engine_source, img, error)) == NULL)
+    {
+      gfcg_image_free (img);
+      return FALSE;
+    }
   g_ptr_array_add (rp->job->images, img);
+  g_ptr_array_add (rp->job->pixels, px);
   return TRUE;
+}
+
+const guchar *
+gfcg_job_get_pixels (GfcgJob *job, int j, int *width, int *height)
+{
+  GfcgImage *img = g_ptr_array_index (job->images, j);
+
+  if (job->engine_source != NULL)
+    {
+      *width = gfcg_source_get_width (job->engine_source);
+      *height = gfcg_source_get_height (job->engine_source);
+      return g_ptr_array_index (job->pixels, j);
+    }
+  *width = gfcg_image_get_width (img);
+  *height = gfcg_image_get_height (img);
+  return gfcg_image_get_pixels (img);
 }
 
 gboolean
@@ -195,11 +257,15 @@ gfcg_job_run (GfcgJob *job, GfcgJobProgressFunc progress, gpointer user_data,
   gboolean ok;
 
   g_ptr_array_set_size (job->images, 0);
+  g_ptr_array_set_size (job->pixels, 0);
   job->req.options.cancellable = cancellable;
   ok = gfcg_request_run (&job->req, run_progress, keep_picture, &rp, error);
   job->req.options.cancellable = NULL;
   if (!ok)
-    g_ptr_array_set_size (job->images, 0);
+    {
+      g_ptr_array_set_size (job->images, 0);
+      g_ptr_array_set_size (job->pixels, 0);
+    }
   return ok;
 }
 
@@ -209,6 +275,8 @@ gfcg_job_free (GfcgJob *job)
   if (job == NULL)
     return;
   g_ptr_array_unref (job->images);
+  g_ptr_array_unref (job->pixels);
+  gfcg_source_free (job->engine_source);
   gfcg_pack_free (job->pack);
   gfcg_context_free (job->ctx);
   g_free (job->pack_dir);
@@ -239,6 +307,17 @@ command_line (GfcgJob *job, guint64 seed)
                          " --device %s --out out.png",
                          pack, job->req.imagenet, gfcg_mode_to_string (o->mode), o->steps, g, s,
                          seed, job->device);
+  if (job->engine_source != NULL)
+    {
+      /* The region and the selection as PNGs (not stored here) redo it. */
+      char  t[G_ASCII_DTOSTR_BUF_SIZE], *more;
+
+      g_ascii_dtostr (t, sizeof t, o->strength);
+      more = g_strdup_printf ("%s --init region.png --strength %s%s", cmd, t,
+                              job->source->mask != NULL ? " --mask selection.png" : "");
+      g_free (cmd);
+      cmd = more;
+    }
   g_free (pack);
   return cmd;
 }
@@ -270,6 +349,22 @@ gfcg_job_parameters (GfcgJob *job, int j)
   cmd = command_line (job, job->req.options.seed + (guint64) j);
   json_object_set_string_member (plug, "command", cmd);
   g_free (cmd);
+  if (job->engine_source != NULL)
+    {
+      /* What the picture started from: which layer and which part of it. */
+      const GfcgSourceRegion *r = job->source;
+      JsonObject *src = json_object_new ();
+
+      json_object_set_string_member (src, "kind", r->kind == GFCG_SOURCE_SELECTION ? "selection"
+                                                                                   : "layer");
+      json_object_set_int_member (src, "x", r->x);
+      json_object_set_int_member (src, "y", r->y);
+      json_object_set_int_member (src, "width", r->width);
+      json_object_set_int_member (src, "height", r->height);
+      json_object_set_double_member (src, "strength", job->req.options.strength);
+      json_object_set_boolean_member (src, "masked", r->mask != NULL);
+      json_object_set_object_member (plug, "source", src);
+    }
   json_object_set_object_member (obj, "plugin", plug);
   out = gfcg_json_to_data (root, FALSE, NULL);
   json_node_unref (root);

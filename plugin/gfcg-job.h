@@ -5,6 +5,7 @@
 #define GFCG_JOB_H
 
 #include "gfcg-args.h"
+#include "gfcg-source.h"
 
 G_BEGIN_DECLS
 
@@ -16,6 +17,11 @@ typedef struct
   GfcgPack         *pack;
   GfcgRequest       req;       /* class, mode, options, count, first seed */
   GPtrArray        *images;    /* GfcgImage *, filled by gfcg_job_run     */
+  const GfcgSourceRegion *source; /* what a refine or fill starts from (not
+                                     owned; NULL or kind noise: from noise) */
+  GfcgSource       *engine_source; /* its picture on the pack's canvas, or NULL */
+  GPtrArray        *pixels;    /* guchar *: a refine's pictures at the region's
+                                  size, composited (NULL entries otherwise) */
 } GfcgJob;
 
 /* A pack already loaded, with its context: the dialog's probe hands over the
@@ -41,8 +47,9 @@ typedef gboolean (*GfcgJobProgressFunc) (GfcgJob            *job,
  * starts with the argument's name ("class-index: ...").  loaded (may be
  * NULL) is taken over instead of loading when it holds the same pack on the
  * same device; the job then owns its context and pack, and *loaded is
- * emptied. */
+ * emptied.  source (may be NULL: from noise) must outlive the job. */
 GfcgJob  *gfcg_job_new           (const GfcgArgs      *args,
+                                  const GfcgSourceRegion    *source,
                                   GfcgLoadedPack      *loaded,
                                   GError             **error);
 gboolean  gfcg_job_run           (GfcgJob             *job,
@@ -56,6 +63,10 @@ void      gfcg_job_free          (GfcgJob             *job);
  * beside the default one or installed by `gfcg models fetch`, else a
  * directory (gfcg_pack_resolve). */
 char     *gfcg_job_pack_dir      (const char          *pack);
+
+/* Picture j as 8-bit RGB: the sample, or for a refine or fill the region's
+ * pixels with the redrawn part composited in. */
+const guchar *gfcg_job_get_pixels (GfcgJob *job, int picture, int *width, int *height);
 
 /* "tench (gfcg, seed 7)" for picture j. */
 char     *gfcg_job_layer_name    (GfcgJob             *job,

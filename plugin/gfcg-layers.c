@@ -23,8 +23,8 @@ layer_type (GimpImage *image)
 static GimpLayer *
 new_layer (GimpImage *image, GfcgJob *job, int j)
 {
-  GfcgImage    *img = g_ptr_array_index (job->images, j);
-  int           w = gfcg_image_get_width (img), h = gfcg_image_get_height (img);
+  int           w, h;
+  const guchar *pixels = gfcg_job_get_pixels (job, j, &w, &h);
   char         *name = gfcg_job_layer_name (job, j);
   char         *json = gfcg_job_parameters (job, j);
   GimpLayer    *layer;
@@ -41,7 +41,7 @@ new_layer (GimpImage *image, GfcgJob *job, int j)
     }
   buffer = gimp_drawable_get_buffer (GIMP_DRAWABLE (layer));
   gegl_buffer_set (buffer, GEGL_RECTANGLE (0, 0, w, h), 0, babl_format ("R'G'B' u8"),
-                   gfcg_image_get_pixels (img), w * 3);
+                   pixels, w * 3);
   gegl_buffer_flush (buffer);
   g_object_unref (buffer);
 
@@ -103,14 +103,32 @@ gfcg_layers_add (GimpImage *image, GfcgJob *job, gboolean scale_to_canvas, gbool
   for (guint j = 0; j < job->images->len; j++)
     {
       GimpLayer *layer = new_layer (image, job, (int) j);
+      const GfcgSourceRegion *src = job->source;
+      gboolean inserted;
 
-      if (layer == NULL || !gimp_image_insert_layer (image, layer, NULL, -1))
+      /* A refine or fill goes right above its source, over its region. */
+      if (src != NULL && src->kind != GFCG_SOURCE_NOISE)
+        inserted = layer != NULL &&
+                   gimp_image_insert_layer (image, layer,
+                                            GIMP_LAYER (gimp_item_get_parent (GIMP_ITEM (src->drawable))),
+                                            gimp_image_get_item_position (image,
+                                                                          GIMP_ITEM (src->drawable)));
+      else
+        inserted = layer != NULL && gimp_image_insert_layer (image, layer, NULL, -1);
+      if (!inserted)
         {
           g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, _("GIMP refused the new layer"));
           ok = FALSE;
           break;
         }
-      place (image, layer, scale_to_canvas);
+      if (src != NULL && src->kind != GFCG_SOURCE_NOISE)
+        {
+          int ox, oy;
+          gimp_drawable_get_offsets (src->drawable, &ox, &oy);
+          gimp_layer_set_offsets (layer, ox + src->x, oy + src->y);
+        }
+      else
+        place (image, layer, scale_to_canvas);
     }
 
   if (created)

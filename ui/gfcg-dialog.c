@@ -27,6 +27,7 @@ typedef struct
   gboolean             mode_from_pack;
   guint                probe_source;
   const char          *capture;      /* $GFCG_CAPTURE_DIALOG               */
+  GfcgDialogContext    where;        /* the sources the image offers       */
   gboolean             auto_ok;      /* $GFCG_TEST_DIALOG=ok (tests)        */
 } Dialog;
 
@@ -88,11 +89,16 @@ update_state (Dialog *d)
   gboolean       ok;
   char          *text, *secs, *mem;
 
+  const char    *no_source = NULL;
+
   g_object_get (d->config, "class-index", &cls, "steps", &steps, "count", &count,
                 "guidance", &guidance, NULL);
   ok = config_mode (d, &mode);
   ok = ok && pr != NULL && pr->error == NULL && mode_possible (pr, mode) &&
-       gfcg_class_picker_is_drawable (GFCG_CLASS_PICKER (d->picker), cls);
+       gfcg_class_picker_is_drawable (GFCG_CLASS_PICKER (d->picker), cls) &&
+       gfcg_source_section_possible (G_OBJECT (d->config), &d->where, &no_source);
+  /* A refine runs only the last strength x steps steps. */
+  steps = MAX (1, gfcg_source_section_run_steps (G_OBJECT (d->config), steps));
   gtk_dialog_set_response_sensitive (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK, ok);
   gtk_widget_set_tooltip_text (d->mode_combo, _(gfcg_mode_get_info (mode)->help));
 
@@ -104,6 +110,8 @@ update_state (Dialog *d)
     text = g_strdup (_("This pack lacks the network or classifier this guidance mode needs."));
   else if (!gfcg_class_picker_is_drawable (GFCG_CLASS_PICKER (d->picker), cls))
     text = g_strdup (_("Pick a class this pack can draw."));
+  else if (no_source != NULL)
+    text = g_strdup (no_source);
   else
     {
       secs = format_seconds (gfcg_pack_probe_estimate (pr, mode, steps,
@@ -412,8 +420,8 @@ static void
 normalise_config (Dialog *d)
 {
   int      cls;
-  char    *name = NULL, *nick = NULL;
-  double   guidance, strength;
+  char    *name = NULL, *nick = NULL, *source = NULL;
+  double   guidance, strength, redraw;
   GfcgMode mode;
   GfcgSampleOptions builtin;
 
@@ -437,18 +445,27 @@ normalise_config (Dialog *d)
     g_object_set (d->config, "guidance", builtin.guidance, NULL);
   if (strength < 0.0)
     g_object_set (d->config, "gfcg-strength", builtin.s_max, NULL);
+  /* -1: the redraw strength that suits the source. */
+  g_object_get (d->config, "strength", &redraw, "source", &source, NULL);
+  if (redraw < 0.0)
+    g_object_set (d->config, "strength", g_strcmp0 (source, "selection") == 0
+                                         ? GFCG_DEFAULT_FILL_STRENGTH
+                                         : GFCG_DEFAULT_REFINE_STRENGTH, NULL);
+  g_free (source);
   g_free (name);
   g_free (nick);
 }
 
 gboolean
-gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config, GfcgLoadedPack **loaded)
+gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
+                 const GfcgDialogContext *where, GfcgLoadedPack **loaded)
 {
   Dialog     *d = g_new0 (Dialog, 1);
-  GtkWidget  *hbox, *frame;
+  GtkWidget  *hbox, *vbox, *frame;
   gboolean    run;
 
   d->config = config;
+  d->where = *where;
   d->capture = g_getenv ("GFCG_CAPTURE_DIALOG");
   d->auto_ok = g_strcmp0 (g_getenv ("GFCG_TEST_DIALOG"), "ok") == 0;
   normalise_config (d);
@@ -469,8 +486,13 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config, GfcgLoad
   g_object_bind_property (config, "class-index", d->picker, "class-index",
                           G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
 
+  vbox = gtk_box_new (GTK_ORIENTATION_VERTICAL, 12);
+  gtk_box_pack_start (GTK_BOX (hbox), vbox, FALSE, FALSE, 0);
+  frame = gimp_frame_new (_("Start from"));
+  gtk_box_pack_start (GTK_BOX (vbox), frame, FALSE, FALSE, 0);
+  gtk_container_add (GTK_CONTAINER (frame), gfcg_source_section_new (G_OBJECT (config), where));
   frame = gimp_frame_new (_("Settings"));
-  gtk_box_pack_start (GTK_BOX (hbox), frame, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (vbox), frame, FALSE, FALSE, 0);
   gtk_container_add (GTK_CONTAINER (frame), settings (d));
   gtk_widget_show_all (hbox);
 

@@ -1,11 +1,13 @@
 /* gfcg-dialog.h — the plug-in's GimpProcedureDialog: class picker, guidance
- * settings with the pack's defaults, seed, pack and device pickers, and an
- * estimate of time and memory. */
+ * settings with the pack's defaults, seed, pack and device pickers, where
+ * to start from (noise, the layer, the selection), and an estimate of time
+ * and memory. */
 #ifndef GFCG_DIALOG_H
 #define GFCG_DIALOG_H
 
 #include <libgimp/gimpui.h>
 #include "gfcg-job.h"
+#include "gfcg-source-section.h"
 
 G_BEGIN_DECLS
 
@@ -14,10 +16,11 @@ G_BEGIN_DECLS
  * itself there once it is shown and the estimate is in, and returns FALSE
  * (tools/capture-dialog); with $GFCG_TEST_DIALOG=ok it presses Draw
  * instead (tests).  *loaded gets the pack the dialog loaded last (or NULL),
- * for gfcg_job_new. */
-gboolean gfcg_dialog_run (GimpProcedure       *procedure,
-                          GimpProcedureConfig *config,
-                          GfcgLoadedPack     **loaded);
+ * for gfcg_job_new.  where says which sources the image offers. */
+gboolean gfcg_dialog_run (GimpProcedure           *procedure,
+                          GimpProcedureConfig     *config,
+                          const GfcgDialogContext *where,
+                          GfcgLoadedPack         **loaded);
 
 G_END_DECLS
 
