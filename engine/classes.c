@@ -104,14 +104,34 @@ parse_index (const char *s, int *out)
   return TRUE;
 }
 
+char *
+pack_class_list (const GfcgPack *pack)
+{
+  GString *s;
+
+  if (pack->n_classes > 20)
+    return g_strdup ("`gfcg info` lists its classes");
+  s = g_string_new ("it draws ");
+  for (int k = 0; k < pack->n_classes; k++)
+    g_string_append_printf (s, "%s%s (inet:%d)", k ? ", " : "", pack->classes[k].name,
+                            pack->classes[k].imagenet);
+  return g_string_free (s, FALSE);
+}
+
+static gboolean
+pack_draws (int imagenet, gpointer pack)
+{
+  return gfcg_pack_class_from_imagenet (pack, imagenet) >= 0;
+}
+
 int
-gfcg_pack_find_class (const GfcgPack *pack, const char *spec, GError **error)
+pack_find_class (const GfcgPack *pack, const char *spec, gboolean allow_index, GError **error)
 {
   int k = -1, inet;
 
   if (spec == NULL)
     spec = "";
-  if (parse_index (spec, &k))
+  if (allow_index && parse_index (spec, &k))
     {
       if (k < pack->n_classes)
         return k;
@@ -132,18 +152,32 @@ gfcg_pack_find_class (const GfcgPack *pack, const char *spec, GError **error)
     if (g_ascii_strcasecmp (spec, pack->classes[k].wnid) == 0 ||
         g_ascii_strcasecmp (spec, pack->classes[k].name) == 0)
       return k;
-  if ((inet = gfcg_imagenet_find (spec)) >= 0)
+  /* Of several ImageNet classes with this name, one the pack draws. */
+  if ((inet = gfcg_imagenet_find_preferring (spec, pack_draws, (gpointer) pack)) >= 0)
     {
+      char *list;
       if ((k = gfcg_pack_class_from_imagenet (pack, inet)) >= 0)
         return k;
+      list = pack_class_list (pack);
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-                   "ImageNet class '%s' (inet:%d, %s) is not one that pack '%s' can draw"
-                   " (`gfcg info` lists its classes)", spec, inet, gfcg_imagenet_name (inet),
-                   pack->name);
+                   "ImageNet class '%s' (inet:%d, %s) is not one that pack '%s' can draw; %s",
+                   spec, inet, gfcg_imagenet_name (inet), pack->name, list);
+      g_free (list);
       return -1;
     }
-  g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-               "unknown class '%s' for pack '%s' (give an index 0..%d, inet:N, a wnid or a name;"
-               " `gfcg info` lists them)", spec, pack->name, pack->n_classes - 1);
+  if (allow_index)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                 "unknown class '%s' for pack '%s' (give an index 0..%d, inet:N, a wnid or a "
+                 "name; `gfcg info` lists them)", spec, pack->name, pack->n_classes - 1);
+  else
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                 "unknown class '%s' (give an English ImageNet class name, a synonym or a wnid)",
+                 spec);
   return -1;
+}
+
+int
+gfcg_pack_find_class (const GfcgPack *pack, const char *spec, GError **error)
+{
+  return pack_find_class (pack, spec, TRUE, error);
 }

@@ -4,7 +4,7 @@
 
 #include "gfcg/gfcg.h"
 #include "backend.h"
-#include "safetensors.h"
+#include "gfcg/gfcg-safetensors.h"
 
 #include <json-glib/json-glib.h>
 
@@ -178,6 +178,13 @@ struct _GfcgPack
 /* pack.c: loading; classes.c: the class map; options.c: pack.json "defaults" */
 gboolean pack_load_classes  (GfcgPack *pack, JsonObject *root, const char *where, GError **error);
 gboolean pack_load_defaults (GfcgPack *pack, JsonObject *root, const char *path, GError **error);
+/* gfcg_pack_find_class, where allow_index FALSE reads a bare number as a
+ * name (request.c). */
+int      pack_find_class    (const GfcgPack *pack, const char *spec, gboolean allow_index,
+                             GError **error);
+/* "it draws tench (inet:0), ..." when the pack has a few classes, else a
+ * pointer to `gfcg info`: the end of a "cannot draw" message. */
+char    *pack_class_list    (const GfcgPack *pack);
 
 /* pack-run.c: the loaded pack at work */
 Denoiser *pack_net (GfcgPack *pack, const char *net, GError **error);

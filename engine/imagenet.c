@@ -12,11 +12,23 @@ GResource *gfcg_data_get_resource (void);
 
 typedef struct
 {
-  GfcgImagenetClass info;      /* what clients see                  */
-  char            **synonyms;  /* info.synonyms split, each trimmed */
+  GfcgImagenetClass info;      /* what clients see                            */
+  char             *norm_name; /* normalised (normalise ()) name              */
+  char            **synonyms;  /* info.synonyms split, each normalised        */
 } InetClass;
 
 static InetClass table[1000];
+
+/* Lower case, '_' as space, outer blanks trimmed: "  Tinca_tinca " finds
+ * "tinca tinca". */
+static char *
+normalise (const char *s)
+{
+  char *n = g_utf8_strdown (s, -1);
+
+  g_strdelimit (n, "_", ' ');
+  return g_strstrip (n);
+}
 
 static gpointer
 load_table (gpointer unused)
@@ -45,9 +57,14 @@ load_table (gpointer unused)
           table[i].info.wnid = g_strdup (f[1]);
           table[i].info.name = g_strdup (f[2]);
           table[i].info.synonyms = g_strdup (f[3] != NULL ? f[3] : "");
+          table[i].norm_name = normalise (f[2]);
           table[i].synonyms = g_strsplit (table[i].info.synonyms, ",", -1);
           for (char **s = table[i].synonyms; *s != NULL; s++)
-            g_strstrip (*s);
+            {
+              char *t = normalise (*s);
+              g_free (*s);
+              *s = t;
+            }
         }
       g_strfreev (f);
     }
@@ -63,24 +80,62 @@ ensure_table (void)
   g_once (&once, load_table, NULL);
 }
 
+/* Pass 0 compares names, 1 wnids, 2 synonyms. */
+static gboolean
+entry_matches (const InetClass *e, const char *norm, int pass)
+{
+  if (e->info.name == NULL)
+    return FALSE;
+  switch (pass)
+    {
+    case 0:
+      return strcmp (e->norm_name, norm) == 0;
+    case 1:
+      return *e->info.wnid != '\0' && g_ascii_strcasecmp (e->info.wnid, norm) == 0;
+    default:
+      for (char **s = e->synonyms; *s != NULL; s++)
+        if (**s != '\0' && strcmp (*s, norm) == 0)
+          return TRUE;
+      return FALSE;
+    }
+}
+
+int
+gfcg_imagenet_find_preferring (const char *spec, GfcgImagenetPreferFunc prefer, gpointer data)
+{
+  char *norm;
+  int   first = -1;
+
+  if (spec == NULL)
+    return -1;
+  ensure_table ();
+  norm = normalise (spec);
+  for (int pass = 0; pass < 3 && *norm != '\0'; pass++)
+    {
+      for (int i = 0; i < 1000; i++)
+        if (entry_matches (&table[i], norm, pass))
+          {
+            if (prefer == NULL || prefer (i, data))
+              {
+                g_free (norm);
+                return i;
+              }
+            if (first < 0)
+              first = i;
+          }
+      /* A name beats any synonym of another class ("crane" is the machine,
+       * though it is also a synonym of the bird). */
+      if (first >= 0)
+        break;
+    }
+  g_free (norm);
+  return first;
+}
+
 int
 gfcg_imagenet_find (const char *spec)
 {
-  if (spec == NULL || *spec == '\0')
-    return -1;
-  ensure_table ();
-  for (int i = 0; i < 1000; i++)
-    {
-      if (table[i].info.name == NULL)
-        continue;
-      if (g_ascii_strcasecmp (spec, table[i].info.name) == 0 ||
-          (*table[i].info.wnid != '\0' && g_ascii_strcasecmp (spec, table[i].info.wnid) == 0))
-        return i;
-      for (char **s = table[i].synonyms; *s != NULL; s++)
-        if (**s != '\0' && g_ascii_strcasecmp (spec, *s) == 0)
-          return i;
-    }
-  return -1;
+  return gfcg_imagenet_find_preferring (spec, NULL, NULL);
 }
 
 const char *

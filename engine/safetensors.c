@@ -4,7 +4,7 @@
  * length against the file size, each dtype and shape, each data range
  * against the data section and against the other ranges.  The file is
  * mapped, not copied; conversion to float happens per tensor on request. */
-#include "safetensors.h"
+#include "gfcg/gfcg-safetensors.h"
 #include "gfcg/gfcg.h"
 
 #include "gfcg/gfcg-json.h"

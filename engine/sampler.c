@@ -58,7 +58,7 @@ report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointe
                                      eval != n_evals - 1);
   if (cb != NULL && skip)
     {
-      GfcgProgress p = { eval, n_evals, info, NULL, 0, 0 };
+      GfcgProgress p = { .eval = eval, .n_evals = n_evals, .n_pictures = 1, .info = info };
       go = cb (&p, data);
     }
   else if (cb != NULL)
@@ -67,7 +67,7 @@ report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointe
       int res = denoiser_info (pack->main)->resolution;
       float *shown = NULL, *pic;
       guchar *rgb;
-      GfcgProgress p = { eval, n_evals, info, NULL, 0, 0 };
+      GfcgProgress p = { .eval = eval, .n_evals = n_evals, .n_pictures = 1, .info = info };
 
       /* A fill is shown in its surroundings: the kept part is the source's. */
       if (o->mask != NULL)

@@ -1,6 +1,6 @@
 /* gfcg-classes.h — the 1000 ImageNet-1k classes of the engine's table
- * (gfcg_imagenet_get): the look-ups the PDB argument `class-name` and the
- * dialog's class picker use (names with '_' as space, filters). */
+ * (gfcg_imagenet_get) as the dialog's class picker shows and filters them;
+ * names are found by the engine's gfcg_imagenet_find. */
 #ifndef GFCG_CLASSES_H
 #define GFCG_CLASSES_H
 
@@ -17,14 +17,6 @@ const GfcgClassInfo *gfcg_classes_get    (int index);
 
 /* A label for menus and layer names: the name, or "class N" when unknown. */
 const char          *gfcg_classes_name   (int index);
-
-/* Matches spec (case-insensitive; '_' counts as a space) against the names,
- * then the wnids, then the synonyms.  When several classes match, the first
- * for which drawable (may be NULL) returns TRUE wins, else the first.
- * Returns the ImageNet index or -1. */
-int                  gfcg_classes_find   (const char *spec,
-                                          gboolean  (*drawable) (int imagenet, gpointer data),
-                                          gpointer    data);
 
 /* Whether class c matches a filter typed in the picker: a substring of the
  * name, a synonym or the wnid, or the index itself.  needle is lower-case. */

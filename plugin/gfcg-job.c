@@ -34,82 +34,28 @@ gfcg_job_pack_dir (const char *pack)
   return dir != NULL ? dir : g_strdup (pack);
 }
 
+/* A refusal of the engine, named after the argument at fault. */
 static gboolean
-pack_can_draw (int imagenet, gpointer pack)
+arg_refused (GError **error, const char *arg, GError *e)
 {
-  return gfcg_pack_class_from_imagenet (pack, imagenet) >= 0;
-}
-
-/* "tench, English springer, ..." for messages. */
-static char *
-pack_class_list (GfcgPack *pack)
-{
-  GString *s = g_string_new (NULL);
-  int      n = gfcg_pack_get_n_classes (pack);
-
-  for (int k = 0; k < n; k++)
-    {
-      int inet;
-      const char *name;
-
-      gfcg_pack_get_class (pack, k, &inet, NULL, &name);
-      g_string_append_printf (s, "%s%s (%d)", k ? ", " : "", name, inet);
-    }
-  return g_string_free (s, FALSE);
-}
-
-static gboolean
-not_drawable (GError **error, GfcgPack *pack, const char *arg, const char *what, int inet)
-{
-  char *list = pack_class_list (pack);
-
-  arg_error (error, arg, "%s (ImageNet class %d, %s) is not a class that pack '%s' can draw; "
-             "it draws %s", what, inet, gfcg_classes_name (inet), gfcg_pack_get_name (pack),
-             list);
-  g_free (list);
+  arg_error (error, arg, "%s", e->message);
+  g_error_free (e);
   return FALSE;
 }
 
+/* class-name (a name, synonym or wnid; a bare number is a name there), else
+ * class-index (an ImageNet index).  The engine resolves both, as for
+ * `gfcg sample`. */
 static gboolean
 resolve_class (GfcgJob *job, const GfcgArgs *a, GError **error)
 {
-  int k, inet;
+  GError *e = NULL;
 
   if (*a->class_name == '\0')
-    {
-      inet = a->class_index;
-      if ((k = gfcg_pack_class_from_imagenet (job->pack, inet)) < 0)
-        {
-          char *what = g_strdup_printf ("%d", inet);
-          not_drawable (error, job->pack, "class-index", what, inet);
-          g_free (what);
-          return FALSE;
-        }
-    }
-  else if ((inet = gfcg_classes_find (a->class_name, pack_can_draw, job->pack)) >= 0)
-    {
-      if ((k = gfcg_pack_class_from_imagenet (job->pack, inet)) < 0)
-        {
-          char *what = g_strdup_printf ("'%s'", a->class_name);
-          not_drawable (error, job->pack, "class-name", what, inet);
-          g_free (what);
-          return FALSE;
-        }
-    }
-  else
-    {
-      /* Names and wnids the pack knows but the table does not.  A bare
-       * number would be a pack index there: not a class name. */
-      if (strspn (a->class_name, "0123456789") == strlen (a->class_name) ||
-          (k = gfcg_pack_find_class (job->pack, a->class_name, NULL)) < 0)
-        return arg_error (error, "class-name", "unknown class '%s' (give an English ImageNet "
-                          "class name, a synonym or a wnid, or leave it empty and give "
-                          "class-index)", a->class_name);
-      gfcg_pack_get_class (job->pack, k, &inet, NULL, NULL);
-    }
-  job->opt.class_index = k;
-  job->imagenet = inet;
-  return TRUE;
+    return gfcg_request_set_imagenet (&job->req, a->class_index, &e) ||
+           arg_refused (error, "class-index", e);
+  return gfcg_request_set_class (&job->req, a->class_name, GFCG_CLASS_SPEC_NAMES_ONLY, &e) ||
+         arg_refused (error, "class-name", e);
 }
 
 /* The ranges that need no pack, checked first. */
@@ -135,46 +81,22 @@ check_ranges (const GfcgArgs *a, GError **error)
 }
 
 static gboolean
-parse_mode (const char *nick, GfcgMode *mode, GError **error)
-{
-  if (*nick == '\0')
-    return TRUE; /* the pack's default, already in the options */
-  if (gfcg_mode_from_string (nick, mode))
-    return TRUE;
-  {
-    char *names = gfcg_mode_list (", ");
-    arg_error (error, "mode", "unknown guidance mode '%s' (%s; '-' works for '+')", nick, names);
-    g_free (names);
-    return FALSE;
-  }
-}
-
-static gboolean
 resolve_options (GfcgJob *job, const GfcgArgs *a, GError **error)
 {
-  GfcgSampleOptions *o = &job->opt;
+  GfcgSampleOptions *o = &job->req.options;
   GError *e = NULL;
 
-  if (!parse_mode (a->mode, &o->mode, error))
-    return FALSE;
-  if (!gfcg_pack_supports_mode (job->pack, o->mode, &e))
-    {
-      arg_error (error, "mode", "%s", e->message);
-      g_error_free (e);
-      return FALSE;
-    }
+  /* "": the pack's mode; the weight follows the mode unless given. */
+  if (!gfcg_request_set_mode (&job->req, a->mode, &e))
+    return arg_refused (error, "mode", e);
   o->steps = a->steps;
-  /* -1: the pack's weight for this mode (CFG and ATG weights differ). */
-  o->guidance = a->guidance >= 0.0 ? a->guidance : gfcg_pack_get_guidance (job->pack, o->mode);
+  if (a->guidance >= 0.0)
+    o->guidance = a->guidance;
   if (a->strength >= 0.0)
     o->s_max = a->strength;
   o->seed = (guint64) a->seed;
   if (!gfcg_sample_options_validate (o, job->pack, &e))
-    {
-      arg_error (error, "pack", "%s", e->message);
-      g_error_free (e);
-      return FALSE;
-    }
+    return arg_refused (error, "pack", e);
   return TRUE;
 }
 
@@ -212,7 +134,6 @@ gfcg_job_new (const GfcgArgs *a, GfcgLoadedPack *loaded, GError **error)
 
   job->device = g_strdup (*a->device ? a->device : "auto");
   job->pack_dir = gfcg_job_pack_dir (a->pack);
-  job->count = a->count;
   job->images = g_ptr_array_new_with_free_func ((GDestroyNotify) gfcg_image_free);
   if (!check_ranges (a, error))
     goto fail;
@@ -229,7 +150,8 @@ gfcg_job_new (const GfcgArgs *a, GfcgLoadedPack *loaded, GError **error)
       arg_error (error, "pack", "%s", e->message);
       goto fail;
     }
-  gfcg_sample_options_init (&job->opt, job->pack);
+  gfcg_request_init (&job->req, job->pack);
+  job->req.count = a->count;
   if (!resolve_class (job, a, error) || !resolve_options (job, a, error))
     goto fail;
   return job;
@@ -243,7 +165,6 @@ fail:
 typedef struct
 {
   GfcgJob            *job;
-  int                 picture;
   GfcgJobProgressFunc func;
   gpointer            data;
 } RunProgress;
@@ -253,32 +174,33 @@ run_progress (const GfcgProgress *p, gpointer data)
 {
   RunProgress *rp = data;
 
-  return rp->func == NULL || rp->func (rp->job, rp->picture, p, rp->data);
+  return rp->func == NULL || rp->func (rp->job, p->picture, p, rp->data);
+}
+
+static gboolean
+keep_picture (const GfcgRequest *req, int picture, GfcgImage *img, gpointer data,
+              GError **error)
+{
+  RunProgress *rp = data;
+
+  g_ptr_array_add (rp->job->images, img);
+  return TRUE;
 }
 
 gboolean
 gfcg_job_run (GfcgJob *job, GfcgJobProgressFunc progress, gpointer user_data,
               GCancellable *cancellable, GError **error)
 {
-  GfcgSampleOptions opt = job->opt;
-  RunProgress rp = { job, 0, progress, user_data };
+  RunProgress rp = { job, progress, user_data };
+  gboolean ok;
 
   g_ptr_array_set_size (job->images, 0);
-  opt.cancellable = cancellable;
-  for (int j = 0; j < job->count; j++)
-    {
-      GfcgImage *img;
-
-      opt.seed = job->opt.seed + (guint64) j;
-      rp.picture = j;
-      if ((img = gfcg_sample (job->pack, &opt, run_progress, &rp, error)) == NULL)
-        {
-          g_ptr_array_set_size (job->images, 0);
-          return FALSE;
-        }
-      g_ptr_array_add (job->images, img);
-    }
-  return TRUE;
+  job->req.options.cancellable = cancellable;
+  ok = gfcg_request_run (&job->req, run_progress, keep_picture, &rp, error);
+  job->req.options.cancellable = NULL;
+  if (!ok)
+    g_ptr_array_set_size (job->images, 0);
+  return ok;
 }
 
 void
@@ -297,15 +219,15 @@ gfcg_job_free (GfcgJob *job)
 char *
 gfcg_job_layer_name (GfcgJob *job, int j)
 {
-  return g_strdup_printf ("%s (%s, seed %" G_GUINT64_FORMAT ")", gfcg_classes_name (job->imagenet),
-                          gfcg_mode_to_string (job->opt.mode), job->opt.seed + (guint64) j);
+  return g_strdup_printf ("%s (%s, seed %" G_GUINT64_FORMAT ")", gfcg_classes_name (job->req.imagenet),
+                          gfcg_mode_to_string (job->req.options.mode), job->req.options.seed + (guint64) j);
 }
 
 /* The `gfcg sample` call that draws the same picture. */
 static char *
 command_line (GfcgJob *job, guint64 seed)
 {
-  const GfcgSampleOptions *o = &job->opt;
+  const GfcgSampleOptions *o = &job->req.options;
   char *pack = g_shell_quote (job->pack_dir);
   char  g[G_ASCII_DTOSTR_BUF_SIZE], s[G_ASCII_DTOSTR_BUF_SIZE];
   char *cmd;
@@ -315,7 +237,7 @@ command_line (GfcgJob *job, guint64 seed)
   cmd = g_strdup_printf ("gfcg sample --pack %s --imagenet %d --mode %s --steps %d "
                          "--guidance %s --s-max %s --seed %" G_GUINT64_FORMAT
                          " --device %s --out out.png",
-                         pack, job->imagenet, gfcg_mode_to_string (o->mode), o->steps, g, s,
+                         pack, job->req.imagenet, gfcg_mode_to_string (o->mode), o->steps, g, s,
                          seed, job->device);
   g_free (pack);
   return cmd;
@@ -342,10 +264,10 @@ gfcg_job_parameters (GfcgJob *job, int j)
   json_object_set_string_member (plug, "pack_dir", job->pack_dir);
   json_object_set_string_member (plug, "device", job->device);
   json_object_set_string_member (plug, "backend", gfcg_context_get_backend (job->ctx));
-  json_object_set_int_member (plug, "imagenet", job->imagenet);
-  json_object_set_string_member (plug, "class_name", gfcg_classes_name (job->imagenet));
-  json_object_set_int_member (plug, "seed", (gint64) (job->opt.seed + (guint64) j));
-  cmd = command_line (job, job->opt.seed + (guint64) j);
+  json_object_set_int_member (plug, "imagenet", job->req.imagenet);
+  json_object_set_string_member (plug, "class_name", gfcg_classes_name (job->req.imagenet));
+  json_object_set_int_member (plug, "seed", (gint64) (job->req.options.seed + (guint64) j));
+  cmd = command_line (job, job->req.options.seed + (guint64) j);
   json_object_set_string_member (plug, "command", cmd);
   g_free (cmd);
   json_object_set_object_member (obj, "plugin", plug);

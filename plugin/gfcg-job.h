@@ -14,10 +14,8 @@ typedef struct
   char             *device;
   GfcgContext      *ctx;
   GfcgPack         *pack;
-  GfcgSampleOptions opt;       /* opt.seed is the first picture's seed */
-  int               imagenet;  /* the class as an ImageNet-1k index    */
-  int               count;
-  GPtrArray        *images;    /* GfcgImage *, filled by gfcg_job_run  */
+  GfcgRequest       req;       /* class, mode, options, count, first seed */
+  GPtrArray        *images;    /* GfcgImage *, filled by gfcg_job_run     */
 } GfcgJob;
 
 /* A pack already loaded, with its context: the dialog's probe hands over the

@@ -11,7 +11,7 @@
 double
 gfcg_run_fraction (GfcgJob *job, int picture, const GfcgProgress *p)
 {
-  return (picture + (p->eval + 1.0) / p->n_evals) / job->count;
+  return (picture + (p->eval + 1.0) / p->n_evals) / job->req.count;
 }
 
 char *
@@ -21,11 +21,11 @@ gfcg_run_status_text (GfcgJob *job, int picture, const GfcgProgress *p)
   char *text, *ref, *joined;
   int   inet = -1;
 
-  if (job->count > 1)
+  if (job->req.count > 1)
     text = g_strdup_printf (_("Picture %d of %d: step %d of %d (sigma %.3g)"), picture + 1,
-                            job->count, s->step + 1, job->opt.steps, s->sigma);
+                            job->req.count, s->step + 1, job->req.options.steps, s->sigma);
   else
-    text = g_strdup_printf (_("Step %d of %d (sigma %.3g)"), s->step + 1, job->opt.steps,
+    text = g_strdup_printf (_("Step %d of %d (sigma %.3g)"), s->step + 1, job->req.options.steps,
                             s->sigma);
   if (s->c_ref < 0)
     return text;
@@ -50,6 +50,6 @@ gboolean
 gfcg_run_headless (GfcgJob *job, GError **error)
 {
   gimp_progress_init (_("Sampling the diffusion model"));
-  job->opt.no_previews = TRUE; /* nobody sees them: latent packs skip a decode each */
+  job->req.options.no_previews = TRUE; /* nobody sees them: latent packs skip a decode each */
   return gfcg_job_run (job, headless_progress, NULL, NULL, error);
 }

@@ -1,6 +1,6 @@
 /* test-safetensors.c — the loader against well-formed and hostile files.
  * Runs under AddressSanitizer/UBSan too (make check builds build-asan/). */
-#include "safetensors.h"
+#include "gfcg/gfcg-safetensors.h"
 #include "gfcg/gfcg.h"
 
 #include <glib/gstdio.h>

@@ -186,6 +186,27 @@ def test_bad_arguments(pack, tmp_path, args, expected):
     assert not out.exists()
 
 
+def test_class_spellings_resolve_alike(pack, tmp_path):
+    """The engine's request API resolves a class the same way for the CLI and
+    the plug-in: a pack index, inet:N, the wnid in any case and the name with
+    '_' for spaces and outer blanks all draw the same picture."""
+    from PIL import Image
+    cls = json.loads((pack / 'pack.json').read_text())['classes'][1]
+    spellings = ['1', f"inet:{cls['imagenet']}", f"  {cls['name'].replace(' ', '_').upper()} "]
+    if cls.get('wnid'):
+        spellings.append(cls['wnid'].upper())
+    pictures = []
+    for j, spec in enumerate(spellings):
+        out = tmp_path / f'{j}.png'
+        args = sample_args(pack, out)
+        args[args.index('--class') + 1] = spec
+        p = gfcg(*args)
+        assert p.returncode == 0, (spec, p.stderr)
+        with Image.open(out) as im:  # the PNG's text holds timings: compare pixels
+            pictures.append(im.tobytes())
+    assert all(b == pictures[0] for b in pictures), spellings
+
+
 def test_mode_needs_component(packs, tmp_path):
     d = tmp_path / 'noclf'
     shutil.copytree(packs / 'tiny-pixel', d)

@@ -419,8 +419,8 @@ normalise_config (Dialog *d)
 
   g_object_get (d->config, "class-index", &cls, "class-name", &name, "mode", &nick,
                 "guidance", &guidance, "gfcg-strength", &strength, NULL);
-  if (name != NULL && *name != '\0' && gfcg_classes_find (name, NULL, NULL) >= 0)
-    cls = gfcg_classes_find (name, NULL, NULL);
+  if (name != NULL && *name != '\0' && gfcg_imagenet_find (name) >= 0)
+    cls = gfcg_imagenet_find (name);
   g_object_set (d->config, "class-index", CLAMP (cls, 0, GFCG_N_IMAGENET_CLASSES - 1),
                 "class-name", "", NULL);
   d->mode_from_pack = nick == NULL || *nick == '\0';

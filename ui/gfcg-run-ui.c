@@ -100,10 +100,10 @@ gfcg_run_with_window (GfcgJob *job, GError **error)
   /* A latent pack's preview is a TAESD decode at full size, which can cost
    * as much as the evaluation itself on a CPU: every 4th is enough to watch. */
   if (g_strcmp0 (gfcg_pack_get_kind (job->pack), "latent") == 0)
-    job->opt.preview_every = 4;
+    job->req.options.preview_every = 4;
   run.cancellable = g_cancellable_new ();
   run.loop = g_main_loop_new (NULL, FALSE);
-  title = g_strdup_printf (_("Drawing %s"), gfcg_classes_name (job->imagenet));
+  title = g_strdup_printf (_("Drawing %s"), gfcg_classes_name (job->req.imagenet));
   run.window = gfcg_run_window_new (title, run.cancellable);
   g_free (title);
   gimp_progress_init (_("Sampling the diffusion model"));

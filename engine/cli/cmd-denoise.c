@@ -1,7 +1,7 @@
 /* cmd-denoise.c — `gfcg denoise` (one network on tensors from a file, the
  * hook for parity tests) and `gfcg classify` (the pack's classifier on PNGs). */
 #include "gfcg-cli.h"
-#include "../safetensors.h"
+#include "gfcg/gfcg-safetensors.h"
 
 #include <string.h>
 

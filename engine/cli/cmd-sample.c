@@ -2,7 +2,7 @@
  * stderr, Ctrl-C stopping cleanly between evaluations, and the parameters
  * recorded in the PNG and the optional JSON trace. */
 #include "gfcg-cli.h"
-#include "../safetensors.h"
+#include "gfcg/gfcg-safetensors.h"
 
 #include <math.h>
 #include <signal.h>
@@ -10,12 +10,15 @@
 #include <unistd.h>
 
 
+/* What the callbacks need: the progress line, previews, and the outputs. */
 typedef struct
 {
-  gboolean    quiet, tty;
-  int         image, count;
+  gboolean    quiet, tty, verbose;
   const char *previews;   /* --previews DIR, or NULL */
   GError     *error;      /* writing a preview failed */
+  const char *out, *trace, *out_raw;
+  GfcgContext *ctx;
+  float      *raw_all;    /* --out-raw: every picture's final state */
 } Progress;
 
 static volatile sig_atomic_t got_sigint;
@@ -54,8 +57,8 @@ progress_cb (const GfcgProgress *p, gpointer data)
   const GfcgStepInfo *s = p->info;
   if (!pr->quiet)
     {
-      g_printerr ("%s[%d/%d] eval %2d/%d  sigma %8.4f", pr->tty ? "\r" : "", pr->image + 1,
-                  pr->count, p->eval + 1, p->n_evals, s->sigma);
+      g_printerr ("%s[%d/%d] eval %2d/%d  sigma %8.4f", pr->tty ? "\r" : "", p->picture + 1,
+                  p->n_pictures, p->eval + 1, p->n_evals, s->sigma);
       if (s->c_ref >= 0)
         g_printerr ("  c_ref %3d  p_c %.3f  p_ref %.3f  s %.3f", s->c_ref, s->p_c, s->p_ref, s->s);
       else
@@ -64,7 +67,7 @@ progress_cb (const GfcgProgress *p, gpointer data)
     }
   if (pr->previews != NULL && p->preview != NULL && pr->error == NULL)
     {
-      char *name = g_strdup_printf ("preview-%04d-%03d.png", pr->image, p->eval);
+      char *name = g_strdup_printf ("preview-%04d-%03d.png", p->picture, p->eval);
       char *path = g_build_filename (pr->previews, name, NULL);
       gfcg_write_png (path, p->preview, p->width, p->height, NULL, &pr->error);
       g_free (path);
@@ -83,6 +86,57 @@ numbered (const char *path, int j, int count)
   if (dot == NULL || strchr (dot, '/') != NULL)
     return g_strdup_printf ("%s-%04d", path, j);
   return g_strdup_printf ("%.*s-%04d%s", (int) (dot - path), path, j, dot);
+}
+
+/* One finished picture: its PNG (with the trace as a comment), the trace
+ * file, and its raw state for --out-raw, written once all are in. */
+static gboolean
+picture_cb (const GfcgRequest *req, int j, GfcgImage *img, gpointer data, GError **error)
+{
+  Progress *pr = data;
+  char *json = gfcg_image_get_trace_json (img), *path = numbered (pr->out, j, req->count);
+  gboolean ok;
+  int c, h, w;
+  const float *raw;
+
+  if (pr->tty && !pr->quiet)
+    g_printerr ("\n");
+  ok = gfcg_write_png (path, gfcg_image_get_pixels (img), gfcg_image_get_width (img),
+                       gfcg_image_get_height (img), json, error);
+  if (ok && !pr->quiet)
+    g_printerr ("gfcg sample: wrote %s (seed %" G_GUINT64_FORMAT ", %d network evaluations)\n",
+                path, gfcg_request_get_seed (req, j), gfcg_image_get_nfe (img));
+  g_free (path);
+  if (ok && pr->verbose)
+    {
+      gsize peak_tensors = 0, peak_device = 0;
+      gfcg_context_get_memory (pr->ctx, &peak_tensors, &peak_device);
+      g_printerr ("gfcg sample: %.2f s, peak memory %.1f MiB in tensors, %.1f MiB on the device\n",
+                  gfcg_image_get_seconds (img), peak_tensors / 1048576.0,
+                  peak_device / 1048576.0);
+    }
+  if (ok && pr->trace != NULL)
+    {
+      path = numbered (pr->trace, j, req->count);
+      ok = g_file_set_contents (path, json, -1, error);
+      g_free (path);
+    }
+  g_free (json);
+  raw = gfcg_image_get_raw (img, &c, &h, &w);
+  if (ok && pr->out_raw != NULL)
+    {
+      gsize per = (gsize) c * h * w;
+      if (pr->raw_all == NULL)
+        pr->raw_all = g_new (float, per * req->count);
+      memcpy (pr->raw_all + per * j, raw, per * sizeof (float));
+      if (j == req->count - 1)
+        {
+          GfcgStWrite t = { "x", 4, { req->count, c, h, w }, pr->raw_all };
+          ok = gfcg_st_write (pr->out_raw, &t, 1, error);
+        }
+    }
+  gfcg_image_free (img);
+  return ok;
 }
 
 int
@@ -131,14 +185,14 @@ cli_sample (int argc, char **argv)
   };
   GfcgContext *ctx = NULL;
   GfcgPack *pack = NULL;
-  GfcgSampleOptions opt;
+  GfcgRequest req;
+  GfcgSampleOptions *opt = &req.options;
   GCancellable *cancel = NULL;
   GThread *watcher = NULL;
   GError *error = NULL;
   Progress pr = { 0 };
-  float *raw_all = NULL;
-  int status = 1, k;
-  gsize per = 0;
+  int status = 1;
+  gboolean ok;
 
   if (!cli_parse ("sample", "", "Draws COUNT pictures of a class with the chosen guidance.\n"
                   "Example: gfcg sample --class 1 --mode gfcg --steps 32 --seed 3 --out x.png",
@@ -162,9 +216,9 @@ cli_sample (int argc, char **argv)
       g_printerr ("gfcg sample: --out and --class (or --imagenet) are required (see --help)\n");
       return 2;
     }
-  if (count < 1 || count > 10000)
+  if (count < 1 || count > GFCG_MAX_REQUEST_COUNT)
     {
-      g_printerr ("gfcg sample: --count must lie in 1..10000\n");
+      g_printerr ("gfcg sample: --count must lie in 1..%d\n", GFCG_MAX_REQUEST_COUNT);
       return 2;
     }
   if ((pack = cli_load_pack ("sample", pack_dir, device, &ctx)) == NULL)
@@ -172,10 +226,11 @@ cli_sample (int argc, char **argv)
   if (threads > 0)
     gfcg_context_set_threads (ctx, threads);
 
-  gfcg_sample_options_init (&opt, pack);
+  gfcg_request_init (&req, pack);
+  req.count = count;
   /* Pictures of each evaluation cost a decode on latent packs: only on request. */
-  opt.no_previews = previews == NULL;
-  opt.preview_every = preview_every;
+  opt->no_previews = previews == NULL;
+  opt->preview_every = preview_every;
   if (preview_every < 1)
     {
       g_printerr ("gfcg sample: --preview-every must be >= 1\n");
@@ -187,49 +242,39 @@ cli_sample (int argc, char **argv)
       cli_fail ("sample", error);
       goto done;
     }
-  if (class_spec != NULL)
-    k = gfcg_pack_find_class (pack, class_spec, &error);
-  else if ((k = gfcg_pack_class_from_imagenet (pack, (int) imagenet)) < 0)
-    g_set_error (&error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-                 "ImageNet class %d is not one that pack '%s' can draw", (int) imagenet,
-                 gfcg_pack_get_name (pack));
-  if (k < 0)
+  ok = class_spec != NULL ? gfcg_request_set_class (&req, class_spec, GFCG_CLASS_SPEC_DEFAULT, &error)
+                          : gfcg_request_set_imagenet (&req, (int) imagenet, &error);
+  /* The weight follows the chosen mode unless given (CFG and ATG differ). */
+  if (!ok || !gfcg_request_set_mode (&req, mode, &error))
     {
       cli_fail ("sample", error);
-      goto done;
-    }
-  opt.class_index = k;
-  if (mode != NULL && !gfcg_mode_from_string (mode, &opt.mode))
-    {
-      g_printerr ("gfcg sample: unknown mode '%s' (%s)\n", mode, mode_names);
       goto done;
     }
   if (!cli_parse_int ("sample", "steps", steps, G_MININT, G_MAXINT, &n_steps))
     goto done;
   if (steps != NULL)
-    opt.steps = (int) n_steps;
-  /* The weight follows the chosen mode unless given (CFG and ATG differ). */
-  opt.guidance = gfcg_pack_get_guidance (pack, opt.mode);
-  if (!cli_parse_double ("sample", "guidance", guidance, &opt.guidance) ||
-      !cli_parse_double ("sample", "s-max", s_max, &opt.s_max) ||
-      !cli_parse_double ("sample", "temperature", temperature, &opt.temperature) ||
-      !cli_parse_double ("sample", "sigma-lo", sigma_lo, &opt.sigma_lo) ||
-      !cli_parse_double ("sample", "sigma-hi", sigma_hi, &opt.sigma_hi) ||
-      !cli_parse_double ("sample", "sigma-min", sigma_min, &opt.sigma_min) ||
-      !cli_parse_double ("sample", "sigma-max", sigma_max, &opt.sigma_max) ||
-      !cli_parse_double ("sample", "rho", rho, &opt.rho))
+    opt->steps = (int) n_steps;
+  if (!cli_parse_double ("sample", "guidance", guidance, &opt->guidance) ||
+      !cli_parse_double ("sample", "s-max", s_max, &opt->s_max) ||
+      !cli_parse_double ("sample", "temperature", temperature, &opt->temperature) ||
+      !cli_parse_double ("sample", "sigma-lo", sigma_lo, &opt->sigma_lo) ||
+      !cli_parse_double ("sample", "sigma-hi", sigma_hi, &opt->sigma_hi) ||
+      !cli_parse_double ("sample", "sigma-min", sigma_min, &opt->sigma_min) ||
+      !cli_parse_double ("sample", "sigma-max", sigma_max, &opt->sigma_max) ||
+      !cli_parse_double ("sample", "rho", rho, &opt->rho))
     goto done;
   if (lagged)
-    opt.lagged = TRUE;
+    opt->lagged = TRUE;
   if (no_lagged)
-    opt.lagged = FALSE;
+    opt->lagged = FALSE;
   if (seed < 0)
     {
       seed = g_random_int_range (0, G_MAXINT32);
       if (!quiet)
         g_printerr ("gfcg sample: seed %" G_GINT64_FORMAT "\n", seed);
     }
-  if (!gfcg_sample_options_validate (&opt, pack, &error))
+  opt->seed = (guint64) seed;
+  if (!gfcg_sample_options_validate (opt, pack, &error))
     {
       cli_fail ("sample", error);
       goto done;
@@ -243,92 +288,28 @@ cli_sample (int argc, char **argv)
     }
   signal (SIGINT, on_sigint_flag);
   cancel = g_cancellable_new ();
-  opt.cancellable = cancel;
+  opt->cancellable = cancel;
   watcher = g_thread_new ("gfcg-sigint", watch_sigint, cancel);
   pr.quiet = quiet;
+  pr.verbose = verbose;
   pr.tty = isatty (2);
-  pr.count = count;
   pr.previews = previews;
-  for (int j = 0; j < count; j++)
+  pr.out = out;
+  pr.trace = trace;
+  pr.out_raw = out_raw;
+  pr.ctx = ctx;
+  if (!gfcg_request_run (&req, progress_cb, picture_cb, &pr, &error))
     {
-      GfcgImage *img;
-      char *path, *json;
-      int c, h, w;
-      const float *raw;
-
-      opt.seed = (guint64) seed + (guint64) j;
-      pr.image = j;
-      img = gfcg_sample (pack, &opt, progress_cb, &pr, &error);
       if (pr.tty && !quiet)
         g_printerr ("\n");
+      /* A preview that could not be written stopped the run: say why. */
       if (pr.error != NULL)
         {
           g_clear_error (&error);
           error = g_steal_pointer (&pr.error);
-          gfcg_image_free (img);
-          img = NULL;
         }
-      if (img == NULL)
-        {
-          cli_fail ("sample", error);
-          goto done;
-        }
-      json = gfcg_image_get_trace_json (img);
-      path = numbered (out, j, count);
-      if (!gfcg_write_png (path, gfcg_image_get_pixels (img), gfcg_image_get_width (img),
-                           gfcg_image_get_height (img), json, &error))
-        {
-          g_free (path);
-          g_free (json);
-          gfcg_image_free (img);
-          cli_fail ("sample", error);
-          goto done;
-        }
-      if (!quiet)
-        g_printerr ("gfcg sample: wrote %s (seed %" G_GUINT64_FORMAT ", %d network evaluations)\n",
-                    path, opt.seed, gfcg_image_get_nfe (img));
-      g_free (path);
-      if (verbose)
-        {
-          gsize peak_tensors = 0, peak_device = 0;
-          gfcg_context_get_memory (ctx, &peak_tensors, &peak_device);
-          g_printerr ("gfcg sample: %.2f s, peak memory %.1f MiB in tensors, %.1f MiB on the device\n",
-                      gfcg_image_get_seconds (img), peak_tensors / 1048576.0,
-                      peak_device / 1048576.0);
-        }
-      if (trace != NULL)
-        {
-          path = numbered (trace, j, count);
-          if (!g_file_set_contents (path, json, -1, &error))
-            {
-              g_free (path);
-              g_free (json);
-              gfcg_image_free (img);
-              cli_fail ("sample", error);
-              goto done;
-            }
-          g_free (path);
-        }
-      g_free (json);
-      raw = gfcg_image_get_raw (img, &c, &h, &w);
-      per = (gsize) c * h * w;
-      if (out_raw != NULL)
-        {
-          if (raw_all == NULL)
-            raw_all = g_new (float, per * count);
-          memcpy (raw_all + per * j, raw, per * sizeof (float));
-        }
-      if (j == count - 1 && out_raw != NULL)
-        {
-          GfcgStWrite t = { "x", 4, { count, c, h, w }, raw_all };
-          if (!gfcg_st_write (out_raw, &t, 1, &error))
-            {
-              gfcg_image_free (img);
-              cli_fail ("sample", error);
-              goto done;
-            }
-        }
-      gfcg_image_free (img);
+      cli_fail ("sample", error);
+      goto done;
     }
   status = 0;
 
@@ -339,7 +320,8 @@ done:
       g_thread_join (watcher);
     }
   g_clear_object (&cancel);
-  g_free (raw_all);
+  g_clear_error (&pr.error);
+  g_free (pr.raw_all);
   gfcg_pack_free (pack);
   gfcg_context_free (ctx);
   g_free (pack_dir);

@@ -188,9 +188,17 @@ int         gfcg_pack_class_from_imagenet (const GfcgPack *pack, int imagenet);
 int         gfcg_pack_find_class      (const GfcgPack *pack, const char *spec, GError **error);
 gboolean    gfcg_pack_has_component   (const GfcgPack *pack, const char *component);
 
-/* The ImageNet-1k table: the index of an English name, synonym or wnid
- * (case-insensitive), or -1; and the name of an index (NULL if out of range). */
+/* The ImageNet-1k table: the index of an English name, wnid or synonym
+ * (case-insensitive, '_' as a space, outer blanks ignored), or -1; and the
+ * name of an index (NULL if out of range).  Names are tried before wnids and
+ * wnids before synonyms, and a match in an earlier kind wins ("crane" is the
+ * machine, not the bird whose synonym it is).  When several classes match in
+ * the same kind, the first for which prefer (may be NULL) returns TRUE wins,
+ * else the first. */
+typedef gboolean (*GfcgImagenetPreferFunc) (int imagenet, gpointer user_data);
 int         gfcg_imagenet_find        (const char *spec);
+int         gfcg_imagenet_find_preferring (const char *spec, GfcgImagenetPreferFunc prefer,
+                                           gpointer user_data);
 const char *gfcg_imagenet_name        (int index);
 
 /* One ImageNet-1k class as the table (data/imagenet-classes.tsv, embedded)
@@ -287,6 +295,8 @@ typedef struct
 {
   int                 eval;    /* 0-based evaluation index                     */
   int                 n_evals; /* 2N-1                                         */
+  int                 picture; /* which of a request's pictures (0 with gfcg_sample) */
+  int                 n_pictures; /* the request's count (1 with gfcg_sample)  */
   const GfcgStepInfo *info;
   /* The guided denoised estimate of this evaluation as 8-bit RGB (width x
    * height x 3), for live previews; valid during the callback only. */
@@ -360,6 +370,61 @@ void         gfcg_source_apply     (const GfcgSource *source, GfcgSampleOptions 
  * support come back byte for byte.  width x height x 3 bytes; g_free it. */
 guchar      *gfcg_source_composite (const GfcgSource *source, const GfcgImage *image,
                                     GError **error);
+
+/* ---- Requests: what a client asks for, in its words ----------------------- */
+
+/* One call of a client (the CLI, the plug-in): a class and a mode by name,
+ * the options, and COUNT pictures with the seeds SEED, SEED+1, ...  Each
+ * setter checks its own value against the pack and fails with
+ * GFCG_ERROR_INVALID_ARGUMENT, so that a client can say which of its
+ * arguments is wrong.  Fields not covered by a setter (steps, weights,
+ * window, previews, cancellable) are set in options directly; then
+ * gfcg_request_run validates them all. */
+typedef struct
+{
+  GfcgPack          *pack;      /* not owned                                     */
+  GfcgSampleOptions  options;   /* options.seed: the first picture's seed        */
+  int                imagenet;  /* the class as an ImageNet-1k index             */
+  int                count;     /* pictures, 1 ..GFCG_MAX_REQUEST_COUNT          */
+} GfcgRequest;
+
+#define GFCG_MAX_REQUEST_COUNT 10000
+
+typedef enum
+{
+  GFCG_CLASS_SPEC_DEFAULT    = 0,
+  /* A bare number is a name, not a pack class index (the plug-in's
+   * class-name argument: indices have their own argument there). */
+  GFCG_CLASS_SPEC_NAMES_ONLY = 1 << 0,
+} GfcgClassSpecFlags;
+
+/* The pack's defaults (class 0, the pack's mode and its weight), count 1,
+ * seed 0. */
+void       gfcg_request_init         (GfcgRequest *request, GfcgPack *pack);
+/* spec as gfcg_pack_find_class takes it; of several ImageNet classes with the
+ * name, one the pack can draw wins.  A class the pack cannot draw is refused
+ * with the classes it can (when they are few). */
+gboolean   gfcg_request_set_class    (GfcgRequest *request, const char *spec,
+                                      GfcgClassSpecFlags flags, GError **error);
+gboolean   gfcg_request_set_imagenet (GfcgRequest *request, int imagenet, GError **error);
+/* name: a mode's name ('-' for '+' accepted), or NULL or "" for the pack's
+ * default.  The mode must be one the pack can run.  Sets options.guidance to
+ * the pack's weight for the mode: give an explicit weight after this. */
+gboolean   gfcg_request_set_mode     (GfcgRequest *request, const char *name, GError **error);
+gboolean   gfcg_request_set_count    (GfcgRequest *request, int count, GError **error);
+/* The seed of picture j. */
+guint64    gfcg_request_get_seed     (const GfcgRequest *request, int picture);
+
+/* Called with each finished picture, which it owns; return FALSE, with error
+ * set, to stop (writing it failed). */
+typedef gboolean (*GfcgPictureFunc) (const GfcgRequest *request, int picture, GfcgImage *image,
+                                     gpointer user_data, GError **error);
+/* Validates the options, then draws the pictures in order, one at a time;
+ * progress (may be NULL) sees progress->picture.  Stops at the first
+ * failure, cancellation or refusal of picture. */
+gboolean   gfcg_request_run          (GfcgRequest *request, GfcgProgressFunc progress,
+                                      GfcgPictureFunc picture, gpointer user_data,
+                                      GError **error);
 
 /* ---- Small utilities shared by the clients --------------------------------- */
 

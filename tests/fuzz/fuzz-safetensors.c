@@ -5,7 +5,7 @@
  * validated is converted to floats with its own shape, so the range and
  * overlap checks and the F32/F16/BF16 conversions all run.
  * Build: meson setup build-fuzz -Dfuzz=true (CC=clang); see tools/fuzz. */
-#include "safetensors.h"
+#include "gfcg/gfcg-safetensors.h"
 
 #include <glib.h>
 #include <glib/gstdio.h>

@@ -1,5 +1,6 @@
 /* test-classes.c — the ImageNet class table the plug-in compiles in: its
- * size, look-ups by name, synonym and wnid, ambiguity, and the filter. */
+ * size, the engine's look-ups by name, synonym and wnid (as the PDB's
+ * class-name and `gfcg sample --class` use them), ambiguity, and the filter. */
 #include "gfcg-classes.h"
 
 #include <string.h>
@@ -30,20 +31,20 @@ test_table (void)
 static void
 test_find (void)
 {
-  g_assert_cmpint (gfcg_classes_find ("tench", NULL, NULL), ==, 0);
-  g_assert_cmpint (gfcg_classes_find ("  Tinca_tinca ", NULL, NULL), ==, 0);
-  g_assert_cmpint (gfcg_classes_find ("N02102040", NULL, NULL), ==, 217);
-  g_assert_cmpint (gfcg_classes_find ("English springer spaniel", NULL, NULL), ==, 217);
-  g_assert_cmpint (gfcg_classes_find ("chainsaw", NULL, NULL), ==, 491);
-  g_assert_cmpint (gfcg_classes_find ("golf ball", NULL, NULL), ==, 574);
+  g_assert_cmpint (gfcg_imagenet_find ("tench"), ==, 0);
+  g_assert_cmpint (gfcg_imagenet_find ("  Tinca_tinca "), ==, 0);
+  g_assert_cmpint (gfcg_imagenet_find ("N02102040"), ==, 217);
+  g_assert_cmpint (gfcg_imagenet_find ("English springer spaniel"), ==, 217);
+  g_assert_cmpint (gfcg_imagenet_find ("chainsaw"), ==, 491);
+  g_assert_cmpint (gfcg_imagenet_find ("golf ball"), ==, 574);
   /* "crane" is the machine's name and a synonym of the bird: the name wins,
    * and a synonym does not beat another class's name. */
-  g_assert_cmpint (gfcg_classes_find ("crane", NULL, NULL), ==, 517);
-  g_assert_cmpint (gfcg_classes_find ("crane", only_134, NULL), ==, 517);
-  g_assert_cmpint (gfcg_classes_find ("crane bird", NULL, NULL), ==, 134);
-  g_assert_cmpint (gfcg_classes_find ("unicorn", NULL, NULL), ==, -1);
-  g_assert_cmpint (gfcg_classes_find ("", NULL, NULL), ==, -1);
-  g_assert_cmpint (gfcg_classes_find (NULL, NULL, NULL), ==, -1);
+  g_assert_cmpint (gfcg_imagenet_find ("crane"), ==, 517);
+  g_assert_cmpint (gfcg_imagenet_find_preferring ("crane", only_134, NULL), ==, 517);
+  g_assert_cmpint (gfcg_imagenet_find ("crane bird"), ==, 134);
+  g_assert_cmpint (gfcg_imagenet_find ("unicorn"), ==, -1);
+  g_assert_cmpint (gfcg_imagenet_find (""), ==, -1);
+  g_assert_cmpint (gfcg_imagenet_find (NULL), ==, -1);
 }
 
 static void

@@ -1,7 +1,7 @@
-/* safetensors.h — a validating reader and a small writer for the
+/* gfcg-safetensors.h — a validating reader and a small writer for the
  * safetensors format (8-byte header length, JSON header, raw data). */
-#ifndef GFCG_SAFETENSORS_H
-#define GFCG_SAFETENSORS_H
+#ifndef GFCG_GFCG_SAFETENSORS_H
+#define GFCG_GFCG_SAFETENSORS_H
 
 #include <glib.h>
 
