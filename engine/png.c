@@ -134,6 +134,20 @@ read_png (PngSource *src, FILE *f, int *width, int *height, int *depth, GError *
   volatile png_uint_32 w = 0, h = 0; /* read after a longjmp */
   volatile int bytes = 3;            /* per pixel, as read */
 
+  /* The signature first, so that a file of another kind says so (libpng
+   * would call a short one truncated). */
+  {
+    png_byte sig[8];
+    gsize got = f != NULL ? fread (sig, 1, 8, f) : MIN (src->len, 8);
+    if (f == NULL && got > 0)
+      memcpy (sig, src->mem, got);
+    src->pos = got;
+    if (got < 8 || png_sig_cmp (sig, 0, 8) != 0)
+      {
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: not a PNG file", src->name);
+        return NULL;
+      }
+  }
   png = png_create_read_struct (PNG_LIBPNG_VER_STRING, src, png_fail, png_quiet);
   if (png == NULL || (info = png_create_info_struct (png)) == NULL)
     {
@@ -145,6 +159,7 @@ read_png (PngSource *src, FILE *f, int *width, int *height, int *depth, GError *
     {
       src->file = f;
       png_set_read_fn (png, src, f != NULL ? png_file_read : png_mem_read);
+      png_set_sig_bytes (png, 8);
       png_set_user_limits (png, GFCG_MAX_IMAGE_PIXELS, GFCG_MAX_IMAGE_PIXELS);
       png_set_chunk_cache_max (png, PNG_CHUNK_CACHE_MAX);
       png_set_chunk_malloc_max (png, PNG_CHUNK_MALLOC_MAX);
