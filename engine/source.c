@@ -136,7 +136,7 @@ mask_to_grid (const GfcgSource *s)
       {
         const Cell *a = &cx[x], *b = &cy[y];
         double sum = a->length * b->length - a->inside * b->inside, v;
-        for (int j = 0; j < b->n; j++)
+        for (int j = 0; a->n > 0 && j < b->n; j++)
           {
             const float *row = s->mask + (gsize) (b->first + j) * s->width + a->first;
             double r = 0.0;
