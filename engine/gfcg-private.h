@@ -252,6 +252,20 @@ gboolean    weight_load_conv (GfcgBackend *be, GfcgSafetensors *st, const char *
 /* ---- noise (rng.c) ---- */
 
 void gfcg_rng_normal (guint64 seed, float *out, gsize n);
+/* Block b (0, 1, ...) of n normals each of seed's stream; block 0 is
+ * gfcg_rng_normal's. */
+void gfcg_rng_normal_block (guint64 seed, guint64 block, float *out, gsize n);
+
+/* ---- the sampler (sampler.c) ---- */
+
+/* The first solver step of a run: with strength s only the last
+ * k = ceil(s steps - 1e-9) steps run; steps - k (steps: nothing runs). */
+int       sample_first_step (const GfcgSampleOptions *o);
+/* Guided evaluations of a run: 2 k - 1, 0 when no step runs. */
+int       sample_n_evals    (const GfcgSampleOptions *o);
+/* out = mask x + (1 - mask) init for x [channels, hw] (o->mask and o->init set). */
+void      sample_composite  (const GfcgSampleOptions *o, int channels, gsize hw,
+                             const float *x, float *out);
 
 /* ---- one guided prediction (guidance.c) ---- */
 
@@ -282,6 +296,11 @@ struct _GfcgImage
   int           final_top1;
   double        final_p_target;
   double        seconds;
+  /* Starting from a source: options' init and mask are NULL here (the
+   * caller's arrays); whether there were any, and the first step run. */
+  gboolean      has_init, has_mask;
+  int           first_step;
+  double        first_sigma;
 };
 
 /* ---- options (options.c) ---- */

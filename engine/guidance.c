@@ -13,7 +13,9 @@ struct _Guidance
   const GfcgSampleOptions *o;
   gsize                    per;     /* floats per image */
   int                      n_classes;
+  int                      first;   /* the run's first solver step */
   double                  *probs;
+  float                   *shown;   /* with a mask: what the classifier sees */
   /* Lagged reference: what the previous evaluation's classification gave. */
   gboolean                 lag_valid;
   GfcgStepInfo             lag;
@@ -54,8 +56,9 @@ check_finite (Guidance *s, const GfcgStepInfo *info, const float *v, gsize n, co
     return TRUE;
   g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
                "%s gave non-finite values at evaluation %d of %d (step %d, %s, sigma %g): "
-               "the pack's weights or the options overflow", what, 2 * info->step + info->stage + 1,
-               2 * s->o->steps - 1, info->step, info->stage == 0 ? "euler" : "heun", info->sigma);
+               "the pack's weights or the options overflow", what,
+               2 * (info->step - s->first) + info->stage + 1, sample_n_evals (s->o), info->step,
+               info->stage == 0 ? "euler" : "heun", info->sigma);
   return FALSE;
 }
 
@@ -122,16 +125,23 @@ onehot (Guidance *s, int k)
 }
 
 /* Classifies x_c and fills c_ref, p_c, p_ref, r, a, s of info.  Latent
- * packs show the classifier x_c through the preview decoder. */
+ * packs show the classifier x_c through the preview decoder.  With a mask
+ * it sees the fill in its surroundings: mask x_c + (1 - mask) init. */
 static gboolean
 gfcg_reference (Guidance *s, const float *x_c, GfcgStepInfo *info, GError **error)
 {
   int c = s->o->class_index, best = -1, size;
   double *p = s->probs;
-  float *pic = pack_picture (s->pack, TRUE, 1, x_c, &size, error);
-  gboolean ok = pic != NULL &&
-                pack_class_probs (s->pack, 1, size, size, pic, s->o->temperature, p, error);
+  float *pic;
+  gboolean ok;
 
+  if (s->o->mask != NULL)
+    {
+      sample_composite (s->o, s->pack->channels, s->per / s->pack->channels, x_c, s->shown);
+      x_c = s->shown;
+    }
+  pic = pack_picture (s->pack, TRUE, 1, x_c, &size, error);
+  ok = pic != NULL && pack_class_probs (s->pack, 1, size, size, pic, s->o->temperature, p, error);
   pack_picture_free (x_c, pic);
   if (!ok)
     return FALSE;
@@ -267,6 +277,9 @@ guidance_new (GfcgPack *pack, const GfcgSampleOptions *o)
   s->per = (gsize) m->channels * m->resolution * m->resolution;
   s->n_classes = pack->n_classes;
   s->probs = g_new (double, pack->n_classes);
+  s->first = sample_first_step (o);
+  if (o->mask != NULL)
+    s->shown = g_new (float, s->per);
   return s;
 }
 
@@ -276,5 +289,6 @@ guidance_free (Guidance *s)
   if (s == NULL)
     return;
   g_free (s->probs);
+  g_free (s->shown);
   g_free (s);
 }

@@ -115,6 +115,17 @@ gfcg_image_get_trace_json (const GfcgImage *img)
   add_double (b, "sigma_hi", o->sigma_hi);
   json_builder_set_member_name (b, "lagged");
   json_builder_add_boolean_value (b, o->lagged);
+  add_double (b, "strength", o->strength);
+  json_builder_end_object (b);
+  /* Where the run started: from noise, or from a source picture. */
+  json_builder_set_member_name (b, "source");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "init");
+  json_builder_add_boolean_value (b, img->has_init);
+  json_builder_set_member_name (b, "mask");
+  json_builder_add_boolean_value (b, img->has_mask);
+  add_int (b, "start_step", img->first_step);
+  add_double (b, "start_sigma", img->first_sigma);
   json_builder_end_object (b);
   json_builder_set_member_name (b, "evaluations");
   json_builder_begin_array (b);

@@ -117,6 +117,7 @@ gfcg_sample_options_init (GfcgSampleOptions *o, const GfcgPack *pack)
   o->sigma_lo = 0.0;
   o->sigma_hi = 1000.0;
   o->lagged = FALSE;
+  o->strength = 1.0;
 }
 
 static gboolean
@@ -160,6 +161,7 @@ static const OptionRange option_ranges[] = {
   RANGE (temperature, 1e-3, 1e3),
   RANGE (sigma_lo, 0.0, 1e4),
   RANGE (sigma_hi, 0.0, 1e4),
+  RANGE (strength, 0.0, 1.0),
 };
 #undef RANGE
 
@@ -181,6 +183,9 @@ sample_option_check (const char *name, const char *field, double v, GError **err
     return TRUE;
   return invalid (error, "%s is %g: it must lie in [%g, %g]", name, v, r->lo, r->hi);
 }
+
+static gboolean source_arrays_check (const GfcgSampleOptions *o, const GfcgPack *pack,
+                                     GError **error);
 
 gboolean
 gfcg_sample_options_validate (const GfcgSampleOptions *o, const GfcgPack *pack, GError **error)
@@ -208,6 +213,11 @@ gfcg_sample_options_validate (const GfcgSampleOptions *o, const GfcgPack *pack, 
                     "sigma_hi)", o->sigma_lo, o->sigma_hi);
   if (o->preview_every < 0)
     return invalid (error, "preview_every is %d: it must be >= 0", o->preview_every);
+  if (o->init == NULL && o->mask != NULL)
+    return invalid (error, "a mask needs a source picture (init) to keep");
+  if (o->init == NULL && o->strength < 1.0)
+    return invalid (error, "strength %g needs a source picture (init) to start from; without "
+                    "one it must be 1", o->strength);
   if (pack == NULL)
     return TRUE;
   if (o->class_index < 0 || o->class_index >= pack->n_classes)
@@ -219,6 +229,23 @@ gfcg_sample_options_validate (const GfcgSampleOptions *o, const GfcgPack *pack, 
     return invalid (error, "pack '%s' is a latent pack without a 'decoder' component: it cannot "
                     "make pictures (gfcg denoise works; converters/convert-edm2 --vae adds one)",
                     pack->name);
+  return source_arrays_check (o, pack, error);
+}
+
+/* The source arrays of o, sized by the pack's main network: init finite,
+ * mask within [0, 1]. */
+static gboolean
+source_arrays_check (const GfcgSampleOptions *o, const GfcgPack *pack, GError **error)
+{
+  const DenoiserInfo *m = denoiser_info (pack->main);
+  gsize hw = (gsize) m->resolution * m->resolution;
+
+  if (o->init != NULL && !values_finite (o->init, hw * m->channels))
+    return invalid (error, "the source picture (init) holds values that are not finite");
+  for (gsize i = 0; o->mask != NULL && i < hw; i++)
+    if (!(o->mask[i] >= 0.0f && o->mask[i] <= 1.0f))
+      return invalid (error, "mask value %g at (%d, %d): a mask lies in [0, 1]",
+                      (double) o->mask[i], (int) (i % m->resolution), (int) (i / m->resolution));
   return TRUE;
 }
 

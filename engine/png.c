@@ -84,6 +84,8 @@ typedef struct
   char          message[200];
   const guint8 *mem;     /* memory source, or NULL for a FILE */
   gsize         len, pos;
+  FILE         *file;
+  gboolean      grey;    /* a mask: grey samples as they are (8 or 16 bits) */
 } PngSource;
 
 static void
@@ -110,8 +112,19 @@ png_mem_read (png_structp png, png_bytep out, size_t n)
   src->pos += n;
 }
 
+/* libpng's own FILE reader says only "Read Error". */
+static void
+png_file_read (png_structp png, png_bytep out, size_t n)
+{
+  PngSource *src = png_get_io_ptr (png);
+  if (fread (out, 1, n, src->file) != n)
+    png_error (png, ferror (src->file) ? g_strerror (errno) : "file truncated");
+}
+
+/* src->grey: the samples of a grey PNG (1 byte each, or 2 big-endian at 16
+ * bits), else 8-bit RGB. */
 static guchar *
-read_png (PngSource *src, FILE *f, int *width, int *height, GError **error)
+read_png (PngSource *src, FILE *f, int *width, int *height, int *depth, GError **error)
 {
   png_structp png;
   png_infop info = NULL;
@@ -119,7 +132,22 @@ read_png (PngSource *src, FILE *f, int *width, int *height, GError **error)
   png_bytep *volatile rows = NULL;
   volatile gboolean ok = FALSE;
   volatile png_uint_32 w = 0, h = 0; /* read after a longjmp */
+  volatile int bytes = 3;            /* per pixel, as read */
 
+  /* The signature first, so that a file of another kind says so (libpng
+   * would call a short one truncated). */
+  {
+    png_byte sig[8];
+    gsize got = f != NULL ? fread (sig, 1, 8, f) : MIN (src->len, 8);
+    if (f == NULL && got > 0)
+      memcpy (sig, src->mem, got);
+    src->pos = got;
+    if (got < 8 || png_sig_cmp (sig, 0, 8) != 0)
+      {
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: not a PNG file", src->name);
+        return NULL;
+      }
+  }
   png = png_create_read_struct (PNG_LIBPNG_VER_STRING, src, png_fail, png_quiet);
   if (png == NULL || (info = png_create_info_struct (png)) == NULL)
     {
@@ -129,10 +157,9 @@ read_png (PngSource *src, FILE *f, int *width, int *height, GError **error)
     }
   if (setjmp (png_jmpbuf (png)) == 0)
     {
-      if (f != NULL)
-        png_init_io (png, f);
-      else
-        png_set_read_fn (png, src, png_mem_read);
+      src->file = f;
+      png_set_read_fn (png, src, f != NULL ? png_file_read : png_mem_read);
+      png_set_sig_bytes (png, 8);
       png_set_user_limits (png, GFCG_MAX_IMAGE_PIXELS, GFCG_MAX_IMAGE_PIXELS);
       png_set_chunk_cache_max (png, PNG_CHUNK_CACHE_MAX);
       png_set_chunk_malloc_max (png, PNG_CHUNK_MALLOC_MAX);
@@ -147,17 +174,34 @@ read_png (PngSource *src, FILE *f, int *width, int *height, GError **error)
                       GFCG_MAX_IMAGE_PIXELS, GFCG_MAX_IMAGE_SIDE, GFCG_MAX_IMAGE_SIDE);
           png_longjmp (png, 2);
         }
-      /* Any bit depth and colour type to 8-bit RGB: palette and grey expanded,
-       * 16 bits scaled, alpha dropped (the file's gamma is not applied). */
-      png_set_expand (png);
-      png_set_scale_16 (png);
-      png_set_strip_alpha (png);
-      png_set_gray_to_rgb (png);
+      if (src->grey)
+        {
+          /* A mask: grey of any depth, 16 bits kept; alpha ignored. */
+          if (png_get_color_type (png, info) & PNG_COLOR_MASK_COLOR)
+            {
+              g_strlcpy (src->message, "a mask must be a grey PNG (8 or 16 bits), this one has "
+                         "colour", sizeof src->message);
+              png_longjmp (png, 4);
+            }
+          bytes = png_get_bit_depth (png, info) == 16 ? 2 : 1;
+          png_set_expand (png);
+          png_set_strip_alpha (png);
+        }
+      else
+        {
+          /* Any bit depth and colour type to 8-bit RGB: palette and grey
+           * expanded, 16 bits scaled, alpha dropped (the file's gamma is
+           * not applied). */
+          png_set_expand (png);
+          png_set_scale_16 (png);
+          png_set_strip_alpha (png);
+          png_set_gray_to_rgb (png);
+        }
       png_set_interlace_handling (png);
       png_read_update_info (png, info);
-      if (png_get_rowbytes (png, info) != (gsize) w * 3)
+      if (png_get_rowbytes (png, info) != (gsize) w * bytes)
         png_error (png, "unexpected row layout");
-      buf = g_try_malloc ((gsize) w * h * 3);
+      buf = g_try_malloc ((gsize) w * h * bytes);
       rows = g_try_new (png_bytep, h);
       if (buf == NULL || rows == NULL)
         {
@@ -165,7 +209,7 @@ read_png (PngSource *src, FILE *f, int *width, int *height, GError **error)
           png_longjmp (png, 3);
         }
       for (png_uint_32 y = 0; y < h; y++)
-        rows[y] = buf + (gsize) y * w * 3;
+        rows[y] = buf + (gsize) y * w * bytes;
       png_read_image (png, rows);
       png_read_end (png, NULL);
       ok = TRUE;
@@ -181,6 +225,8 @@ read_png (PngSource *src, FILE *f, int *width, int *height, GError **error)
     }
   *width = (int) w;
   *height = (int) h;
+  if (depth != NULL)
+    *depth = bytes == 2 ? 16 : 8;
   return buf;
 }
 
@@ -196,7 +242,7 @@ gfcg_read_png (const char *path, int *width, int *height, GError **error)
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", path, g_strerror (errno));
       return NULL;
     }
-  rgb = read_png (&src, f, width, height, error);
+  rgb = read_png (&src, f, width, height, NULL, error);
   fclose (f);
   return rgb;
 }
@@ -206,5 +252,38 @@ gfcg_read_png_from_memory (const char *name, const guint8 *data, gsize len, int 
                            int *height, GError **error)
 {
   PngSource src = { .name = name, .mem = data, .len = len };
-  return read_png (&src, NULL, width, height, error);
+  return read_png (&src, NULL, width, height, NULL, error);
+}
+
+float *
+gfcg_read_png_mask (const char *path, int *width, int *height, GError **error)
+{
+  PngSource src = { .name = path, .grey = TRUE };
+  guchar *buf;
+  float *mask;
+  int depth;
+  gsize n;
+  FILE *f = g_fopen (path, "rb");
+
+  if (f == NULL)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO, "%s: %s", path, g_strerror (errno));
+      return NULL;
+    }
+  buf = read_png (&src, f, width, height, &depth, error);
+  fclose (f);
+  if (buf == NULL)
+    return NULL;
+  n = (gsize) *width * *height;
+  if ((mask = g_try_new (float, n)) == NULL)
+    {
+      g_free (buf);
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_NO_MEMORY, "%s: no memory for the mask", path);
+      return NULL;
+    }
+  for (gsize i = 0; i < n; i++)
+    mask[i] = depth == 16 ? (float) (((buf[2 * i] << 8) | buf[2 * i + 1]) / 65535.0)
+                          : (float) (buf[i] / 255.0);
+  g_free (buf);
+  return mask;
 }

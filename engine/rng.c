@@ -23,7 +23,18 @@ uniform (guint64 *state)
 void
 gfcg_rng_normal (guint64 seed, float *out, gsize n)
 {
-  guint64 state = seed;
+  gfcg_rng_normal_block (seed, 0, out, n);
+}
+
+/* Block b of n normals of the stream of seed: the stream goes on where block
+ * b - 1 stopped.  A block takes 2 ceil(n / 2) draws, and every draw adds the
+ * constant to the state, so block b starts from seed + b 2 ceil(n / 2) times
+ * it (mod 2^64). */
+void
+gfcg_rng_normal_block (guint64 seed, guint64 block, float *out, gsize n)
+{
+  guint64 draws = 2 * (((guint64) n + 1) / 2);
+  guint64 state = seed + block * draws * G_GUINT64_CONSTANT (0x9E3779B97F4A7C15);
   for (gsize i = 0; i < n; i += 2)
     {
       double u1 = uniform (&state), u2 = uniform (&state);

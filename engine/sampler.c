@@ -20,12 +20,40 @@ sigma_at (const GfcgSampleOptions *o, int i)
   return pow (a + (double) i / (o->steps - 1) * (b - a), o->rho);
 }
 
+int
+sample_first_step (const GfcgSampleOptions *o)
+{
+  /* The tolerance absorbs binary rounding: 0.3 x 10 steps is 3 steps. */
+  double k = ceil (o->strength * o->steps - 1e-9);
+  return o->steps - (int) CLAMP (k, 0.0, (double) o->steps);
+}
+
+int
+sample_n_evals (const GfcgSampleOptions *o)
+{
+  int k = o->steps - sample_first_step (o);
+  return k > 0 ? 2 * k - 1 : 0;
+}
+
+void
+sample_composite (const GfcgSampleOptions *o, int channels, gsize hw, const float *x,
+                  float *out)
+{
+  for (gsize c = 0; c < (gsize) channels; c++)
+    for (gsize p = 0; p < hw; p++)
+      {
+        double m = o->mask[p];
+        gsize e = c * hw + p;
+        out[e] = (float) (m * x[e] + (1.0 - m) * o->init[e]);
+      }
+}
+
 static gboolean
 report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointer data,
         int eval, const GfcgStepInfo *info, const float *pred, GError **error)
 {
   gboolean go = TRUE;
-  int n_evals = 2 * o->steps - 1;
+  int n_evals = sample_n_evals (o);
   gboolean skip = o->no_previews || (o->preview_every > 1 && eval % o->preview_every != 0 &&
                                      eval != n_evals - 1);
   if (cb != NULL && skip)
@@ -36,15 +64,29 @@ report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointe
   else if (cb != NULL)
     {
       int size, c = pack->kind == PACK_LATENT ? 3 : pack->channels;
-      float *pic = pack_picture (pack, TRUE, 1, pred, &size, error);
+      int res = denoiser_info (pack->main)->resolution;
+      float *shown = NULL, *pic;
       guchar *rgb;
-      GfcgProgress p = { .eval = eval, .n_evals = n_evals, .n_pictures = 1, .info = info,
-                          .width = size, .height = size };
+      GfcgProgress p = { .eval = eval, .n_evals = n_evals, .n_pictures = 1, .info = info };
+
+      /* A fill is shown in its surroundings: the kept part is the source's. */
+      if (o->mask != NULL)
+        {
+          shown = g_new (float, (gsize) pack->channels * res * res);
+          sample_composite (o, pack->channels, (gsize) res * res, pred, shown);
+          pred = shown;
+        }
+      pic = pack_picture (pack, TRUE, 1, pred, &size, error);
       if (pic == NULL)
-        return FALSE;
+        {
+          g_free (shown);
+          return FALSE;
+        }
+      p.width = p.height = size;
       rgb = g_new (guchar, (gsize) size * size * 3);
       gfcg_to_rgb8 (pic, c, size, size, rgb);
       pack_picture_free (pred, pic);
+      g_free (shown);
       p.preview = rgb;
       go = cb (&p, data);
       g_free (rgb);
@@ -52,8 +94,27 @@ report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointe
   if (go && !g_cancellable_is_cancelled (o->cancellable))
     return TRUE;
   g_set_error (error, GFCG_ERROR, GFCG_ERROR_CANCELLED, "cancelled at evaluation %d of %d",
-               eval + 1, 2 * o->steps - 1);
+               eval + 1, n_evals);
   return FALSE;
+}
+
+/* With a mask, the kept part of the state after a step to sigma t: the
+ * source noised to t with block b of the run's noise (t = 0: the source). */
+static void
+reimpose_source (const GfcgSampleOptions *o, int channels, gsize hw, double t, guint64 block,
+                 float *x, float *eps)
+{
+  gsize per = (gsize) channels * hw;
+  if (t > 0.0)
+    gfcg_rng_normal_block (o->seed, block, eps, per);
+  for (gsize c = 0; c < (gsize) channels; c++)
+    for (gsize p = 0; p < hw; p++)
+      {
+        double m = o->mask[p];
+        gsize e = c * hw + p;
+        double known = t > 0.0 ? o->init[e] + t * (double) eps[e] : (double) o->init[e];
+        x[e] = (float) (m * x[e] + (1.0 - m) * known);
+      }
 }
 
 GfcgImage *
@@ -61,7 +122,9 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
              gpointer user_data, GError **error)
 {
   int c = pack->channels, res = denoiser_info (pack->main)->resolution, eval = 0, size = 0;
-  gsize per = (gsize) c * res * res;
+  int first;
+  gsize hw = (gsize) res * res, per = (gsize) c * hw;
+  double t_first;
   float *x, *d, *pred, *xn, *pic = NULL;
   Guidance *g = NULL;
   double *probs = NULL;
@@ -82,11 +145,26 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
   pred = g_new (float, per);
   xn = g_new (float, per);
 
+  /* The start (docs/pack-format.md, "Starting from a source"): the first
+   * block of noise at the first sigma run, plus the source; from the full
+   * schedule only where the mask keeps it, so that strength 1 without a
+   * mask is sampling from noise. */
+  first = sample_first_step (o);
   gfcg_rng_normal (o->seed, x, per);
+  t_first = sigma_at (o, first);
   for (gsize e = 0; e < per; e++)
-    x[e] = (float) (x[e] * sigma_at (o, 0));
+    {
+      double v = x[e] * t_first;
+      if (o->init != NULL)
+        {
+          double w = first > 0 ? 1.0 : o->mask != NULL ? 1.0 - o->mask[e % hw] : 0.0;
+          if (w != 0.0)
+            v += w * o->init[e];
+        }
+      x[e] = (float) v;
+    }
 
-  for (int i = 0; i < o->steps && ok; i++)
+  for (int i = first; i < o->steps && ok; i++)
     {
       double t_cur = sigma_at (o, i), t_next = sigma_at (o, i + 1);
       GfcgStepInfo info = { .step = i, .stage = 0 };
@@ -118,6 +196,8 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
             }
         }
       memcpy (x, xn, per * sizeof (float));
+      if (ok && o->mask != NULL)
+        reimpose_source (o, c, hw, t_next, (guint64) (i - first + 1), x, d);
     }
 
   /* The final picture: latent packs through the full decoder. */
@@ -138,6 +218,11 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
       img->steps = o->steps;
       img->options = *o;
       img->options.cancellable = NULL;
+      img->options.init = img->options.mask = NULL; /* the caller's */
+      img->has_init = o->init != NULL;
+      img->has_mask = o->mask != NULL;
+      img->first_step = first;
+      img->first_sigma = t_first;
       img->raw = g_memdup2 (x, per * sizeof (float));
       img->rgb = g_new (guchar, (gsize) size * size * 3);
       gfcg_to_rgb8 (pic, latent ? 3 : c, size, size, img->rgb);

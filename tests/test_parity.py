@@ -257,3 +257,180 @@ def test_trajectory_cases_cover_contract():
     # The window case must leave some evaluations out and keep some in.
     ts = sigmas(8)
     assert any(not (0.5 <= t <= 20) for t in ts) and any(0.5 <= t <= 20 for t in ts)
+
+
+# ---------------------------------------------------------------- (d) from a source
+
+def source_tensors(p, seed, with_mask):
+    """A smooth network-space source for pack p ([C, R, R]: pictures in [-1, 1],
+    latents about EDM2's scale) and a feathered mask [R, R]: 1 in a block, 0
+    around it, 0.5 and 0.25 at its edges."""
+    g = torch.Generator().manual_seed(seed)
+    c, r = p.net_shape[0], p.net_shape[1]
+    coarse = torch.rand(1, c, max(r // 2, 1), max(r // 2, 1), generator=g) * 2 - 1
+    init = torch.nn.functional.interpolate(coarse, size=(r, r), mode='bilinear')[0]
+    if p.kind == 'latent':
+        init = 1.2 * init
+    if not with_mask:
+        return init.contiguous(), None
+    m = torch.zeros(r, r)
+    a, b = r // 4, 3 * r // 4
+    m[a:b, a // 2:b] = 1
+    m[a - 1, a // 2:b] = 0.5
+    m[a:b, b] = 0.25
+    return init.contiguous(), m
+
+
+def src_case(pack, cls, mode, seed, strength, mask, **opts):
+    return dict(pack=pack, cls=cls, mode=mode, seed=seed, strength=strength, mask=mask, opts=opts)
+
+
+# Every mode on a pixel and a latent pack, with and without a mask, several
+# strengths (8 steps: 0.1 runs 1 step, 0.3 3, 0.5 4, 0.6 5, 0.75 6, 0.9 8 - 1e-9
+# rounds up to 8, 1 all of them, 0 none).
+SOURCE = [
+    src_case('tiny-pixel', 1, 'none', 21, 0.5, True),
+    src_case('tiny-pixel', 2, 'cfg', 22, 0.75, False, guidance=2.0),
+    src_case('tiny-pixel', 3, 'atg', 23, 1.0, True, guidance=2.0),
+    src_case('tiny-pixel', 1, 'gfcg', 24, 0.5, True, s_max=1.5),
+    src_case('tiny-pixel', 1, 'gfcg', 25, 0.3, False, s_max=1.5, lagged=True),
+    src_case('tiny-pixel', 2, 'gfcg+cfg', 26, 0.6, True, guidance=1.5, s_max=2.0),
+    src_case('tiny-pixel', 0, 'gfcg+atg', 27, 0.5, True, guidance=2.0, s_max=1.0, lagged=True),
+    src_case('tiny-pixel', 3, 'gfcg+atg-add', 28, 0.9, False, guidance=1.5, s_max=1.5),
+    src_case('tiny-pixel', 1, 'gfcg', 29, 0.1, True, s_max=1.0),
+    src_case('tiny-pixel', 1, 'gfcg', 30, 0.0, True),
+    src_case('tiny-latent-full', 1, 'none', 31, 0.5, True),
+    src_case('tiny-latent-full', 2, 'cfg', 32, 0.75, False, guidance=2.0),
+    src_case('tiny-latent-full', 3, 'atg', 33, 1.0, True, guidance=2.0),
+    src_case('tiny-latent-full', 0, 'gfcg', 34, 0.5, True, s_max=1.5),
+    src_case('tiny-latent-full', 1, 'gfcg+cfg', 35, 0.6, False, guidance=1.5, s_max=2.0),
+    src_case('tiny-latent-full', 2, 'gfcg+atg', 36, 0.5, True, guidance=2.0, s_max=1.0),
+    src_case('tiny-latent-full', 3, 'gfcg+atg-add', 37, 0.75, True, guidance=1.5, s_max=1.5,
+             lagged=True),
+]
+
+
+def src_id(c):
+    o = ','.join(f'{k}={v}' for k, v in c['opts'].items())
+    return (f"{c['pack']}-{c['mode']}-c{c['cls']}-s{c['seed']}-strength{c['strength']}" +
+            ('-mask' if c['mask'] else '') + (f'-{o}' if o else ''))
+
+
+def check_trace(tr, want_tr, steps, strength, mask):
+    """The trace of a run from a source against the reference's; returns the
+    largest errors of s, p_c and p_ref."""
+    ev = tr['evaluations']
+    k = int(np.ceil(strength * steps - 1e-9))
+    assert len(ev) == len(want_tr) == max(2 * k - 1, 0)
+    assert [(e['step'], e['stage']) for e in ev] == [(e['step'], e['stage']) for e in want_tr]
+    np.testing.assert_allclose([e['sigma'] for e in ev], [e['sigma'] for e in want_tr], rtol=1e-6)
+    assert [e['classified'] for e in ev] == [e['classified'] for e in want_tr]
+    assert [e['c_ref'] for e in ev] == [e['c_ref'] for e in want_tr], 'c_ref sequence'
+    assert tr['nfe'] == sum(e['nfe'] for e in want_tr)
+    assert tr['options']['strength'] == pytest.approx(strength)
+    src = tr['source']
+    assert src['init'] is True and src['mask'] is mask
+    assert src['start_step'] == steps - k
+    assert src['start_sigma'] == pytest.approx(sigmas(steps)[steps - k], rel=1e-9)
+    errs = [0.0, 0.0, 0.0]
+    for e, w in zip(ev, want_tr):
+        errs[0] = max(errs[0], abs(e['s'] - w['s']))
+        if w['p_c'] is not None:
+            errs[1] = max(errs[1], abs(e['p_c'] - w['p_c']))
+            errs[2] = max(errs[2], abs(e['p_ref'] - w['p_ref']))
+    return errs
+
+
+@pytest.mark.parametrize('c', SOURCE, ids=[src_id(c) for c in SOURCE])
+def test_trajectory_from_source(packs, tmp_path, c):
+    """Sampling from a network-space source (--init-raw): the start on the
+    schedule, the masked re-noising and the classifier's composited view,
+    against the reference."""
+    p = ref(packs, c['pack'])
+    o = c['opts']
+    init, mask = source_tensors(p, c['seed'], c['mask'])
+    tensors = {'x': init[None].contiguous()}
+    if mask is not None:
+        tensors['mask'] = mask
+    save_file(tensors, str(tmp_path / 'src.safetensors'))
+    args = ['sample', '--pack', packs / c['pack'], '--class', c['cls'], '--seed', c['seed'],
+            '--mode', c['mode'], '--steps', 8, '--strength', c['strength'],
+            '--init-raw', tmp_path / 'src.safetensors', '--out', tmp_path / 'x.png',
+            '--out-raw', tmp_path / 'raw.safetensors', '--trace', tmp_path / 't.json', '--quiet']
+    for key in ('guidance', 's_max'):
+        if key in o:
+            args += ['--' + key.replace('_', '-'), o[key]]
+    if o.get('lagged'):
+        args += ['--lagged']
+    run(*args)
+
+    want_x, want_tr = sample(p, c['cls'], c['mode'], c['seed'], steps=8, strength=c['strength'],
+                             init=init.double(), mask=None if mask is None else mask.double(), **o)
+    got_x = load_file(str(tmp_path / 'raw.safetensors'))['x']
+    assert got_x.shape == want_x.shape
+    x_err = float((got_x.double() - want_x).abs().max()) / max(1.0, float(want_x.abs().max()))
+    tr = json.loads((tmp_path / 't.json').read_text())
+    s_err, pc_err, pref_err = check_trace(tr, want_tr, 8, c['strength'], mask is not None)
+    if c['strength'] == 0:
+        assert torch.equal(got_x[0], init), 'strength 0 returns the source itself'
+    if mask is not None:
+        # At sigma 0 the kept part is the source exactly (float32 blend).
+        keep = (mask == 0).expand_as(init)
+        assert torch.equal(got_x[0][keep], init[keep])
+    if p.kind == 'pixel':
+        from PIL import Image
+        png = np.asarray(Image.open(tmp_path / 'x.png')).astype(int)
+        q = quantize(got_x[0].double().numpy()).astype(int)
+        assert np.abs(png - q).max() <= 1
+    name = f'from-source/{src_id(c)}'
+    record(name + '/x', x_err, TRAJ_TOL, 'max abs err / max(1, max|x|)')
+    record(name + '/s', s_err, TRAJ_TOL)
+    record(name + '/p', max(pc_err, pref_err), TRAJ_TOL)
+    assert x_err <= TRAJ_TOL and s_err <= TRAJ_TOL and pc_err <= TRAJ_TOL and pref_err <= TRAJ_TOL
+
+
+def test_source_cases_cover_contract():
+    from gfcg_ref import MODES
+    for kind in ('tiny-pixel', 'tiny-latent-full'):
+        cases = [c for c in SOURCE if c['pack'] == kind]
+        assert {c['mode'] for c in cases} == set(MODES)
+        assert {True, False} <= {c['mask'] for c in cases}
+    assert {0.0, 1.0} <= {c['strength'] for c in SOURCE}
+
+
+def test_picture_source_parity(packs, tmp_path):
+    """--init and --mask as PNGs of the canvas's own size (16x16: the mapping
+    is the identity): the trajectory is the reference's from p/127.5 - 1 and
+    mask/255, and the PNG the 8-bit composite of its picture and the source."""
+    from PIL import Image
+    p = ref(packs, 'tiny-pixel')
+    rng = np.random.default_rng(5)
+    src = (rng.random((16, 16, 3)) * 255).round().astype(np.uint8)
+    m8 = np.zeros((16, 16), np.uint8)
+    m8[4:12, 3:11] = 255
+    m8[3, 3:11] = 128
+    m8[4:12, 11] = 40
+    Image.fromarray(src).save(tmp_path / 'src.png')
+    Image.fromarray(m8).save(tmp_path / 'mask.png')
+    run('sample', '--pack', packs / 'tiny-pixel', '--class', 2, '--mode', 'gfcg+cfg', '--steps', 8,
+        '--seed', 41, '--guidance', 1.5, '--init', tmp_path / 'src.png', '--mask',
+        tmp_path / 'mask.png', '--strength', 0.6, '--out', tmp_path / 'x.png', '--out-raw',
+        tmp_path / 'raw.safetensors', '--trace', tmp_path / 't.json', '--quiet')
+    init = torch.from_numpy((src.astype(np.float32) / 127.5 - 1).transpose(2, 0, 1).copy())
+    mask = torch.from_numpy(m8.astype(np.float32) / 255)
+    want_x, want_tr = sample(p, 2, 'gfcg+cfg', 41, steps=8, guidance=1.5, strength=0.6,
+                             init=init.double(), mask=mask.double())
+    got_x = load_file(str(tmp_path / 'raw.safetensors'))['x']
+    x_err = float((got_x.double() - want_x).abs().max()) / max(1.0, float(want_x.abs().max()))
+    tr = json.loads((tmp_path / 't.json').read_text())
+    errs = check_trace(tr, want_tr, 8, 0.6, True)
+    record('from-source/png-16x16/x', x_err, TRAJ_TOL)
+    assert x_err <= TRAJ_TOL and max(errs) <= TRAJ_TOL
+    # The PNG: the source where the mask is 0, the picture where it is 1, the
+    # 8-bit blend between.
+    got = np.asarray(Image.open(tmp_path / 'x.png')).astype(np.float64)
+    q = quantize(got_x[0].double().numpy()).astype(np.float64)
+    mm = (m8.astype(np.float32) / 255).astype(np.float64)[..., None]
+    want = np.where(mm > 0, np.floor(mm * q + (1 - mm) * src + 0.5), src)
+    assert np.abs(got - want).max() <= 1
+    assert (got[m8 == 0] == src[m8 == 0]).all()

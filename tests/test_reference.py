@@ -7,7 +7,8 @@ import torch
 
 from classifier_ref import ResNetCNN
 from gfcg_convert.nets.edm2 import EDM2Precond, MPConv, mp_cat, mp_sum, normalize, Block
-from gfcg_ref import load_pack, noise, normals, sample, sigmas, splitmix64, uniforms, quantize
+from gfcg_ref import (first_step, load_pack, noise, normals, sample, sigmas, splitmix64, uniforms,
+                      quantize)
 
 
 # ---------------------------------------------------------------- primitives
@@ -186,6 +187,24 @@ def test_normals_statistics_and_seeds():
     batch = noise(7, [3, 5, 5], count=3)
     for j in range(3):
         assert torch.equal(batch[j], noise(7 + j, [3, 5, 5])[0])
+
+
+def test_noise_blocks_continue_the_stream():
+    """Block b of n normals starts after b * 2 ceil(n/2) draws of the stream
+    (odd n: each block ends on a whole pair, its last n1 dropped)."""
+    for n in (7, 8):
+        pairs = (n + 1) // 2
+        u = uniforms(99, 3 * 2 * pairs)
+        it = splitmix64(99)
+        assert np.array_equal(u, [((next(it) >> 11) + 0.5) * 2.0 ** -53 for _ in range(len(u))])
+        for b in range(3):
+            v = u[2 * pairs * b:2 * pairs * (b + 1)]
+            r = np.sqrt(-2 * np.log(v[0::2]))
+            want = np.stack([r * np.cos(2 * np.pi * v[1::2]), r * np.sin(2 * np.pi * v[1::2])], 1)
+            assert np.array_equal(normals(99, n, block=b), want.reshape(-1)[:n].astype(np.float32))
+    assert torch.equal(noise(5, [3, 4, 4], block=0), noise(5, [3, 4, 4]))
+    assert first_step(0.3, 10) == 7 and first_step(1, 8) == 0 and first_step(0, 8) == 8
+    assert first_step(0.1, 8) == 7 and first_step(0.9, 8) == 0 and first_step(1e-12, 8) == 8
 
 
 def test_sigmas():

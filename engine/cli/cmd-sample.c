@@ -19,6 +19,7 @@ typedef struct
   const char *out, *trace, *out_raw;
   GfcgContext *ctx;
   float      *raw_all;    /* --out-raw: every picture's final state */
+  const GfcgSource *source; /* --init: pictures go back to its size */
 } Progress;
 
 static volatile sig_atomic_t got_sigint;
@@ -95,14 +96,25 @@ picture_cb (const GfcgRequest *req, int j, GfcgImage *img, gpointer data, GError
 {
   Progress *pr = data;
   char *json = gfcg_image_get_trace_json (img), *path = numbered (pr->out, j, req->count);
-  gboolean ok;
+  gboolean ok = TRUE;
   int c, h, w;
   const float *raw;
+  const guchar *pixels = gfcg_image_get_pixels (img);
+  guchar *composite = NULL;
 
   if (pr->tty && !pr->quiet)
     g_printerr ("\n");
-  ok = gfcg_write_png (path, gfcg_image_get_pixels (img), gfcg_image_get_width (img),
-                       gfcg_image_get_height (img), json, error);
+  w = gfcg_image_get_width (img);
+  h = gfcg_image_get_height (img);
+  if (pr->source != NULL)
+    {
+      /* Back at the source's size; unmasked pixels exactly the source's. */
+      ok = (pixels = composite = gfcg_source_composite (pr->source, img, error)) != NULL;
+      w = gfcg_source_get_width (pr->source);
+      h = gfcg_source_get_height (pr->source);
+    }
+  ok = ok && gfcg_write_png (path, pixels, w, h, json, error);
+  g_free (composite);
   if (ok && !pr->quiet)
     g_printerr ("gfcg sample: wrote %s (seed %" G_GUINT64_FORMAT ", %d network evaluations)\n",
                 path, gfcg_request_get_seed (req, j), gfcg_image_get_nfe (img));
@@ -149,6 +161,7 @@ cli_sample (int argc, char **argv)
   char *guidance = NULL, *s_max = NULL, *temperature = NULL, *sigma_lo = NULL;
   char *sigma_hi = NULL, *sigma_min = NULL, *sigma_max = NULL, *rho = NULL;
   char *steps = NULL, *seed_text = NULL, *imagenet_text = NULL;
+  char *init = NULL, *mask = NULL, *init_raw = NULL, *strength = NULL;
   int count = 1, threads = 0, preview_every = 1;
   gint64 seed = -1, imagenet = -1, n_steps = 0;
   gboolean lagged = FALSE, no_lagged = FALSE, quiet = FALSE, verbose = FALSE;
@@ -172,6 +185,10 @@ cli_sample (int argc, char **argv)
     { "sigma-min", 0, 0, G_OPTION_ARG_STRING, &sigma_min, "Lowest noise level (0.002)", "SIGMA" },
     { "sigma-max", 0, 0, G_OPTION_ARG_STRING, &sigma_max, "Highest noise level (80)", "SIGMA" },
     { "rho", 0, 0, G_OPTION_ARG_STRING, &rho, "Schedule exponent (7)", "RHO" },
+    { "init", 0, 0, G_OPTION_ARG_FILENAME, &init, "Start from this picture (PNG): refine it, or fill the part --mask shows", "FILE" },
+    { "strength", 0, 0, G_OPTION_ARG_STRING, &strength, "With --init: how much changes, 0 (nothing) .. 1 (all: the picture only where the mask keeps it; default)", "S" },
+    { "mask", 0, 0, G_OPTION_ARG_FILENAME, &mask, "With --init: grey PNG of its size, white = regenerate, black = keep", "FILE" },
+    { "init-raw", 0, 0, G_OPTION_ARG_FILENAME, &init_raw, "Start from a network-space state instead (safetensors: x [1, C, R, R], optional mask [R, R])", "FILE" },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "PNG to write (several: FILE-0000.png, ...)", "FILE" },
     { "out-raw", 0, 0, G_OPTION_ARG_FILENAME, &out_raw, "Also write the final float state (safetensors, tensor x)", "FILE" },
     { "trace", 0, 0, G_OPTION_ARG_FILENAME, &trace, "Write the per-evaluation trace as JSON", "FILE" },
@@ -191,6 +208,7 @@ cli_sample (int argc, char **argv)
   GThread *watcher = NULL;
   GError *error = NULL;
   Progress pr = { 0 };
+  CliSource src = { 0 };
   int status = 1;
   gboolean ok;
 
@@ -214,6 +232,16 @@ cli_sample (int argc, char **argv)
   if (out == NULL || (class_spec == NULL && imagenet_text == NULL))
     {
       g_printerr ("gfcg sample: --out and --class (or --imagenet) are required (see --help)\n");
+      return 2;
+    }
+  if ((strength != NULL || mask != NULL) && init == NULL && init_raw == NULL)
+    {
+      g_printerr ("gfcg sample: --strength and --mask need a picture to start from (--init)\n");
+      return 2;
+    }
+  if (init_raw != NULL && (init != NULL || mask != NULL))
+    {
+      g_printerr ("gfcg sample: --init-raw holds its own mask: give it without --init and --mask\n");
       return 2;
     }
   if (count < 1 || count > GFCG_MAX_REQUEST_COUNT)
@@ -263,6 +291,14 @@ cli_sample (int argc, char **argv)
       !cli_parse_double ("sample", "sigma-max", sigma_max, &opt->sigma_max) ||
       !cli_parse_double ("sample", "rho", rho, &opt->rho))
     goto done;
+  if (!cli_parse_double ("sample", "strength", strength, &opt->strength))
+    goto done;
+  if (!cli_source_load (pack, init, mask, init_raw, &src, opt, &error))
+    {
+      cli_fail ("sample", error);
+      goto done;
+    }
+  pr.source = src.source;
   if (lagged)
     opt->lagged = TRUE;
   if (no_lagged)
@@ -322,6 +358,7 @@ done:
   g_clear_object (&cancel);
   g_clear_error (&pr.error);
   g_free (pr.raw_all);
+  cli_source_clear (&src);
   gfcg_pack_free (pack);
   gfcg_context_free (ctx);
   g_free (pack_dir);
@@ -345,5 +382,9 @@ done:
   g_free (steps);
   g_free (seed_text);
   g_free (imagenet_text);
+  g_free (init);
+  g_free (mask);
+  g_free (init_raw);
+  g_free (strength);
   return status;
 }

@@ -40,4 +40,19 @@ int          cli_fail      (const char *command, GError *error);
 GfcgPack    *cli_load_pack (const char *command, const char *pack_dir, const char *device,
                             GfcgContext **ctx);
 
+/* What `gfcg sample` starts from (cli-source.c): a picture and its mask
+ * (--init, --mask), or a network-space state (--init-raw). */
+typedef struct
+{
+  GfcgSource *source;
+  float      *raw_init, *raw_mask;
+} CliSource;
+
+/* Reads the files given (any may be NULL) and points opt->init and
+ * opt->mask at what they hold; errors name the file. */
+gboolean     cli_source_load  (GfcgPack *pack, const char *init, const char *mask,
+                               const char *init_raw, CliSource *src, GfcgSampleOptions *opt,
+                               GError **error);
+void         cli_source_clear (CliSource *src);
+
 #endif

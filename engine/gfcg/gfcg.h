@@ -264,6 +264,19 @@ typedef struct
                                  decode per evaluation                           */
   int           preview_every;/* N > 1: a preview every Nth evaluation and at the
                                  last (preview NULL between); 0, 1: every one   */
+  /* Starting from a picture (docs/pack-format.md, "Starting from a source").
+   * Both arrays are the caller's, in network space, and must outlive the run;
+   * gfcg_source_apply () fills them from a picture. */
+  double        strength;     /* 0..1: only the last ceil(strength steps) steps
+                                 run, from init noised to their first sigma;
+                                 0 returns init, 1 (default) ignores it where
+                                 the mask regenerates.  Below 1 needs init.    */
+  const float  *init;         /* [C, R, R] network space (pixel packs: RGB in
+                                 [-1, 1]; latent packs: standardised latents),
+                                 or NULL                                        */
+  const float  *mask;         /* [R, R] on the network grid, 1 = regenerate,
+                                 0 = keep (re-noised from init at every step);
+                                 NULL = regenerate everywhere.  Needs init.     */
 } GfcgSampleOptions;
 
 /* What one guided evaluation did (also the rows of the trace). */
@@ -327,6 +340,37 @@ double        gfcg_image_get_seconds    (const GfcgImage *image);
 /* The full record (options, per-evaluation trace, final verdict) as JSON. */
 char         *gfcg_image_get_trace_json (const GfcgImage *image);
 
+/* ---- Starting from a picture (engine/source.c) ---------------------------- */
+
+typedef struct _GfcgSource GfcgSource;
+
+/* A source picture for refining or filling with pack: rgb (8-bit RGB, width x
+ * height, rows top to bottom) and mask (NULL: regenerate everywhere; else
+ * width x height values in [0, 1], 1 = regenerate, 0 = keep, edges may be
+ * feathered).  The picture is scaled (triangle filter, antialiased when
+ * shrinking) to fit the pack's square canvas (gfcg_pack_get_resolution) with
+ * its aspect kept, centred; the rest of the canvas repeats the edge pixels
+ * and counts as mask 1 (it is cropped away afterwards).  The mask goes to the
+ * network grid by area average (latent packs: the latent grid, 1/8 of the
+ * canvas).  Latent packs need an encoder to start from a picture.  The
+ * source copies rgb and mask. */
+GfcgSource  *gfcg_source_new       (GfcgPack *pack, const guchar *rgb, int width, int height,
+                                    const float *mask, GError **error);
+void         gfcg_source_free      (GfcgSource *source);
+int          gfcg_source_get_width  (const GfcgSource *source);
+int          gfcg_source_get_height (const GfcgSource *source);
+/* Points options->init and options->mask at the source's network-space
+ * arrays (valid while source lives); strength is left to the caller. */
+void         gfcg_source_apply     (const GfcgSource *source, GfcgSampleOptions *options);
+/* The picture of a run started from source, back at the source's size (the
+ * canvas part that holds the picture, scaled with the same filter) and
+ * composited in 8 bits: out = src where the mask is 0, the result where it is
+ * 1, round(m result + (1 - m) src) between; a run where no step ran
+ * (strength 0) gives the source itself.  So pixels outside the mask's
+ * support come back byte for byte.  width x height x 3 bytes; g_free it. */
+guchar      *gfcg_source_composite (const GfcgSource *source, const GfcgImage *image,
+                                    GError **error);
+
 /* ---- Requests: what a client asks for, in its words ----------------------- */
 
 /* One call of a client (the CLI, the plug-in): a class and a mode by name,
@@ -386,9 +430,9 @@ gboolean   gfcg_request_run          (GfcgRequest *request, GfcgProgressFunc pro
 
 gboolean gfcg_write_png (const char *path, const guchar *rgb, int width, int height,
                          const char *comment, GError **error);
-/* The largest picture the engine reads (classify today, init images and masks
- * later): 16 Mpx, 4096x4096, 64 times the pixels of a 512x512 sample.  A bigger
- * one is refused from its header, before anything is allocated: reading takes
+/* The largest picture the engine reads (classify, init images and masks):
+ * 16 Mpx, 4096x4096, 64 times the pixels of a 512x512 sample.  A bigger one
+ * is refused from its header, before anything is allocated: reading takes
  * 3 bytes a pixel and classifying about 30 more (floats, backend copies). */
 #define GFCG_MAX_IMAGE_SIDE   4096u
 #define GFCG_MAX_IMAGE_PIXELS (GFCG_MAX_IMAGE_SIDE * GFCG_MAX_IMAGE_SIDE)
@@ -401,6 +445,10 @@ guchar  *gfcg_read_png  (const char *path, int *width, int *height, GError **err
 /* The same from bytes in memory; name is used in messages. */
 guchar  *gfcg_read_png_from_memory (const char *name, const guint8 *data, gsize len,
                                     int *width, int *height, GError **error);
+/* A mask: a grey PNG of any bit depth (16 bits kept), as width x height
+ * floats in [0, 1] (white 1 = regenerate); alpha is ignored; a colour PNG is
+ * an error.  The same limits as gfcg_read_png. */
+float   *gfcg_read_png_mask (const char *path, int *width, int *height, GError **error);
 
 G_END_DECLS
 

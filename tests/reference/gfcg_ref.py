@@ -38,21 +38,24 @@ def splitmix64(seed):
         yield z ^ (z >> 31)
 
 
-def uniforms(seed, n):
-    """First n uniforms in (0, 1) of the stream, vectorised: draw k has s = seed + k*GOLDEN."""
+def uniforms(seed, n, start=0):
+    """n uniforms in (0, 1) of the stream after its first `start`, vectorised:
+    draw k (1-based) has s = seed + k*GOLDEN."""
     u64 = np.uint64
     with np.errstate(over='ignore'):
-        s = u64(seed & MASK64) + np.arange(1, n + 1, dtype=u64) * u64(GOLDEN)
+        s = u64(seed & MASK64) + np.arange(start + 1, start + n + 1, dtype=u64) * u64(GOLDEN)
         z = (s ^ (s >> u64(30))) * u64(MIX1)
         z = (z ^ (z >> u64(27))) * u64(MIX2)
         z = z ^ (z >> u64(31))
     return ((z >> u64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
 
 
-def normals(seed, n):
-    """n standard normals (float32) by Box-Muller on pairs (u1, u2)."""
+def normals(seed, n, block=0):
+    """n standard normals (float32) by Box-Muller on pairs (u1, u2); block b
+    is the b-th run of n normals of the stream (block 0 first), each taking
+    2 ceil(n/2) uniforms."""
     pairs = (n + 1) // 2
-    u = uniforms(seed, 2 * pairs)
+    u = uniforms(seed, 2 * pairs, start=block * 2 * pairs)
     u1, u2 = u[0::2], u[1::2]
     r = np.sqrt(-2.0 * np.log(u1))
     out = np.empty(2 * pairs)
@@ -61,10 +64,18 @@ def normals(seed, n):
     return out[:n].astype(np.float32)   # odd n: the last pair's n1 is dropped
 
 
-def noise(seed, shape, count=1):
-    """[count, *shape] float32 tensor; image j uses seed + j."""
+def noise(seed, shape, count=1, block=0):
+    """[count, *shape] float32 tensor; image j uses seed + j (its stream's block `block`)."""
     n = int(np.prod(shape))
-    return torch.from_numpy(np.stack([normals(seed + j, n).reshape(shape) for j in range(count)]))
+    return torch.from_numpy(np.stack([normals(seed + j, n, block).reshape(shape)
+                                      for j in range(count)]))
+
+
+def first_step(strength, steps):
+    """With strength s only the last k = ceil(s N - 1e-9) of the N steps run
+    (the tolerance absorbs binary rounding); returns N - k."""
+    k = math.ceil(strength * steps - 1e-9)
+    return steps - min(max(k, 0), steps)
 
 
 def sigmas(steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):
@@ -158,8 +169,13 @@ def final_verdict(pack, x):
 
 def sample(pack, class_index, mode=None, seed=0, steps=None, guidance=None, s_max=None,
            temperature=None, sigma_lo=None, sigma_hi=None, lagged=None,
-           sigma_min=None, sigma_max=None, rho=None, on_eval=None):
-    """on_eval(index, prediction), when given, sees every guided evaluation's result."""
+           sigma_min=None, sigma_max=None, rho=None, on_eval=None,
+           strength=1.0, init=None, mask=None):
+    """on_eval(index, prediction), when given, sees every guided evaluation's result.
+
+    Starting from a source (docs/pack-format.md, "Starting from a source"):
+    init [1,C,H,W] in network space, mask [H,W] (1 = regenerate, 0 = keep) or
+    None, strength in [0, 1] (below 1 needs init)."""
     o = dict(pack.defaults)
     given = dict(mode=mode, steps=steps, guidance=guidance, s_max=s_max, temperature=temperature,
                  sigma_lo=sigma_lo, sigma_hi=sigma_hi, lagged=lagged,
@@ -193,7 +209,9 @@ def sample(pack, class_index, mode=None, seed=0, steps=None, guidance=None, s_ma
         in_window = o['sigma_lo'] <= sigma <= o['sigma_hi']
         cls = None
         if uses_gfcg and in_window and len(pack.classes) > 1:
-            p = pack_probs(pack, x_c, o['temperature'])
+            # With a mask the classifier sees the fill in its surroundings.
+            p = pack_probs(pack, x_c if m is None else m * x_c + (1 - m) * init,
+                           o['temperature'])
             q = p.clone()
             q[c] = -1.0
             c_ref = int(torch.argmax(q))          # first maximum = lowest index on ties
@@ -228,10 +246,20 @@ def sample(pack, class_index, mode=None, seed=0, steps=None, guidance=None, s_ma
         return out
 
     ts = sigmas(int(o['steps']), o['sigma_min'], o['sigma_max'], o['rho'])
-    x = ts[0] * noise(seed, pack.net_shape).to(dtype)
     n = len(ts) - 1
+    assert 0 <= strength <= 1 and (init is not None or (strength == 1 and mask is None))
+    first = first_step(strength, n)
+    if init is not None:
+        init = init.to(dtype).reshape([1] + pack.net_shape)
+    m = None if mask is None else mask.to(dtype).reshape(1, 1, *pack.net_shape[1:])
+    # The start: noise block 0 at the first sigma run, plus the source; from
+    # the full schedule only where the mask keeps it (strength 1 without a
+    # mask is sampling from noise).
+    x = ts[first] * noise(seed, pack.net_shape).to(dtype)
+    if init is not None:
+        x = x + (init if first > 0 else 0 * init if m is None else (1 - m) * init)
     with torch.no_grad():
-        for i in range(n):
+        for i in range(first, n):
             t, t_next = ts[i], ts[i + 1]
             d = (x - guided(x, t, i, 'euler')) / t
             x_next = x + (t_next - t) * d
@@ -239,6 +267,14 @@ def sample(pack, class_index, mode=None, seed=0, steps=None, guidance=None, s_ma
                 d2 = (x_next - guided(x_next, t_next, i, 'heun')) / t_next
                 x_next = x + (t_next - t) * (0.5 * d + 0.5 * d2)
             x = x_next
+            if m is not None:
+                # The kept part: the source noised to t_next with the run's
+                # next noise block (one per step, none at sigma 0).
+                known = init
+                if t_next > 0:
+                    eps = noise(seed, pack.net_shape, block=i - first + 1).to(dtype)
+                    known = init + t_next * eps
+                x = m * x + (1 - m) * known
     return x, trace
 
 

@@ -151,6 +151,44 @@ def tiny_pixel_components(inet):
             "uncond": ("edm2-unet",) + uncond, "classifier": ("resnet-cnn", ccfg, cls)}
 
 
+def tiny_latent_full(outdir):
+    """A latent pack with every component: 8x8x4 latents, guide, uncond, a
+    pack-space classifier and a narrow TAESD decoder (factor 8: 64-px
+    pictures), for sampling and parity in every mode."""
+    from gfcg_convert.nets.taesd import SD_SCALE, TAESDDecoder, randomize
+    cfg = dict(img_resolution=8, img_channels=4, label_dim=4, model_channels=32,
+               channel_mult=[1, 2], num_blocks=1, attn_resolutions=[4])
+    main = make_unet(41, **cfg)
+    guide = make_relative(42, main[1], **cfg)
+    uncond = make_relative(43, main[1], **dict(cfg, label_dim=0))
+    tcfg = dict(latent_channels=4, channels=16, num_blocks=[1, 1, 1, 1])
+    mean = torch.tensor([5.81, 3.25, 0.12, -2.15]).view(1, 4, 1, 1)  # EDM2's latent space
+    std = torch.tensor([4.17, 4.62, 3.71, 3.28]).view(1, 4, 1, 1)
+    g = torch.Generator().manual_seed(45)
+    probe = SD_SCALE * (mean + std * torch.randn(2, 4, 8, 8, generator=g))
+    with torch.no_grad():
+        taesd = randomize(TAESDDecoder(**tcfg).eval(), 45, probe=probe, mean=0.75, std=0.12)
+
+    class Pictures(torch.nn.Module):
+        """The main network's predictions as the engine's pictures (for calibration)."""
+        img_channels, img_resolution, label_dim = 4, 8, 4
+
+        def forward(self, x, sigma, y):
+            raw = main[1](x, sigma, y) * std / 0.5 + mean
+            return 2 * (2 * taesd(SD_SCALE * raw) - 1).clamp(0, 1) - 1
+
+    ccfg = dict(in_channels=3, resolution=16, widths=[8, 16], blocks=[1, 1], num_classes=4,
+                label_space="pack", mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
+    cls = make_classifier(44, ccfg, CLASSES, Pictures())
+    write_pack(outdir, "tiny-latent-full",
+               {"title": "Tiny random latent pack with every component (tests only)",
+                "kind": "latent", "resolution": 64, "channels": 4, "classes": CLASSES,
+                "defaults": DEFAULTS},
+               {"main": ("edm2-unet",) + main, "guide": ("edm2-unet",) + guide,
+                "uncond": ("edm2-unet",) + uncond, "classifier": ("resnet-cnn", ccfg, cls),
+                "decoder": ("taesd-decoder", tcfg, taesd)})
+
+
 def main(outdir):
     pixel_meta = lambda title: {"title": title, "kind": "pixel", "resolution": 16, "channels": 3,
                                 "classes": CLASSES, "defaults": DEFAULTS}
@@ -172,6 +210,7 @@ def main(outdir):
                {"title": "Tiny random latent pack (tests only)", "kind": "latent", "resolution": 64,
                 "channels": 4, "classes": CLASSES[:3], "defaults": DEFAULTS},
                {"main": ("edm2-unet",) + latent})
+    tiny_latent_full(outdir)
 
     # Odd sizes (20 -> 10 -> 5, classifier 13 -> 7 -> 4), three levels, several
     # heads of a non-default width, every balance and sigma_data off default,
