@@ -134,6 +134,85 @@ guint       decoder_n_unused (const Decoder *d);
 gboolean    decoder_decode  (Decoder *d, const LatentSpace *ls, int n, int h, int w,
                              const float *x, float *rgb, float *decoded, GError **error);
 
+/* ---- the SD VAE's shared blocks (vae-blocks.c: dec-sd-vae.c) ---- */
+
+#define VAE_MAX_LEVELS 8
+
+/* A component's "config" (docs/pack-format.md, "sd-vae-decoder"). */
+typedef struct
+{
+  int      ch[VAE_MAX_LEVELS], n_levels;  /* block_out_channels */
+  int      layers_per_block, latent_channels, groups;
+  gboolean quant;                         /* use_quant_conv / use_post_quant_conv */
+  gboolean mid_attn;                      /* mid_block_add_attention */
+} VaeConfig;
+
+/* The weights of one network: loaded from st, owned for freeing, counted. */
+typedef struct
+{
+  GfcgBackend     *be;
+  GfcgSafetensors *st;       /* during load only */
+  GPtrArray       *owned;
+  gsize            n_params;
+} VaeWeights;
+
+/* n1g, n1b [cin]; c1w [cout, cin, 3, 3], c1b [cout]; n2g, n2b [cout]; c2w [cout, cout, 3, 3],
+ * c2b [cout]; sw [cout, cin, 1, 1], sb [cout]. */
+typedef struct
+{
+  GfcgTensor *n1g, *n1b, *c1w, *c1b, *n2g, *n2b, *c2w, *c2b;
+  GfcgTensor *sw, *sb; /* 1x1 shortcut when the channels change, else NULL */
+} VaeResnet;
+
+/* ng, nb [C]; qw, kw, vw, ow [C, C, 1, 1]; qb, kb, vb, ob [C] */
+typedef struct
+{
+  GfcgTensor *ng, *nb, *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob;
+} VaeAttn;
+
+/* resnet, attention (when has_attn), resnet; all at C channels */
+typedef struct
+{
+  VaeResnet res[2];
+  VaeAttn   attn;
+  gboolean  has_attn;
+} VaeMid;
+
+/* quant_key: "use_post_quant_conv" (decoder) or "use_quant_conv" (encoder);
+ * rgb_key: "out_channels" or "in_channels" (only 3). */
+gboolean    vae_config_read   (JsonObject *config, const char *quant_key, const char *rgb_key,
+                               const char *where, VaeConfig *c, GError **error);
+void        vae_weights_init  (VaeWeights *v, GfcgBackend *be, GfcgSafetensors *st);
+void        vae_weights_clear (VaeWeights *v);
+/* Adds t to the owned weights (NULL passes through). */
+GfcgTensor *vae_take          (VaeWeights *v, GfcgTensor *t);
+/* PREFIX.weight [o, i, k, k] and PREFIX.bias [o]; k 0: a norm's [o] pair. */
+gboolean    vae_load_pair     (VaeWeights *v, const char *prefix, int o, int i, int k,
+                               GfcgTensor **w, GfcgTensor **b, GError **error);
+gboolean    vae_load_resnet   (VaeWeights *v, const char *prefix, int cin, int cout,
+                               VaeResnet *r, GError **error);
+/* PREFIX.resnets.{0,1}.*, PREFIX.attentions.0.* (either naming of the projections). */
+gboolean    vae_load_mid      (VaeWeights *v, const char *prefix, int c, gboolean attn,
+                               VaeMid *m, GError **error);
+/* x [N, cin, H, W] -> [N, cout, H, W] */
+GfcgTensor *vae_resnet        (const VaeResnet *r, int groups, const GfcgTensor *x);
+/* x [N, C, H, W] -> [N, C, H, W] */
+GfcgTensor *vae_mid           (const VaeMid *m, int groups, const GfcgTensor *x);
+/* silu(group_norm(x)) with the VAE's eps */
+GfcgTensor *vae_norm_out      (const GfcgTensor *x, int groups, const GfcgTensor *gamma,
+                               const GfcgTensor *beta);
+
+/* ---- TAESD's block (dec-taesd.c), shared by enc-taesd.c ---- */
+
+/* C = channels (config): w[j] [C, C, 3, 3], b[j] [C]; the layer's .conv.{0,2,4} */
+typedef struct
+{
+  GfcgTensor *w[3], *b[3];
+} TaesdBlock;
+
+/* relu(conv(relu(conv(relu(conv(x))))) + x): x [N, C, H, W] -> [N, C, H, W] */
+GfcgTensor *taesd_block (const TaesdBlock *b, const GfcgTensor *x);
+
 /* ---- packs (pack.c) ---- */
 
 typedef struct
