@@ -134,7 +134,43 @@ guint       decoder_n_unused (const Decoder *d);
 gboolean    decoder_decode  (Decoder *d, const LatentSpace *ls, int n, int h, int w,
                              const float *x, float *rgb, float *decoded, GError **error);
 
-/* ---- the SD VAE's shared blocks (vae-blocks.c: dec-sd-vae.c) ---- */
+/* ---- latent encoders (encoder.c: picture-to-latent chain; one file per arch) ---- */
+
+typedef struct _Encoder Encoder;
+
+/* One encoder architecture: it builds the network; encoder.c maps pictures
+ * in and latents out with the constants below, inverting the decoder's. */
+typedef struct
+{
+  const char *name;                  /* pack.json "arch" */
+  double      latent_scale;          /* default: network output = latent_scale * raw SD latent */
+  float       in_scale, in_shift;    /* SD VAE encoder input units -> network input */
+  /* Reads the arch's config and weights; where names the component. */
+  gpointer    (*load)    (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st,
+                          const char *where, int *latent_channels, int *factor,
+                          gsize *n_params, GError **error);
+  /* [n, 3, factor h, factor w] -> [n, latent_channels, h, w]. */
+  GfcgTensor *(*forward) (gpointer net, const GfcgTensor *x);
+  void        (*free)    (gpointer net);
+} EncoderArch;
+
+extern const EncoderArch encoder_arch_sd_vae;   /* enc-sd-vae.c */
+extern const EncoderArch encoder_arch_taesd;    /* enc-taesd.c */
+
+Encoder    *encoder_load    (GfcgBackend *be, const char *component, const char *arch,
+                             JsonObject *config, const char *file, GError **error);
+void        encoder_free    (Encoder *e);
+const char *encoder_arch    (const Encoder *e);
+int         encoder_factor  (const Encoder *e);
+int         encoder_latent_channels (const Encoder *e);
+gsize       encoder_n_params (const Encoder *e);
+guint       encoder_n_unused (const Encoder *e);
+/* Pictures rgb [n, 3, f h, f w] in [-1, 1] -> network latents x [n, C, h, w]
+ * (the pack's standardisation, as the denoiser sees them). */
+gboolean    encoder_encode  (Encoder *e, const LatentSpace *ls, int n, int h, int w,
+                             const float *rgb, float *x, GError **error);
+
+/* ---- the SD VAE's shared blocks (vae-blocks.c: dec-sd-vae.c, enc-sd-vae.c) ---- */
 
 #define VAE_MAX_LEVELS 8
 
@@ -229,7 +265,8 @@ typedef enum { PACK_PIXEL, PACK_LATENT } PackKind;
 /* The components a pack may have (pack.json "components"), in load order. */
 typedef enum
 {
-  ROLE_MAIN, ROLE_GUIDE, ROLE_UNCOND, ROLE_CLASSIFIER, ROLE_DECODER, ROLE_PREVIEW, N_ROLES
+  ROLE_MAIN, ROLE_GUIDE, ROLE_UNCOND, ROLE_CLASSIFIER, ROLE_DECODER, ROLE_PREVIEW,
+  ROLE_ENCODER, ROLE_PREVIEW_ENCODER, N_ROLES
 } PackRole;
 
 extern const char *const pack_role_names[N_ROLES];
@@ -247,6 +284,7 @@ struct _GfcgPack
   Denoiser    *main, *guide, *uncond;
   Classifier  *classifier;
   Decoder     *decoder, *preview; /* latent packs: final pictures; GFCG's view and previews */
+  Encoder     *encoder, *preview_encoder; /* latent packs, optional: pictures to latents */
   LatentSpace  latent;
   /* pack.json "defaults", read and checked at load time over the built-in
    * ones; guidance_cfg and guidance_atg are NAN when absent. */
