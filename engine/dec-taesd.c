@@ -16,12 +16,6 @@
 
 #define TAESD_MAX_STAGES 8
 
-/* C = channels (config): w[j] [C, C, 3, 3], b[j] [C] */
-typedef struct
-{
-  GfcgTensor *w[3], *b[3];
-} TaesdBlock;
-
 typedef struct
 {
   GfcgBackend     *be;
@@ -161,6 +155,20 @@ fail:
   return NULL;
 }
 
+/* relu(conv(relu(conv(relu(conv(x))))) + x); x, h [N, C, H, W] (also enc-taesd.c's). */
+GfcgTensor *
+taesd_block (const TaesdBlock *bl, const GfcgTensor *x)
+{
+  GfcgTensor *h = gfcg_op_conv2d (x, bl->w[0], bl->b[0], 1, 1);
+  gfcg_tensor_set (&h, gfcg_op_relu (h));
+  gfcg_tensor_set (&h, gfcg_op_conv2d (h, bl->w[1], bl->b[1], 1, 1));
+  gfcg_tensor_set (&h, gfcg_op_relu (h));
+  gfcg_tensor_set (&h, gfcg_op_conv2d (h, bl->w[2], bl->b[2], 1, 1));
+  gfcg_tensor_set (&h, gfcg_op_axpby (1.0f, h, 1.0f, x));
+  gfcg_tensor_set (&h, gfcg_op_relu (h));
+  return h;
+}
+
 static GfcgTensor *
 taesd_forward (gpointer p, const GfcgTensor *z)
 {
@@ -175,17 +183,7 @@ taesd_forward (gpointer p, const GfcgTensor *z)
     {
       /* x, h [N, C, 2^s h, 2^s w]; 2x after each stage but the last */
       for (int b = 0; b < t->blocks[s]; b++, k++)
-        {
-          const TaesdBlock *bl = &t->block[k];
-          GfcgTensor *h = gfcg_op_conv2d (x, bl->w[0], bl->b[0], 1, 1);
-          gfcg_tensor_set (&h, gfcg_op_relu (h));
-          gfcg_tensor_set (&h, gfcg_op_conv2d (h, bl->w[1], bl->b[1], 1, 1));
-          gfcg_tensor_set (&h, gfcg_op_relu (h));
-          gfcg_tensor_set (&h, gfcg_op_conv2d (h, bl->w[2], bl->b[2], 1, 1));
-          gfcg_tensor_set (&h, gfcg_op_axpby (1.0f, h, 1.0f, x));
-          gfcg_tensor_set (&x, gfcg_op_relu (h));
-          gfcg_tensor_free (h);
-        }
+        gfcg_tensor_set (&x, taesd_block (&t->block[k], x));
       if (s < t->n_stages - 1)
         {
           gfcg_tensor_set (&x, gfcg_op_resample (x, GFCG_RESAMPLE_UP));

@@ -134,6 +134,121 @@ guint       decoder_n_unused (const Decoder *d);
 gboolean    decoder_decode  (Decoder *d, const LatentSpace *ls, int n, int h, int w,
                              const float *x, float *rgb, float *decoded, GError **error);
 
+/* ---- latent encoders (encoder.c: picture-to-latent chain; one file per arch) ---- */
+
+typedef struct _Encoder Encoder;
+
+/* One encoder architecture: it builds the network; encoder.c maps pictures
+ * in and latents out with the constants below, inverting the decoder's. */
+typedef struct
+{
+  const char *name;                  /* pack.json "arch" */
+  double      latent_scale;          /* default: network output = latent_scale * raw SD latent */
+  float       in_scale, in_shift;    /* SD VAE encoder input units -> network input */
+  /* Reads the arch's config and weights; where names the component. */
+  gpointer    (*load)    (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st,
+                          const char *where, int *latent_channels, int *factor,
+                          gsize *n_params, GError **error);
+  /* [n, 3, factor h, factor w] -> [n, latent_channels, h, w]. */
+  GfcgTensor *(*forward) (gpointer net, const GfcgTensor *x);
+  void        (*free)    (gpointer net);
+} EncoderArch;
+
+extern const EncoderArch encoder_arch_sd_vae;   /* enc-sd-vae.c */
+extern const EncoderArch encoder_arch_taesd;    /* enc-taesd.c */
+
+Encoder    *encoder_load    (GfcgBackend *be, const char *component, const char *arch,
+                             JsonObject *config, const char *file, GError **error);
+void        encoder_free    (Encoder *e);
+const char *encoder_arch    (const Encoder *e);
+int         encoder_factor  (const Encoder *e);
+int         encoder_latent_channels (const Encoder *e);
+gsize       encoder_n_params (const Encoder *e);
+guint       encoder_n_unused (const Encoder *e);
+/* Pictures rgb [n, 3, f h, f w] in [-1, 1] -> network latents x [n, C, h, w]
+ * (the pack's standardisation, as the denoiser sees them). */
+gboolean    encoder_encode  (Encoder *e, const LatentSpace *ls, int n, int h, int w,
+                             const float *rgb, float *x, GError **error);
+
+/* ---- the SD VAE's shared blocks (vae-blocks.c: dec-sd-vae.c, enc-sd-vae.c) ---- */
+
+#define VAE_MAX_LEVELS 8
+
+/* A component's "config" (docs/pack-format.md, "sd-vae-decoder"). */
+typedef struct
+{
+  int      ch[VAE_MAX_LEVELS], n_levels;  /* block_out_channels */
+  int      layers_per_block, latent_channels, groups;
+  gboolean quant;                         /* use_quant_conv / use_post_quant_conv */
+  gboolean mid_attn;                      /* mid_block_add_attention */
+} VaeConfig;
+
+/* The weights of one network: loaded from st, owned for freeing, counted. */
+typedef struct
+{
+  GfcgBackend     *be;
+  GfcgSafetensors *st;       /* during load only */
+  GPtrArray       *owned;
+  gsize            n_params;
+} VaeWeights;
+
+/* n1g, n1b [cin]; c1w [cout, cin, 3, 3], c1b [cout]; n2g, n2b [cout]; c2w [cout, cout, 3, 3],
+ * c2b [cout]; sw [cout, cin, 1, 1], sb [cout]. */
+typedef struct
+{
+  GfcgTensor *n1g, *n1b, *c1w, *c1b, *n2g, *n2b, *c2w, *c2b;
+  GfcgTensor *sw, *sb; /* 1x1 shortcut when the channels change, else NULL */
+} VaeResnet;
+
+/* ng, nb [C]; qw, kw, vw, ow [C, C, 1, 1]; qb, kb, vb, ob [C] */
+typedef struct
+{
+  GfcgTensor *ng, *nb, *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob;
+} VaeAttn;
+
+/* resnet, attention (when has_attn), resnet; all at C channels */
+typedef struct
+{
+  VaeResnet res[2];
+  VaeAttn   attn;
+  gboolean  has_attn;
+} VaeMid;
+
+/* quant_key: "use_post_quant_conv" (decoder) or "use_quant_conv" (encoder);
+ * rgb_key: "out_channels" or "in_channels" (only 3). */
+gboolean    vae_config_read   (JsonObject *config, const char *quant_key, const char *rgb_key,
+                               const char *where, VaeConfig *c, GError **error);
+void        vae_weights_init  (VaeWeights *v, GfcgBackend *be, GfcgSafetensors *st);
+void        vae_weights_clear (VaeWeights *v);
+/* Adds t to the owned weights (NULL passes through). */
+GfcgTensor *vae_take          (VaeWeights *v, GfcgTensor *t);
+/* PREFIX.weight [o, i, k, k] and PREFIX.bias [o]; k 0: a norm's [o] pair. */
+gboolean    vae_load_pair     (VaeWeights *v, const char *prefix, int o, int i, int k,
+                               GfcgTensor **w, GfcgTensor **b, GError **error);
+gboolean    vae_load_resnet   (VaeWeights *v, const char *prefix, int cin, int cout,
+                               VaeResnet *r, GError **error);
+/* PREFIX.resnets.{0,1}.*, PREFIX.attentions.0.* (either naming of the projections). */
+gboolean    vae_load_mid      (VaeWeights *v, const char *prefix, int c, gboolean attn,
+                               VaeMid *m, GError **error);
+/* x [N, cin, H, W] -> [N, cout, H, W] */
+GfcgTensor *vae_resnet        (const VaeResnet *r, int groups, const GfcgTensor *x);
+/* x [N, C, H, W] -> [N, C, H, W] */
+GfcgTensor *vae_mid           (const VaeMid *m, int groups, const GfcgTensor *x);
+/* silu(group_norm(x)) with the VAE's eps */
+GfcgTensor *vae_norm_out      (const GfcgTensor *x, int groups, const GfcgTensor *gamma,
+                               const GfcgTensor *beta);
+
+/* ---- TAESD's block (dec-taesd.c), shared by enc-taesd.c ---- */
+
+/* C = channels (config): w[j] [C, C, 3, 3], b[j] [C]; the layer's .conv.{0,2,4} */
+typedef struct
+{
+  GfcgTensor *w[3], *b[3];
+} TaesdBlock;
+
+/* relu(conv(relu(conv(relu(conv(x))))) + x): x [N, C, H, W] -> [N, C, H, W] */
+GfcgTensor *taesd_block (const TaesdBlock *b, const GfcgTensor *x);
+
 /* ---- packs (pack.c) ---- */
 
 typedef struct
@@ -150,7 +265,8 @@ typedef enum { PACK_PIXEL, PACK_LATENT } PackKind;
 /* The components a pack may have (pack.json "components"), in load order. */
 typedef enum
 {
-  ROLE_MAIN, ROLE_GUIDE, ROLE_UNCOND, ROLE_CLASSIFIER, ROLE_DECODER, ROLE_PREVIEW, N_ROLES
+  ROLE_MAIN, ROLE_GUIDE, ROLE_UNCOND, ROLE_CLASSIFIER, ROLE_DECODER, ROLE_PREVIEW,
+  ROLE_ENCODER, ROLE_PREVIEW_ENCODER, N_ROLES
 } PackRole;
 
 extern const char *const pack_role_names[N_ROLES];
@@ -168,6 +284,7 @@ struct _GfcgPack
   Denoiser    *main, *guide, *uncond;
   Classifier  *classifier;
   Decoder     *decoder, *preview; /* latent packs: final pictures; GFCG's view and previews */
+  Encoder     *encoder, *preview_encoder; /* latent packs, optional: pictures to latents */
   LatentSpace  latent;
   /* pack.json "defaults", read and checked at load time over the built-in
    * ones; guidance_cfg and guidance_atg are NAN when absent. */

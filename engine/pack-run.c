@@ -7,7 +7,7 @@
 #include <string.h>
 
 const char *const pack_role_names[N_ROLES] = {
-  "main", "guide", "uncond", "classifier", "decoder", "preview",
+  "main", "guide", "uncond", "classifier", "decoder", "preview", "encoder", "preview-encoder",
 };
 
 int
@@ -30,6 +30,8 @@ gfcg_pack_has_component (const GfcgPack *pack, const char *c)
     case ROLE_CLASSIFIER: return pack->classifier != NULL;
     case ROLE_DECODER: return pack->decoder != NULL;
     case ROLE_PREVIEW: return pack->preview != NULL;
+    case ROLE_ENCODER: return pack->encoder != NULL;
+    case ROLE_PREVIEW_ENCODER: return pack->preview_encoder != NULL;
     default: return FALSE;
     }
 }
@@ -65,6 +67,22 @@ describe_decoder (GString *s, const char *name, const Decoder *d, const GfcgPack
   g_string_append_c (s, '\n');
 }
 
+static void
+describe_encoder (GString *s, const char *name, const Encoder *e, const GfcgPack *pack)
+{
+  int lr;
+  if (e == NULL)
+    return;
+  lr = denoiser_info (pack->main)->resolution;
+  g_string_append_printf (s, "  %-10s %s, %.2fM parameters, %dx%d RGB -> %dx%dx%d latent",
+                          name, encoder_arch (e), encoder_n_params (e) / 1e6,
+                          lr * encoder_factor (e), lr * encoder_factor (e),
+                          encoder_latent_channels (e), lr, lr);
+  if (encoder_n_unused (e) > 0)
+    g_string_append_printf (s, " (%u unused tensors ignored)", encoder_n_unused (e));
+  g_string_append_c (s, '\n');
+}
+
 char *
 gfcg_pack_describe (const GfcgPack *pack)
 {
@@ -87,6 +105,8 @@ gfcg_pack_describe (const GfcgPack *pack)
                             classifier_imagenet_space (pack->classifier) ? "ImageNet" : "pack classes");
   describe_decoder (s, "decoder", pack->decoder, pack);
   describe_decoder (s, "preview", pack->preview, pack);
+  describe_encoder (s, "encoder", pack->encoder, pack);
+  describe_encoder (s, "preview-encoder", pack->preview_encoder, pack);
   if (pack->kind == PACK_LATENT && pack->decoder == NULL)
     g_string_append_printf (s, "  %-10s none: `gfcg denoise` works, sampling needs one\n",
                             "decoder");
@@ -239,6 +259,41 @@ gfcg_pack_decode (GfcgPack *pack, const char *decoder, int n, int height, int wi
   if (!decoder_decode (d, &pack->latent, n, height, width, x, rgb, decoded, error))
     return -1;
   return decoder_factor (d);
+}
+
+gboolean
+gfcg_pack_has_encoder (const GfcgPack *pack)
+{
+  return pack->encoder != NULL;
+}
+
+int
+gfcg_pack_encode (GfcgPack *pack, const char *encoder, int n, int height, int width,
+                  const float *rgb, float *latents, GError **error)
+{
+  int r = pack_role_from_name (encoder != NULL ? encoder : "encoder"), f;
+  Encoder *e = r == ROLE_ENCODER ? pack->encoder
+               : r == ROLE_PREVIEW_ENCODER ? pack->preview_encoder : NULL;
+  if (e == NULL)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "pack '%s' has no encoder component '%s'", pack->name,
+                   encoder != NULL ? encoder : "encoder");
+      return -1;
+    }
+  f = encoder_factor (e);
+  if (latents == NULL)
+    return f;
+  if (n < 1 || height < f || width < f || height % f != 0 || width % f != 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "cannot encode %d pictures of %dx%d: the encoder needs sizes that are "
+                   "multiples of %d", n, width, height, f);
+      return -1;
+    }
+  if (!encoder_encode (e, &pack->latent, n, height / f, width / f, rgb, latents, error))
+    return -1;
+  return f;
 }
 
 /* Softmax over the pack's classes of logits / T (double precision). */

@@ -18,6 +18,8 @@ gfcg_pack_free (GfcgPack *pack)
   classifier_free (pack->classifier);
   decoder_free (pack->decoder);
   decoder_free (pack->preview);
+  encoder_free (pack->encoder);
+  encoder_free (pack->preview_encoder);
   for (int i = 0; i < pack->n_classes; i++)
     {
       g_free (pack->classes[i].wnid);
@@ -93,6 +95,13 @@ load_component (GfcgPack *pack, JsonObject *comps, PackRole role, GError **error
       {
         Decoder **slot = role == ROLE_DECODER ? &pack->decoder : &pack->preview;
         ok = (*slot = decoder_load (pack->ctx->be, name, arch, config, file, error)) != NULL;
+      }
+      break;
+    case ROLE_ENCODER:
+    case ROLE_PREVIEW_ENCODER:
+      {
+        Encoder **slot = role == ROLE_ENCODER ? &pack->encoder : &pack->preview_encoder;
+        ok = (*slot = encoder_load (pack->ctx->be, name, arch, config, file, error)) != NULL;
       }
       break;
     default:
@@ -181,39 +190,54 @@ load_latent_space (GfcgPack *pack, JsonObject *root, const char *where, GError *
   return FALSE;
 }
 
-/* Decoders belong to latent packs and must fit the networks. */
+/* A decoder's or encoder's latent channels and factor must fit the networks. */
+static gboolean
+check_coder (GfcgPack *pack, const char *where, const char *name, const char *verb,
+             int channels, int f, GError **error)
+{
+  int r = denoiser_info (pack->main)->resolution;
+  if (channels != pack->channels)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                 "%s: component '%s' %s %d latent channels, the pack has %d", where, name, verb,
+                 channels, pack->channels);
+  else if (r * f != pack->resolution)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                 "%s: component '%s' turns %d latent pixels into %d, the pack's resolution "
+                 "is %d", where, name, r, r * f, pack->resolution);
+  else
+    return TRUE;
+  return FALSE;
+}
+
+/* Decoders and encoders belong to latent packs and must fit the networks. */
 static gboolean
 check_decoders (GfcgPack *pack, JsonObject *root, const char *where, GError **error)
 {
   Decoder *decs[2] = { pack->decoder, pack->preview };
-  const char *names[2] = { "decoder", "preview" };
+  Encoder *encs[2] = { pack->encoder, pack->preview_encoder };
+  const char *dnames[2] = { "decoder", "preview" };
+  const char *enames[2] = { "encoder", "preview-encoder" };
 
   if (pack->preview != NULL && pack->decoder == NULL)
     return cfg_error (error, where, "components.preview", "needs a 'decoder' component too");
-  if (pack->decoder == NULL)
+  if (pack->preview_encoder != NULL && pack->encoder == NULL)
+    return cfg_error (error, where, "components.preview-encoder",
+                      "needs an 'encoder' component too");
+  if (pack->decoder == NULL && pack->encoder == NULL)
     return TRUE;
   if (pack->kind != PACK_LATENT)
-    return cfg_error (error, where, "components.decoder", "belongs to latent packs only");
+    return cfg_error (error, where, pack->decoder != NULL ? "components.decoder"
+                      : "components.encoder", "belongs to latent packs only");
   if (!load_latent_space (pack, root, where, error))
     return FALSE;
   for (int i = 0; i < 2; i++)
-    {
-      int f = decs[i] != NULL ? decoder_factor (decs[i]) : 0;
-      if (decs[i] == NULL)
-        continue;
-      if (decoder_latent_channels (decs[i]) != pack->channels)
-        g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
-                     "%s: component '%s' decodes %d latent channels, the pack has %d", where,
-                     names[i], decoder_latent_channels (decs[i]), pack->channels);
-      else if (denoiser_info (pack->main)->resolution * f != pack->resolution)
-        g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
-                     "%s: component '%s' turns %d latent pixels into %d, the pack's resolution "
-                     "is %d", where, names[i], denoiser_info (pack->main)->resolution,
-                     denoiser_info (pack->main)->resolution * f, pack->resolution);
-      else
-        continue;
+    if ((decs[i] != NULL &&
+         !check_coder (pack, where, dnames[i], "decodes", decoder_latent_channels (decs[i]),
+                       decoder_factor (decs[i]), error)) ||
+        (encs[i] != NULL &&
+         !check_coder (pack, where, enames[i], "encodes to", encoder_latent_channels (encs[i]),
+                       encoder_factor (encs[i]), error)))
       return FALSE;
-    }
   return TRUE;
 }
 

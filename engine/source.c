@@ -159,17 +159,33 @@ mask_to_grid (const GfcgSource *s)
 
 /* ---- The source --------------------------------------------------------- */
 
-/* Canvas pictures [3, R, R] in [-1, 1] -> network-space latents. */
+/* Canvas pictures [3, R, R] in [-1, 1] -> network-space latents, through
+ * the pack's encoder (the SD VAE's; TAESD's when it is the only one). */
 static gboolean
-encode (GfcgPack *pack, const float *rgb, float *latent, GError **error)
+encode (GfcgPack *pack, int grid, const float *rgb, float *latent, GError **error)
 {
-  /* TODO(encoder): gfcg_pack_encode (pack, 1, R, R, rgb, latent, error) once
-   * engine/encoder.c lands. */
-  (void) rgb;
-  (void) latent;
-  g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-               "pack '%s' has no encoder: it cannot start from a picture", pack->name);
-  return FALSE;
+  int f;
+
+  if (!gfcg_pack_has_encoder (pack))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "pack '%s' has no encoder: it cannot start from a picture (converters/"
+                   "convert-edm2 --encoder or --taesd-encoder adds one)", pack->name);
+      return FALSE;
+    }
+  /* The encoder must land on the denoiser's grid: the latent is that big. */
+  f = gfcg_pack_encode (pack, "encoder", 1, pack->resolution, pack->resolution, rgb, NULL, error);
+  if (f < 1 || pack->resolution % f != 0 || pack->resolution / f != grid)
+    {
+      if (f >= 1)
+        g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
+                     "pack '%s': its encoder makes %dx%d latents of a %d-px picture, and the "
+                     "main network's grid is %dx%d", pack->name, pack->resolution / f,
+                     pack->resolution / f, pack->resolution, grid, grid);
+      return FALSE;
+    }
+  return gfcg_pack_encode (pack, "encoder", 1, pack->resolution, pack->resolution, rgb, latent,
+                           error) > 0;
 }
 
 /* The picture on the canvas, [3, R, R] in [-1, 1]: scaled into its place,
@@ -244,7 +260,7 @@ gfcg_source_new (GfcgPack *pack, const guchar *rgb, int width, int height, const
   if (pack->kind == PACK_LATENT)
     {
       s->init = g_new (float, (gsize) s->channels * s->grid * s->grid);
-      if (!encode (pack, pic, s->init, error))
+      if (!encode (pack, s->grid, pic, s->init, error))
         {
           g_free (pic);
           gfcg_source_free (s);

@@ -115,6 +115,32 @@ def test_denoise_matches_cpu(packs, tmp_path, cache, pack, net):
     assert e <= EVAL_TOL, meta
 
 
+def test_encoders_match_cpu(tmp_path, cache):
+    """The latent encoders on the device: the SD VAE encoder (its stride-2
+    convs padded at the bottom and right only, the mid attention) and TAESD's."""
+    import make_packs
+    import test_encoders as te
+    main = make_packs.make_unet(31, img_resolution=8, img_channels=4, label_dim=3,
+                                model_channels=8, channel_mult=[1], num_blocks=1,
+                                attn_resolutions=[])
+    pack = te.write_latent_pack(
+        tmp_path / 'p', main,
+        {'encoder': ('sd-vae-encoder', te.NARROW_VAE, te.tensors_of(te.make_vae_encoder(81))),
+         'preview-encoder': ('taesd-encoder', te.NARROW_TAESD_ENC,
+                             te.tensors_of(te.make_taesd_encoder(82)))})
+    save_file({'x': te.pictures(2, 48, 64, 1)}, str(tmp_path / 'in.safetensors'))
+    for role in ('encoder', 'preview-encoder'):
+        outs = []
+        for dev in ('cpu', DEV):
+            o = tmp_path / f'{role}-{dev.replace(":", "_")}.safetensors'
+            run('denoise', '--pack', pack, '--net', role, '--in', tmp_path / 'in.safetensors',
+                '--out', o, '--device', dev, env={'GFCG_KERNEL_CACHE_DIR': cache})
+            outs.append(load_file(str(o))['latent'].double())
+        e = float((outs[0] - outs[1]).abs().max())
+        print(f'\n[opencl] {role}: {e:.3e}')
+        assert e <= EVAL_TOL
+
+
 FALLBACKS = [
     ('no-platform', {'OCL_ICD_VENDORS': '/nonexistent', 'OPENCL_VENDOR_PATH': '/nonexistent'},
      'no OpenCL platform', True),

@@ -24,8 +24,9 @@ The reconstructed state is then walked like a state_dict (`_parameters`,
 definition the PyTorch reference of tests/ uses too) built with that config (on the meta device), and the pack is written as
 docs/pack-format.md describes.
 
-Latent networks get their image decoders (--vae, --taesd) from safetensors
-files, which hold no code: see sd_decoders.py.
+Latent networks get their image decoders (--vae, --taesd) and encoders
+(--encoder, --taesd-encoder) from safetensors files, which hold no code: see
+sd_decoders.py.
 """
 import argparse
 import collections
@@ -667,9 +668,29 @@ def convert_decoders(vae, vae_config, taesd):
     return comps
 
 
+def convert_encoders(vae, vae_config, encoder, taesd_encoder):
+    """-> {component: (arch, config, tensors, source)}: with --encoder the --vae
+    file's encoder is the encoder and --taesd-encoder the preview-encoder;
+    --taesd-encoder alone is the encoder."""
+    from . import sd_decoders
+    comps = {}
+    if encoder and not vae:
+        raise ConvertError('--encoder takes the encoder of the --vae file; give --vae too')
+    try:
+        if encoder:
+            cfg, t, info = sd_decoders.convert_vae_encoder(vae, vae_config)
+            comps['encoder'] = ('sd-vae-encoder', cfg, t, info)
+        if taesd_encoder:
+            cfg, t, info = sd_decoders.convert_taesd_encoder(taesd_encoder)
+            comps['preview-encoder' if encoder else 'encoder'] = ('taesd-encoder', cfg, t, info)
+    except sd_decoders.DecoderError as e:
+        raise ConvertError(str(e)) from None
+    return comps
+
+
 def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=None,
             guidance=None, source_url=None, mode=None, vae=None, vae_config=None, taesd=None,
-            guidance_cfg=None, guidance_atg=None, log=print):
+            guidance_cfg=None, guidance_atg=None, encoder=False, taesd_encoder=None, log=print):
     nets = {'main': main}
     if guide:
         nets['guide'] = guide
@@ -696,12 +717,15 @@ def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=Non
         kind, resolution = 'latent', mcfg['img_resolution'] * 8
     else:
         raise ConvertError(f'img_channels {mcfg["img_channels"]}: neither pixel (3) nor SD latent (4)')
-    if (vae or taesd) and kind != 'latent':
-        raise ConvertError('--vae/--taesd belong to latent (4-channel) networks; this one is pixel')
+    if (vae or taesd or encoder or taesd_encoder) and kind != 'latent':
+        raise ConvertError('--vae/--taesd/--encoder/--taesd-encoder belong to latent (4-channel) '
+                           'networks; this one is pixel')
     decoders = convert_decoders(vae, vae_config, taesd)
-    for role, (arch, cfg, _, info) in decoders.items():
+    encoders = convert_encoders(vae, vae_config, encoder, taesd_encoder)
+    for role, (arch, cfg, _, info) in {**decoders, **encoders}.items():
         if cfg['latent_channels'] != mcfg['img_channels']:
-            raise ConvertError(f'{info["file"]}: decodes {cfg["latent_channels"]} latent channels, '
+            verb = 'decodes' if role in decoders else 'encodes to'
+            raise ConvertError(f'{info["file"]}: {verb} {cfg["latent_channels"]} latent channels, '
                                f'the networks make {mcfg["img_channels"]}')
     os.makedirs(out, exist_ok=True)
     comps, sources = {}, {}
@@ -710,7 +734,7 @@ def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=Non
         comps[role] = {'file': f'{role}.safetensors', 'arch': 'edm2-unet', 'config': cfg,
                        'source': info}
         sources[role] = info.get('url') or info['file']
-    for role, (arch, cfg, tensors, info) in decoders.items():
+    for role, (arch, cfg, tensors, info) in {**decoders, **encoders}.items():
         _save(os.path.join(out, f'{role}.safetensors'), role, tensors, fp16)
         comps[role] = {'file': f'{role}.safetensors', 'arch': arch, 'config': cfg, 'source': info}
         sources[role] = info['url'] + ' (' + info['file'] + ')'
@@ -734,12 +758,15 @@ def convert(main, out, guide=None, uncond=None, fp16=False, name=None, title=Non
     if mcfg['label_dim'] not in (0, 1000):
         manifest['classes_note'] = ('label_dim is not 1000: pack class k is assumed to be '
                                     'ImageNet-1k index k')
-    if kind == 'latent' and decoders:
+    if kind == 'latent' and (decoders or encoders):
         from . import sd_decoders
         manifest['latent'] = dict(sd_decoders.EDM2_LATENT)
-        manifest['licence_note'] += ' Decoders: ' + '; '.join(
-            f'{role} {info["name"]}, {info["licence"]}' for role, (_, _, _, info) in decoders.items()) + '.'
-    elif kind == 'latent':
+        for what, comps_ in (('Decoders', decoders), ('Encoders', encoders)):
+            if comps_:
+                manifest['licence_note'] += f' {what}: ' + '; '.join(
+                    f'{role} {info["name"]}, {info["licence"]}'
+                    for role, (_, _, _, info) in comps_.items()) + '.'
+    if kind == 'latent' and not decoders:
         manifest['note'] = ('latent pack (Stable Diffusion sd-vae-ft-mse latents): it needs a '
                             '"decoder" component before it can draw pictures (--vae, --taesd)')
     with open(os.path.join(out, 'pack.json'), 'w') as f:
@@ -778,12 +805,19 @@ def main(argv=None):
                                          'norm_num_groups is not 32)')
     ap.add_argument('--taesd', help='latent packs: TAESD\'s taesd_decoder.safetensors, the quick '
                                     'preview decoder (the decoder itself without --vae)')
+    ap.add_argument('--encoder', action='store_true',
+                    help='latent packs: also write the --vae file\'s encoder as the pack\'s '
+                         'encoder (pictures to latents: refining a layer, filling a selection)')
+    ap.add_argument('--taesd-encoder', help='latent packs: TAESD\'s taesd_encoder.safetensors, the '
+                                            'quick preview-encoder (the encoder itself without '
+                                            '--encoder)')
     a = ap.parse_args(argv)
     try:
         convert(a.main, a.out, guide=a.guide, uncond=a.uncond, fp16=a.fp16, name=a.name,
                 title=a.title, guidance=a.guidance, source_url=a.source_url, mode=a.mode,
                 vae=a.vae, vae_config=a.vae_config, taesd=a.taesd,
-                guidance_cfg=a.guidance_cfg, guidance_atg=a.guidance_atg)
+                guidance_cfg=a.guidance_cfg, guidance_atg=a.guidance_atg,
+                encoder=a.encoder, taesd_encoder=a.taesd_encoder)
     except (RefusedPickle, ConvertError) as e:
         print(f'convert-edm2: {e}', file=sys.stderr)
         return 2

@@ -2,15 +2,16 @@
  * device (never part of the tests).  One JSON object on stdout, a readable
  * summary on stderr; bench/bench.py runs it next to PyTorch.  --net picks a
  * UNet (main, guide, uncond), a latent pack's decoder or preview (input:
- * network-space latents of main's shape) or the classifier (input: images
- * at the pack's resolution, which it resizes to its own). */
+ * network-space latents of main's shape), its encoder or preview-encoder
+ * (input: pictures at the pack's resolution) or the classifier (input:
+ * images at the pack's resolution, which it resizes to its own). */
 #include "gfcg-cli.h"
 #include "gfcg/gfcg-json.h"
 
 #include <math.h>
 #include <string.h>
 
-typedef enum { NET_UNET, NET_DECODER, NET_CLASSIFIER } NetKind;
+typedef enum { NET_UNET, NET_DECODER, NET_ENCODER, NET_CLASSIFIER } NetKind;
 
 /* One evaluation of the chosen network on x (outputs into out). */
 static gboolean
@@ -21,6 +22,8 @@ evaluate (GfcgPack *pack, NetKind kind, const char *net, int batch, int res, con
     {
     case NET_DECODER:
       return gfcg_pack_decode (pack, net, batch, res, res, x, out, NULL, error) > 0;
+    case NET_ENCODER:
+      return gfcg_pack_encode (pack, net, batch, res, res, x, out, error) > 0;
     case NET_CLASSIFIER:
       return gfcg_pack_classify (pack, batch, res, res, x, out, error) > 0;
     default:
@@ -35,7 +38,7 @@ cli_bench (int argc, char **argv)
   int batch = 1, evals = 3, warmup = 1, threads = 0, steps = 32;
   GOptionEntry entries[] = {
     { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
-    { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main (default), guide, uncond, decoder, preview or classifier", "NET" },
+    { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main (default), guide, uncond, decoder, preview, encoder, preview-encoder or classifier", "NET" },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N[:fp16][:tiled]", "DEV" },
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Images per network evaluation (1)", "N" },
     { "evals", 'n', 0, G_OPTION_ARG_INT, &evals, "Timed evaluations (3)", "N" },
@@ -86,6 +89,20 @@ cli_bench (int argc, char **argv)
       kind = NET_DECODER;
       per_out = (gsize) 3 * res * f * res * f;
     }
+  else if (strcmp (net, "encoder") == 0 || strcmp (net, "preview-encoder") == 0)
+    {
+      /* Pictures at the pack's resolution -> latents of the main network's shape. */
+      int f = gfcg_pack_encode (pack, net, 0, 0, 0, NULL, NULL, &error), lc, lr;
+      if (f < 0 || !gfcg_pack_get_net_shape (pack, "main", &lc, &lr, NULL, &error))
+        {
+          cli_fail ("bench", error);
+          goto done;
+        }
+      kind = NET_ENCODER;
+      channels = 3;
+      res = lr * f;
+      per_out = (gsize) lc * lr * lr;
+    }
   else if (strcmp (net, "classifier") == 0)
     {
       int k = gfcg_pack_classify (pack, 0, 0, 0, NULL, NULL, &error);
@@ -114,7 +131,7 @@ cli_bench (int argc, char **argv)
   {
     GRand *r = g_rand_new_with_seed (1);
     /* Images in [-1, 1]; noisy UNet inputs and latents a little wider. */
-    double scale = kind == NET_CLASSIFIER ? 1.0 : 2.0;
+    double scale = kind == NET_CLASSIFIER || kind == NET_ENCODER ? 1.0 : 2.0;
     for (gsize i = 0; i < per * batch; i++)
       x[i] = (float) (g_rand_double_range (r, -1.0, 1.0) * scale);
     g_rand_free (r);

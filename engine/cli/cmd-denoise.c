@@ -56,15 +56,45 @@ decode (GfcgPack *pack, const char *net, const float *x, const gint64 *xs, const
   return ok ? 0 : 1;
 }
 
+/* --net encoder|preview-encoder: pictures x [N, 3, H, W] in [-1, 1] -> the
+ * network-space latents ("latent", [N, C, H / f, W / f]). */
+static int
+encode (GfcgPack *pack, const char *net, const float *x, const gint64 *xs, const char *out,
+        GError **error)
+{
+  int f = gfcg_pack_encode (pack, net, 0, 0, 0, NULL, NULL, error), channels;
+  float *lat;
+  gboolean ok;
+
+  if (f < 0 || !gfcg_pack_get_net_shape (pack, "main", &channels, NULL, NULL, error))
+    return 1;
+  if (xs[0] < 1 || xs[0] > 64 || xs[1] != 3 || xs[2] < f || xs[2] > 8192 || xs[2] % f != 0 ||
+      xs[3] < f || xs[3] > 8192 || xs[3] % f != 0)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                   "x must have shape [N <= 64, 3, H, W] with H, W <= 8192 multiples of %d", f);
+      return 1;
+    }
+  lat = g_new (float, (gsize) xs[0] * channels * (xs[2] / f) * (xs[3] / f));
+  ok = gfcg_pack_encode (pack, net, (int) xs[0], (int) xs[2], (int) xs[3], x, lat, error) > 0;
+  if (ok)
+    {
+      GfcgStWrite t = { "latent", 4, { xs[0], channels, xs[2] / f, xs[3] / f }, lat };
+      ok = gfcg_st_write (out, &t, 1, error);
+    }
+  g_free (lat);
+  return ok ? 0 : 1;
+}
+
 int
 cli_denoise (int argc, char **argv)
 {
   char *pack_dir = NULL, *net = NULL, *in = NULL, *out = NULL, *device = NULL;
   GOptionEntry entries[] = {
     { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name", "PACK" },
-    { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main, guide, uncond, classifier, decoder or preview", "NET" },
+    { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main, guide, uncond, classifier, decoder, preview, encoder or preview-encoder", "NET" },
     { "in", 'i', 0, G_OPTION_ARG_FILENAME, &in, "Input safetensors: x [N,C,H,W], sigma [N], labels [N,L]", "FILE" },
-    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output safetensors: D [N,C,H,W] (classifier: logits [N,K]; decoders: image, decoded [N,3,fH,fW])", "FILE" },
+    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output safetensors: D [N,C,H,W] (classifier: logits [N,K]; decoders: image, decoded [N,3,fH,fW]; encoders: latent [N,C,H/f,W/f])", "FILE" },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
     { NULL }
   };
@@ -119,6 +149,14 @@ cli_denoise (int argc, char **argv)
   if (strcmp (net, "decoder") == 0 || strcmp (net, "preview") == 0)
     {
       status = decode (pack, net, x, xs, out, &error);
+      if (status != 0)
+        goto fail;
+      goto done;
+    }
+
+  if (strcmp (net, "encoder") == 0 || strcmp (net, "preview-encoder") == 0)
+    {
+      status = encode (pack, net, x, xs, out, &error);
       if (status != 0)
         goto fail;
       goto done;

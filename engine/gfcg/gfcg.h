@@ -244,6 +244,20 @@ gboolean    gfcg_pack_class_probs     (GfcgPack *pack, int n, int height, int wi
 int         gfcg_pack_decode          (GfcgPack *pack, const char *decoder, int n, int height,
                                        int width, const float *x, float *rgb, float *decoded,
                                        GError **error);
+/* Whether a latent pack has an "encoder" component (pictures to latents:
+ * img2img, refining a layer, filling a selection). */
+gboolean    gfcg_pack_has_encoder     (const GfcgPack *pack);
+/* A latent pack's "encoder" (NULL picks it) or "preview-encoder" component
+ * (the fast TAESD one, when a pack has both) on pictures rgb [n, 3, height,
+ * width] in [-1, 1] (as gfcg_pack_decode makes them; not clamped): latents
+ * gets [n, C, height / f, width / f] in the pack's network space, standardised
+ * exactly as the denoiser sees it (the inverse of the decoder's mapping).
+ * height and width must be multiples of f (8 for SD).  The latent is the
+ * VAE's mean (deterministic).  Returns f, or -1 on error; with latents NULL
+ * it only returns f. */
+int         gfcg_pack_encode          (GfcgPack *pack, const char *encoder, int n, int height,
+                                       int width, const float *rgb, float *latents,
+                                       GError **error);
 
 /* ---- Sampling ------------------------------------------------------------ */
 

@@ -89,9 +89,10 @@ def sigmas(steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):
 # ---------------------------------------------------------------- packs
 
 class Pack:
-    def __init__(self, path, meta, nets, classifier, decoders=None):
+    def __init__(self, path, meta, nets, classifier, decoders=None, encoders=None):
         self.path, self.meta, self.nets, self.classifier = path, meta, nets, classifier
         self.decoders = decoders or {}  # latent packs: 'decoder', 'preview' (latent_ref)
+        self.encoders = encoders or {}  # latent packs: 'encoder', 'preview-encoder'
         self.name, self.kind = meta['name'], meta['kind']
         self.resolution, self.channels, self.classes = meta['resolution'], meta['channels'], meta['classes']
         self.defaults = {**BUILTIN_DEFAULTS, **meta.get('defaults', {})}
@@ -106,11 +107,15 @@ def load_pack(path, dtype=torch.float64):
     with open(os.path.join(path, 'pack.json')) as f:
         meta = json.load(f)
     assert meta['format'] == 'gfcg-pack' and meta['format_version'] == 1
-    nets, classifier, decoders = {}, None, {}
+    nets, classifier, decoders, encoders = {}, None, {}, {}
     for name, comp in meta['components'].items():
         if name in ('decoder', 'preview'):
             from latent_ref import load_decoder
             decoders[name] = load_decoder(path, meta, comp, dtype)
+            continue
+        if name in ('encoder', 'preview-encoder'):
+            from latent_ref import load_encoder
+            encoders[name] = load_encoder(path, meta, comp, dtype)
             continue
         if comp['arch'] == 'edm2-unet':
             module = EDM2Precond(**comp['config'])
@@ -129,7 +134,7 @@ def load_pack(path, dtype=torch.float64):
             classifier = module
         else:
             nets[name] = module
-    return Pack(path, meta, nets, classifier, decoders)
+    return Pack(path, meta, nets, classifier, decoders, encoders)
 
 
 def onehot(pack, k, dtype):

@@ -1,4 +1,5 @@
-"""Reference TAESD decoder (docs/pack-format.md, "taesd-decoder").
+"""Reference TAESD decoder and encoder (docs/pack-format.md, "taesd-decoder",
+"taesd-encoder").
 
 Written from madebyollin/taesd's architecture: an nn.Sequential whose
 `state_dict()` has the keys of the standalone `taesd_decoder.safetensors`:
@@ -11,6 +12,16 @@ Written from madebyollin/taesd's architecture: an nn.Sequential whose
 Input: SD's scaled latents (raw * 0.18215); output: approximately [0, 1], where
 the SD VAE decoder gives [-1, 1]. diffusers' AutoencoderTiny stores the same
 layers as `decoder.layers.{i - 1}` (its Sequential has no clamp layer).
+
+The encoder, `taesd_encoder.safetensors`, is an nn.Sequential too:
+
+    0 conv 3x3 3 -> C    then per stage: (all but the first) a 3x3 stride-2
+    conv without bias (padding 1), then num_blocks[s] blocks; a last 3x3 conv
+    C -> latent_channels.
+
+Input: pictures in [0, 1] (where the SD VAE encoder takes [-1, 1]); output:
+SD's scaled latents (about 0.18215 * the VAE's mean). AutoencoderTiny stores
+it as `encoder.layers.{i}` (same indices).
 """
 import math
 
@@ -48,6 +59,23 @@ class TAESDDecoder(nn.Sequential):
                 layers.append(nn.Conv2d(channels, 3, 3, padding=1))
         super().__init__(*layers)
         self.factor = 2 ** (len(num_blocks) - 1)
+
+
+class TAESDEncoder(nn.Sequential):
+    def __init__(self, latent_channels=4, channels=64, num_blocks=(1, 3, 3, 3), **_):
+        layers = [nn.Conv2d(3, channels, 3, padding=1)]
+        for s, n in enumerate(num_blocks):
+            if s > 0:
+                layers.append(nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False))
+            layers += [Block(channels) for _ in range(n)]
+        layers.append(nn.Conv2d(channels, latent_channels, 3, padding=1))
+        super().__init__(*layers)
+        self.factor = 2 ** (len(num_blocks) - 1)
+
+
+def diffusers_encoder_names(state_dict):
+    """AutoencoderTiny's keys: 'encoder.layers.{i}.rest' for the standalone 'i.rest'."""
+    return {f'encoder.layers.{k}': v for k, v in state_dict.items()}
 
 
 def diffusers_names(state_dict):

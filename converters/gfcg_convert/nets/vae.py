@@ -1,14 +1,25 @@
-"""Reference Stable Diffusion VAE decoder (docs/pack-format.md, "sd-vae-decoder").
+"""Reference Stable Diffusion VAE decoder and encoder (docs/pack-format.md,
+"sd-vae-decoder", "sd-vae-encoder").
 
-Written from the architecture of diffusers' AutoencoderKL decoder, with module
-names chosen so that `state_dict()` has the keys of its diffusers-format
-safetensors file (`post_quant_conv.*`, `decoder.*`):
+Written from the architecture of diffusers' AutoencoderKL, with module names
+chosen so that `state_dict()` has the keys of its diffusers-format safetensors
+file (`post_quant_conv.*`, `decoder.*`; `encoder.*`, `quant_conv.*`). Decoder:
 
     z -> post_quant_conv (1x1) -> conv_in (3x3, to the last width)
       -> mid: resnet, attention (one head over all pixels), resnet
       -> up blocks, deepest first: layers_per_block + 1 resnets, then (all but
          the last) nearest 2x and a 3x3 conv
       -> GroupNorm, SiLU, conv_out (3x3, to 3 channels)
+
+Encoder:
+
+    x -> conv_in (3x3, to the first width)
+      -> down blocks: layers_per_block resnets, then (all but the last) zero
+         padding of one row and column at the bottom and right and a 3x3
+         stride-2 conv without padding
+      -> mid: resnet, attention, resnet
+      -> GroupNorm, SiLU, conv_out (3x3, to 2 latent_channels: mean, log-variance)
+      -> quant_conv (1x1); the latent is the mean (the first latent_channels)
 
 A resnet is `x' = shortcut(x) + conv2(silu(gn2(conv1(silu(gn1(x))))))`, the
 shortcut a 1x1 conv when the width changes. Every GroupNorm has eps 1e-6.
@@ -134,6 +145,77 @@ class SDVAEDecoder(nn.Module):
         return self.decoder(z)
 
 
+class Downsampler(nn.Module):
+    """diffusers' Downsample2D of the VAE encoder: asymmetric zero padding
+    (left 0, right 1, top 0, bottom 1), then a 3x3 conv at stride 2."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, stride=2, padding=0)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class DownBlock(nn.Module):
+    def __init__(self, cin, cout, n, groups, downsample):
+        super().__init__()
+        self.resnets = nn.ModuleList([ResnetBlock(cin if i == 0 else cout, cout, groups)
+                                      for i in range(n)])
+        self.downsamplers = nn.ModuleList([Downsampler(cout)] if downsample else [])
+
+    def forward(self, x):
+        for r in self.resnets:
+            x = r(x)
+        for d in self.downsamplers:
+            x = d(x)
+        return x
+
+
+class Encoder(nn.Module):
+    def __init__(self, block_out_channels, layers_per_block, latent_channels, norm_num_groups,
+                 mid_block_add_attention=True):
+        super().__init__()
+        ch, g = list(block_out_channels), norm_num_groups
+        self.conv_in = nn.Conv2d(3, ch[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList([
+            DownBlock(ch[max(i - 1, 0)], ch[i], layers_per_block, g, i < len(ch) - 1)
+            for i in range(len(ch))])
+        self.mid_block = MidBlock(ch[-1], g, mid_block_add_attention)
+        self.conv_norm_out = nn.GroupNorm(g, ch[-1], eps=EPS)
+        self.conv_out = nn.Conv2d(ch[-1], 2 * latent_channels, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv_in(x)
+        for b in self.down_blocks:
+            x = b(x)
+        x = self.mid_block(x)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class SDVAEEncoder(nn.Module):
+    """Pictures [N, 3, H, W] in the VAE's input units (EDM2 feeds [0, 1]) ->
+    the raw SD latent, the mean of the posterior [N, 4, H/8, W/8]."""
+
+    def __init__(self, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                 latent_channels=4, norm_num_groups=32, use_quant_conv=True,
+                 mid_block_add_attention=True, **_):
+        super().__init__()
+        self.factor = 2 ** (len(block_out_channels) - 1)
+        self.latent_channels = latent_channels
+        self.encoder = Encoder(block_out_channels, layers_per_block, latent_channels,
+                               norm_num_groups, mid_block_add_attention)
+        self.quant_conv = nn.Conv2d(2 * latent_channels, 2 * latent_channels, 1) \
+            if use_quant_conv else None
+
+    def moments(self, x):
+        m = self.encoder(x)
+        return m if self.quant_conv is None else self.quant_conv(m)
+
+    def forward(self, x):
+        return self.moments(x)[:, :self.latent_channels]
+
+
 LEGACY = {'to_q': 'query', 'to_k': 'key', 'to_v': 'value', 'to_out.0': 'proj_attn'}
 
 
@@ -168,4 +250,32 @@ def randomize(net, seed, out_std=0.25, probe=None):
             out = net(probe.to(next(net.parameters()).dtype))
             net.decoder.conv_out.weight.mul_(out_std / float(out.std()))
             net.decoder.conv_out.bias.add_(0.5 - float(net(probe.to(out.dtype)).mean()))
+    return net
+
+
+def randomize_encoder(net, seed, probe=None, mean=None, std=None):
+    """randomize()'s weights for an SDVAEEncoder; with `probe` (pictures in
+    its input units) the last layer is set so each latent channel c has about
+    mean[c] +- std[c] (default: EDM2's statistics of sd-vae-ft-mse latents)."""
+    mean = mean or [5.81, 3.25, 0.12, -2.15]
+    std = std or [4.17, 4.62, 3.71, 3.28]
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if '.norm' in name or 'group_norm' in name or 'conv_norm_out' in name:
+                base = 1.0 if name.endswith('weight') else 0.0
+                p.copy_(base + 0.3 * torch.randn(p.shape, generator=g))
+            elif name.endswith('bias'):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
+        if probe is not None:
+            last = net.quant_conv if net.quant_conv is not None else net.encoder.conv_out
+            lc = net.latent_channels
+            out = net(probe.to(last.weight.dtype))
+            for c in range(lc):
+                last.weight[c].mul_(std[c] / float(out[:, c].std()))
+            out = net(probe.to(last.weight.dtype))
+            for c in range(lc):
+                last.bias[c].add_(mean[c] - float(out[:, c].mean()))
     return net
