@@ -434,3 +434,50 @@ def test_picture_source_parity(packs, tmp_path):
     want = np.where(mm > 0, np.floor(mm * q + (1 - mm) * src + 0.5), src)
     assert np.abs(got - want).max() <= 1
     assert (got[m8 == 0] == src[m8 == 0]).all()
+
+
+def test_latent_picture_source_parity(packs, tmp_path):
+    """A latent pack starting from a picture (--init PNG of the canvas's size,
+    --mask PNG on whole latent cells): the engine encodes it with the pack's
+    encoder, and the trajectory is the reference's from the float64
+    reference encoder's latent; the PNG keeps every unmasked pixel."""
+    from PIL import Image
+    from latent_ref import load_encoder
+    from test_decoders import tensors_of
+    from test_encoders import NARROW_TAESD_ENC, make_taesd_encoder
+    d = tmp_path / 'with-encoder'
+    shutil.copytree(packs / 'tiny-latent-full', d)
+    save_file(tensors_of(make_taesd_encoder(61)), str(d / 'encoder.safetensors'))
+    meta = json.loads((d / 'pack.json').read_text())
+    meta['components']['encoder'] = {'file': 'encoder.safetensors', 'arch': 'taesd-encoder',
+                                     'config': NARROW_TAESD_ENC}
+    (d / 'pack.json').write_text(json.dumps(meta))
+    rng = np.random.default_rng(9)
+    yy, xx = np.mgrid[0:64, 0:64]
+    src = np.stack([xx * 4, yy * 4, (xx + yy) * 2], -1) + rng.normal(0, 10, (64, 64, 3))
+    src = np.clip(src, 0, 255).round().astype(np.uint8)
+    m8 = np.zeros((64, 64), np.uint8)
+    m8[16:48, 8:40] = 255
+    Image.fromarray(src).save(tmp_path / 'src.png')
+    Image.fromarray(m8).save(tmp_path / 'mask.png')
+    run('sample', '--pack', d, '--class', 1, '--mode', 'gfcg', '--steps', 8, '--seed', 43,
+        '--init', tmp_path / 'src.png', '--mask', tmp_path / 'mask.png', '--strength', 0.75,
+        '--out', tmp_path / 'x.png', '--out-raw', tmp_path / 'raw.safetensors', '--quiet')
+
+    enc = load_encoder(str(d), meta, meta['components']['encoder'])
+    pic = torch.from_numpy(src.astype(np.float64) / 127.5 - 1).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        init = enc(pic)[0][0]
+    mask = torch.zeros(8, 8, dtype=torch.float64)
+    mask[2:6, 1:5] = 1
+    p = ref(packs, 'tiny-latent-full')
+    want_x, _ = sample(p, 1, 'gfcg', 43, steps=8, strength=0.75, init=init, mask=mask)
+    got_x = load_file(str(tmp_path / 'raw.safetensors'))['x']
+    x_err = float((got_x.double() - want_x).abs().max()) / max(1.0, float(want_x.abs().max()))
+    record('from-picture/tiny-latent-full+taesd-encoder/x', x_err, TRAJ_TOL,
+           'max abs err / max(1, max|x|)')
+    assert x_err <= TRAJ_TOL
+    out = np.asarray(Image.open(tmp_path / 'x.png'))
+    assert out.shape == src.shape
+    assert np.array_equal(out[m8 == 0], src[m8 == 0]), 'an unmasked pixel changed'
+    assert (out[m8 == 255] != src[m8 == 255]).any()
