@@ -186,7 +186,7 @@ cli_sample (int argc, char **argv)
     { "sigma-max", 0, 0, G_OPTION_ARG_STRING, &sigma_max, "Highest noise level (80)", "SIGMA" },
     { "rho", 0, 0, G_OPTION_ARG_STRING, &rho, "Schedule exponent (7)", "RHO" },
     { "init", 0, 0, G_OPTION_ARG_FILENAME, &init, "Start from this picture (PNG): refine it, or fill the part --mask shows", "FILE" },
-    { "strength", 0, 0, G_OPTION_ARG_STRING, &strength, "With --init: how much changes, 0 (nothing) .. 1 (all: the picture only where the mask keeps it; default)", "S" },
+    { "strength", 0, 0, G_OPTION_ARG_STRING, &strength, "With --init: how much changes, 0 (nothing) .. 1 (all: the picture only where the mask keeps it); default 1 with --mask, 0.7 without", "S" },
     { "mask", 0, 0, G_OPTION_ARG_FILENAME, &mask, "With --init: grey PNG of its size, white = regenerate, black = keep", "FILE" },
     { "init-raw", 0, 0, G_OPTION_ARG_FILENAME, &init_raw, "Start from a network-space state instead (safetensors: x [1, C, R, R], optional mask [R, R])", "FILE" },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "PNG to write (several: FILE-0000.png, ...)", "FILE" },
@@ -291,6 +291,10 @@ cli_sample (int argc, char **argv)
       !cli_parse_double ("sample", "sigma-max", sigma_max, &opt->sigma_max) ||
       !cli_parse_double ("sample", "rho", rho, &opt->rho))
     goto done;
+  /* Left out with --init: a fill (a mask) replaces what it covers, a refine
+   * keeps the picture's layout, as in the plug-in. */
+  if (init != NULL && strength == NULL)
+    opt->strength = mask != NULL ? 1.0 : 0.7;
   if (!cli_parse_double ("sample", "strength", strength, &opt->strength))
     goto done;
   if (!cli_source_load (pack, init, mask, init_raw, &src, opt, &error))
