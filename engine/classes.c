@@ -124,10 +124,26 @@ pack_draws (int imagenet, gpointer pack)
   return gfcg_pack_class_from_imagenet (pack, imagenet) >= 0;
 }
 
+/* ": did you mean 'golden retriever'?" for a typo, else "". */
+static char *
+did_you_mean (const char *spec)
+{
+  int      near[3], n = gfcg_imagenet_suggest (spec, near, G_N_ELEMENTS (near));
+  GString *s = g_string_new (NULL);
+
+  for (int i = 0; i < n; i++)
+    g_string_append_printf (s, "%s'%s'", i == 0 ? ": did you mean " : i == n - 1 ? " or " : ", ",
+                            gfcg_imagenet_name (near[i]));
+  if (n > 0)
+    g_string_append_c (s, '?');
+  return g_string_free (s, FALSE);
+}
+
 int
 pack_find_class (const GfcgPack *pack, const char *spec, gboolean allow_index, GError **error)
 {
-  int k = -1, inet;
+  int   k = -1, inet;
+  char *hint;
 
   if (spec == NULL)
     spec = "";
@@ -165,14 +181,16 @@ pack_find_class (const GfcgPack *pack, const char *spec, gboolean allow_index, G
       g_free (list);
       return -1;
     }
+  hint = did_you_mean (spec);
   if (allow_index)
     g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-                 "unknown class '%s' for pack '%s' (give an index 0..%d, inet:N, a wnid or a "
-                 "name; `gfcg info` lists them)", spec, pack->name, pack->n_classes - 1);
+                 "unknown class '%s' for pack '%s'%s (give an index 0..%d, inet:N, a wnid or a "
+                 "name; `gfcg info` lists them)", spec, pack->name, hint, pack->n_classes - 1);
   else
     g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-                 "unknown class '%s' (give an English ImageNet class name, a synonym or a wnid)",
-                 spec);
+                 "unknown class '%s'%s (give an English ImageNet class name, a synonym or a "
+                 "wnid)", spec, hint);
+  g_free (hint);
   return -1;
 }
 

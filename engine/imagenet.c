@@ -155,3 +155,125 @@ gfcg_imagenet_get (int index)
   ensure_table ();
   return table[index].info.name != NULL ? &table[index].info : NULL;
 }
+
+/* ---- near matches --------------------------------------------------------- */
+
+/* Optimal string alignment distance (Levenshtein with adjacent
+ * transpositions, "retreiver" -> "retriever" is 1) between a and b, or
+ * limit + 1 as soon as it must exceed limit. */
+static int
+edit_distance (const char *a, const char *b, int limit)
+{
+  int  la = (int) strlen (a), lb = (int) strlen (b);
+  int *rows, *prev2, *prev, *cur, *t, d;
+
+  if (ABS (la - lb) > limit)
+    return limit + 1;
+  rows = g_new (int, 3 * (lb + 1));
+  prev2 = rows;
+  prev = rows + lb + 1;
+  cur = prev + lb + 1;
+  for (int j = 0; j <= lb; j++)
+    prev[j] = j;
+  for (int i = 1; i <= la; i++)
+    {
+      int best = cur[0] = i;
+      for (int j = 1; j <= lb; j++)
+        {
+          int v = MIN (MIN (prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + (a[i - 1] != b[j - 1]));
+          if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+            v = MIN (v, prev2[j - 2] + 1);
+          cur[j] = v;
+          best = MIN (best, v);
+        }
+      t = prev2;
+      prev2 = prev;
+      prev = cur;
+      cur = t;
+      if (best > limit)
+        break;
+    }
+  d = MIN (prev[lb], limit + 1);
+  g_free (rows);
+  return d;
+}
+
+/* How many edits a spec of n characters may be off: none for very short
+ * ones (anything is near "ox"), then about one in four. */
+static int
+suggest_limit (int n)
+{
+  return n < 4 ? 0 : n < 6 ? 1 : n < 10 ? 2 : 3;
+}
+
+/* Beyond any edit distance suggest_limit allows. */
+#define WORD_MATCH 4
+
+static gboolean
+word_edge (char c)
+{
+  return c == '\0' || c == ' ' || c == '-' || c == '\'';
+}
+
+/* Whether word occurs in s with a word boundary on both sides. */
+static gboolean
+contains_word (const char *s, const char *word)
+{
+  gsize n = strlen (word);
+
+  for (const char *p = strstr (s, word); p != NULL; p = strstr (p + 1, word))
+    if ((p == s || word_edge (p[-1])) && word_edge (p[n]))
+      return TRUE;
+  return FALSE;
+}
+
+int
+gfcg_imagenet_suggest (const char *spec, int *out, int max)
+{
+  char *norm;
+  int   limit, n = 0, dist[1000];
+
+  if (spec == NULL || out == NULL || max <= 0)
+    return 0;
+  ensure_table ();
+  norm = normalise (spec);
+  limit = suggest_limit ((int) strlen (norm));
+  for (int i = 0; i < 1000; i++)
+    {
+      const InetClass *e = &table[i];
+      int d;
+
+      dist[i] = G_MAXINT;
+      if (e->info.name == NULL || *norm == '\0')
+        continue;
+      d = edit_distance (norm, e->norm_name, limit);
+      if (*e->info.wnid != '\0')
+        {
+          /* A wnid one digit off. */
+          char *w = g_ascii_strdown (e->info.wnid, -1);
+          int   wd = edit_distance (norm, w, MIN (limit, 1));
+          if (wd <= MIN (limit, 1))
+            d = MIN (d, wd);
+          g_free (w);
+        }
+      for (char **s = e->synonyms; *s != NULL; s++)
+        if (**s != '\0')
+          d = MIN (d, edit_distance (norm, *s, limit));
+      if (d <= limit)
+        dist[i] = d;
+      /* Then the classes spec is a whole word of ("retriever"). */
+      else if (strlen (norm) >= 4 && contains_word (e->norm_name, norm))
+        dist[i] = WORD_MATCH;
+      else
+        for (char **s = e->synonyms; *s != NULL && dist[i] > WORD_MATCH; s++)
+          if (contains_word (*s, norm))
+            dist[i] = WORD_MATCH;
+    }
+  g_free (norm);
+  /* The nearest first; of equal distance, the lower index. */
+  for (int d = 0; d <= WORD_MATCH && n < max; d++)
+    for (int i = 0; i < 1000 && n < max; i++)
+      if (dist[i] == d)
+        out[n++] = i;
+  return n;
+}

@@ -166,7 +166,13 @@ def test_missing_pack(tmp_path):
 
 
 @pytest.mark.parametrize('args,expected', [
-    (['--class', 'unicorn'], "unknown class 'unicorn'"),
+    (['--class', 'unicorn'], "unknown class 'unicorn' for pack 'tiny-pixel' (give"),
+    # A typo gets the nearest ImageNet names, a word of several names them all.
+    (['--class', 'golden retreiver'],
+     "unknown class 'golden retreiver' for pack 'tiny-pixel': did you mean 'golden retriever'?"),
+    (['--class', 'Chainsow'], "did you mean 'chain saw'?"),
+    (['--class', 'retriever'],
+     "did you mean 'flat-coated retriever', 'curly-coated retriever' or 'golden retriever'?"),
     (['--class', 'zebra'], "ImageNet class 'zebra' (inet:340, zebra) is not one that pack"),
     (['--class', '99'], 'out of range'),
     (['--class', 'inet:1'], 'not one that pack'),

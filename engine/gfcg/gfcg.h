@@ -200,6 +200,14 @@ int         gfcg_imagenet_find        (const char *spec);
 int         gfcg_imagenet_find_preferring (const char *spec, GfcgImagenetPreferFunc prefer,
                                            gpointer user_data);
 const char *gfcg_imagenet_name        (int index);
+/* Near misses of spec for "did you mean": up to max ImageNet indices whose
+ * name, synonym or wnid is a few typing edits (insertions, deletions,
+ * substitutions, swapped neighbours) away from spec, nearest first (of equal
+ * distance, the lower index), then those with spec as a whole word of their
+ * name or a synonym ("retriever"), written to out; returns how many.  A spec
+ * under 4 characters gets only exact matches; longer ones may be about one
+ * edit in four off. */
+int         gfcg_imagenet_suggest     (const char *spec, int *out, int max);
 
 /* One ImageNet-1k class as the table (data/imagenet-classes.tsv, embedded)
  * gives it; the only copy of the table: clients (the plug-in's class picker)
