@@ -1,7 +1,9 @@
 /* gfcg-class-picker.h — a searchable list of the 1000 ImageNet classes.
- * Typing filters by name, synonym, wnid or index; classes the chosen pack
- * cannot draw are shown but cannot be picked.  Its "class-index" property
- * (-1 = none) binds to the procedure config. */
+ * Typing filters by name, synonym, wnid or index and picks the first match
+ * the pack can draw; classes the chosen pack cannot draw are shown (greyed,
+ * italic, marked "—") but cannot be picked, and a click on one says why.  A
+ * line says what Draw will draw; a typo gets "Did you mean" links.  Its
+ * "class-index" property (-1 = none) binds to the procedure config. */
 #ifndef GFCG_CLASS_PICKER_H
 #define GFCG_CLASS_PICKER_H
 
@@ -17,11 +19,27 @@ GtkWidget *gfcg_class_picker_new          (void);
 void       gfcg_class_picker_set_drawable (GfcgClassPicker *picker,
                                            const int       *imagenet,
                                            int              n);
+/* The pack could not be loaded: no class can be drawn (the list stays
+ * browsable).  gfcg_class_picker_set_drawable ends it. */
+void       gfcg_class_picker_set_failed   (GfcgClassPicker *picker);
 gboolean   gfcg_class_picker_is_drawable  (GfcgClassPicker *picker,
                                            int              imagenet);
 int        gfcg_class_picker_get_class    (GfcgClassPicker *picker);
 void       gfcg_class_picker_set_class    (GfcgClassPicker *picker,
                                            int              imagenet);
+
+/* What a user does, for the dialog's test script (gfcg-dialog.c): type in
+ * the search field, click class imagenet's row (when shown), tick "Only
+ * classes this pack can draw", and the state
+ * in one line of tab-separated KEY=VALUE (class, will-draw, hint, count,
+ * only). */
+void       gfcg_class_picker_type         (GfcgClassPicker *picker,
+                                           const char      *text);
+void       gfcg_class_picker_click        (GfcgClassPicker *picker,
+                                           int              imagenet);
+void       gfcg_class_picker_set_only_drawable (GfcgClassPicker *picker,
+                                                gboolean         only);
+char      *gfcg_class_picker_describe     (GfcgClassPicker *picker);
 
 G_END_DECLS
 

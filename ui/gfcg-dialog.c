@@ -10,6 +10,7 @@
 #include "gfcg-pack-probe.h"
 
 #include <glib/gi18n-lib.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct
@@ -20,6 +21,7 @@ typedef struct
   GtkWidget           *pack_status;
   GtkWidget           *mode_combo;
   GtkWidget           *estimate;
+  GtkWidget           *seed_spin;
   GfcgPackProbe       *probe;        /* the latest result, or NULL         */
   gboolean             probing;
   gboolean             reprobe;      /* pack or device changed meanwhile   */
@@ -28,7 +30,9 @@ typedef struct
   guint                probe_source;
   const char          *capture;      /* $GFCG_CAPTURE_DIALOG               */
   GfcgDialogContext    where;        /* the sources the image offers       */
-  gboolean             auto_ok;      /* $GFCG_TEST_DIALOG=ok (tests)        */
+  char               **script;       /* $GFCG_TEST_DIALOG's steps (tests)   */
+  int                  step;         /* the next one                       */
+  guint                script_source;
 } Dialog;
 
 static void start_probe (Dialog *d);
@@ -175,13 +179,74 @@ capture (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* Tests: press Draw once the pack is in, as a user would. */
-static gboolean
-press_ok (gpointer data)
-{
-  Dialog *d = data;
+/* ---- tests: $GFCG_TEST_DIALOG ------------------------------------------ */
 
-  gtk_dialog_response (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK);
+/* One line on stderr with what the artist sees: "DIALOG " and tab-separated
+ * KEY=VALUE. */
+static void
+print_state (Dialog *d)
+{
+  char     *picker = gfcg_class_picker_describe (GFCG_CLASS_PICKER (d->picker));
+  char     *mode = NULL;
+  double    guidance;
+  int       seed;
+  gboolean  random;
+  GtkWidget *ok = gtk_dialog_get_widget_for_response (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK);
+
+  g_object_get (d->config, "mode", &mode, "guidance", &guidance, "seed", &seed,
+                "random-seed", &random, NULL);
+  g_printerr ("DIALOG %s\tmode=%s\tguidance=%g\tseed=%d\trandom=%d\tdraw=%d\testimate=%s"
+              "\tpack=%s\n", picker, mode, guidance, seed, random,
+              ok != NULL && gtk_widget_get_sensitive (ok),
+              gtk_label_get_text (GTK_LABEL (d->estimate)),
+              gtk_label_get_text (GTK_LABEL (d->pack_status)));
+  g_free (mode);
+  g_free (picker);
+}
+
+/* The script's steps, one at a time, each once the pack is in: ok (press
+ * Draw), cancel, print, type:TEXT (in the class search), click:N (class N's
+ * row), only:0|1 ("Only classes this pack can draw"), mode:NAME, seed:N
+ * (typed in the seed field), pack:PATH. */
+static gboolean
+script_step (gpointer data)
+{
+  Dialog     *d = data;
+  const char *step;
+
+  d->script_source = 0;
+  if (d->probing || d->probe_source != 0)
+    return G_SOURCE_REMOVE;              /* on_probe_done calls again */
+  if (d->script == NULL || (step = d->script[d->step]) == NULL)
+    return G_SOURCE_REMOVE;
+  d->step++;
+  if (strcmp (step, "ok") == 0)
+    {
+      gtk_dialog_response (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK);
+      return G_SOURCE_REMOVE;
+    }
+  if (strcmp (step, "cancel") == 0)
+    {
+      gtk_dialog_response (GTK_DIALOG (d->dialog), GTK_RESPONSE_CANCEL);
+      return G_SOURCE_REMOVE;
+    }
+  if (strcmp (step, "print") == 0)
+    print_state (d);
+  else if (g_str_has_prefix (step, "type:"))
+    gfcg_class_picker_type (GFCG_CLASS_PICKER (d->picker), step + 5);
+  else if (g_str_has_prefix (step, "click:"))
+    gfcg_class_picker_click (GFCG_CLASS_PICKER (d->picker), atoi (step + 6));
+  else if (g_str_has_prefix (step, "only:"))
+    gfcg_class_picker_set_only_drawable (GFCG_CLASS_PICKER (d->picker), atoi (step + 5));
+  else if (g_str_has_prefix (step, "mode:"))
+    g_object_set (d->config, "mode", step + 5, NULL);
+  else if (g_str_has_prefix (step, "seed:"))
+    gtk_spin_button_set_value (GTK_SPIN_BUTTON (d->seed_spin), atoi (step + 5));
+  else if (g_str_has_prefix (step, "pack:"))
+    g_object_set (d->config, "pack", step + 5, NULL);
+  else
+    g_printerr ("gfcg-render: unknown test step '%s'\n", step);
+  d->script_source = g_timeout_add (100, script_step, d);
   return G_SOURCE_REMOVE;
 }
 
@@ -202,7 +267,8 @@ on_probe_done (GObject *source, GAsyncResult *result, gpointer data)
     {
       text = g_markup_printf_escaped ("<span foreground=\"#c01c28\">%s</span>",
                                       pr->error->message);
-      gfcg_class_picker_set_drawable (GFCG_CLASS_PICKER (d->picker), NULL, 0);
+      /* Not "1000 of 1000 classes": none can be drawn without a pack. */
+      gfcg_class_picker_set_failed (GFCG_CLASS_PICKER (d->picker));
     }
   else
     {
@@ -229,8 +295,8 @@ on_probe_done (GObject *source, GAsyncResult *result, gpointer data)
     start_probe (d);
   else if (d->capture != NULL)
     g_timeout_add (800, capture, d);
-  else if (d->auto_ok)
-    g_timeout_add (200, press_ok, d);
+  else if (d->script != NULL && d->script_source == 0)
+    d->script_source = g_timeout_add (200, script_step, d);
 }
 
 static void
@@ -308,7 +374,7 @@ seed_row (Dialog *d)
 
   label = gtk_label_new_with_mnemonic (_("Se_ed:"));
   gtk_box_pack_start (GTK_BOX (box), label, FALSE, FALSE, 0);
-  spin = gimp_prop_spin_button_new (G_OBJECT (d->config), "seed", 1.0, 100.0, 0);
+  spin = d->seed_spin = gimp_prop_spin_button_new (G_OBJECT (d->config), "seed", 1.0, 100.0, 0);
   adj = gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (spin));
   gtk_adjustment_set_lower (adj, 0.0);
   gtk_adjustment_set_upper (adj, G_MAXINT);
@@ -467,7 +533,8 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
   d->config = config;
   d->where = *where;
   d->capture = g_getenv ("GFCG_CAPTURE_DIALOG");
-  d->auto_ok = g_strcmp0 (g_getenv ("GFCG_TEST_DIALOG"), "ok") == 0;
+  if (g_getenv ("GFCG_TEST_DIALOG") != NULL)
+    d->script = g_strsplit (g_getenv ("GFCG_TEST_DIALOG"), ";", -1);
   normalise_config (d);
 
   d->dialog = gimp_procedure_dialog_new (procedure, config,
@@ -506,9 +573,11 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
   g_signal_handlers_disconnect_by_data (config, d);
   if (d->probe_source != 0)
     g_source_remove (d->probe_source);
+  if (d->script_source != 0)
+    g_source_remove (d->script_source);
   /* A probe still running calls back into d: let it finish first. */
   d->capture = NULL;
-  d->auto_ok = FALSE;
+  g_clear_pointer (&d->script, g_strfreev);
   d->reprobe = FALSE;
   while (d->probing)
     g_main_context_iteration (NULL, TRUE);

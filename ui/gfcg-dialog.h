@@ -14,9 +14,12 @@ G_BEGIN_DECLS
 /* Runs the dialog on config; TRUE when the user pressed OK.  With
  * $GFCG_CAPTURE_DIALOG set to a PNG path the dialog saves a picture of
  * itself there once it is shown and the estimate is in, and returns FALSE
- * (tools/capture-dialog); with $GFCG_TEST_DIALOG=ok it presses Draw
- * instead (tests).  *loaded gets the pack the dialog loaded last (or NULL),
- * for gfcg_job_new.  where says which sources the image offers. */
+ * (tools/capture-dialog); $GFCG_TEST_DIALOG is a script of steps for the
+ * tests, separated by ';' ("type:golden retreiver;print;ok": type in the
+ * class search, print the dialog's state on stderr, press Draw; the steps
+ * are listed at script_step in gfcg-dialog.c).  *loaded gets the pack the
+ * dialog loaded last (or NULL), for gfcg_job_new.  where says which sources
+ * the image offers. */
 gboolean gfcg_dialog_run (GimpProcedure           *procedure,
                           GimpProcedureConfig     *config,
                           const GfcgDialogContext *where,

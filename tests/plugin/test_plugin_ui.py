@@ -1,6 +1,9 @@
 """The plug-in's windows under Xvfb: the dialog captured to a PNG (no pixel
-assertion), and the progress window's Stop button leaving the image as it
-was while Repeat Last (the same window, without the dialog) adds a layer."""
+assertion), the progress window's Stop button leaving the image as it
+was while Repeat Last (the same window, without the dialog) adds a layer,
+and what the dialog says and does as an artist types, clicks and picks
+($GFCG_TEST_DIALOG's script, gfcg-dialog.c: each `print` step writes a
+DIALOG line of the dialog's state)."""
 import os
 import re
 import shutil
@@ -54,3 +57,50 @@ def test_dialog_repeat_last_and_stop(gimp, tiny_packs):
         (plug-in-gfcg-render #:run-mode RUN-WITH-LAST-VALS #:image img)
         {report})''', env={'GFCG_TEST_STOP_AT': '3'}, wrap=('xvfb-run', '-a'))
     assert re.findall(r'^AFTER (.*)$', log, re.M) == ['1 clean bg']
+
+
+def dialog_states(log):
+    """The DIALOG lines of the script's print steps, as dicts."""
+    return [dict(kv.split('=', 1) for kv in line.split('\t'))
+            for line in re.findall(r'^DIALOG (.*)$', log, re.M)]
+
+
+def run_dialog(gimp, script, pack, more='', **args):
+    """One interactive call on a new image with the dialog driven by script;
+    returns (the DIALOG states, the layer names after it and more)."""
+    kw = ' '.join(f'#:{k.replace("_", "-")} {v}' for k, v in args.items())
+    _, log = gimp.run(f'''
+      (let* ((img (car (gimp-image-new 16 16 RGB))))
+        (plug-in-gfcg-render #:run-mode RUN-INTERACTIVE #:image img #:pack "{pack}" {kw})
+        {more}
+        (for-each (lambda (l) (display (string-append "LAYER " (car (gimp-item-get-name l)) "\\n")))
+                  (vector->list (car (gimp-image-get-layers img)))))''',
+                      env={'GFCG_TEST_DIALOG': script}, wrap=('xvfb-run', '-a'))
+    return dialog_states(log), re.findall(r'^LAYER (.*)$', log, re.M)
+
+
+def test_class_picker(gimp, tiny_packs):
+    """The class picker of a 4-class pack: only its classes listed, a line
+    saying what Draw will draw, "Did you mean" for a typo, typing picks the
+    first class the pack draws (so Draw draws it), a click on a greyed
+    class says why it cannot be picked."""
+    pack = tiny_packs / 'tiny-pixel'
+    states, layers = run_dialog(
+        gimp, 'print;type:golden retreiver;print;type:chainsaw;print;type:;only:0;click:1;print;'
+        'type:gold;print;type:spring;print;ok', pack, class_index=482, steps=2, mode='"gfcg"')
+    start, typo, chainsaw, click, gold, spring = states
+    assert start['will-draw'] == 'Will draw: cassette player'
+    assert start['count'] == '4 of 1000 classes can be drawn with this pack'
+    assert start['only'] == '1'  # a pack of under 100 classes: only those listed
+    assert start['hint'] == ''
+    assert typo['hint'] == "No class 'golden retreiver'. Did you mean: golden retriever?"
+    assert typo['class'] == '482'
+    assert (chainsaw['class'], chainsaw['will-draw'], chainsaw['hint']) == (
+        '491', 'Will draw: chain saw', '')
+    draws = 'It draws: tench, English springer, cassette player, chain saw.'
+    assert click['only'] == '0'
+    assert click['hint'] == f"'goldfish' is not in this pack. {draws}"
+    assert click['class'] == '491' and click['draw'] == '1'
+    assert gold['hint'] == f"No class matching 'gold' is in this pack. {draws}"
+    assert (spring['class'], spring['will-draw']) == ('217', 'Will draw: English springer')
+    assert len(layers) == 1 and layers[0].startswith('English springer (gfcg, seed ')
