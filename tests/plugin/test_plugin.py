@@ -171,6 +171,7 @@ def test_scale_to_canvas(gimp, tiny_packs):
 BAD_CALLS = [
     ('#:class-index 5000', 'class-index'),
     ('#:class-name "unicorn"', 'class-name'),
+    ('#:class-name "golden retreiver"', 'class-name'),  # and "did you mean" (below)
     ('#:class-name "goldfish"', 'class-name'),  # an ImageNet class the pack lacks
     ('#:class-index 1', 'class-index'),
     ('#:mode "fast"', 'mode'),
@@ -202,6 +203,9 @@ def test_bad_call(gimp, tiny_packs, args, argument):
     assert markers(log, 'CAUGHT') == ['yes 1 clean']
     assert re.search(rf'(failed on invalid input arguments|Calling error).*\n?.*{argument}: ',
                      log), log
+    if 'retreiver' in args:
+        assert ("class-name: unknown class 'golden retreiver': did you mean 'golden retriever'?"
+                in log), log
 
 
 def test_default_pack(gimp, tmp_path):
