@@ -36,11 +36,12 @@ gfcg_args_add (GimpProcedure *procedure, const char *source)
                                    _("Sampler steps, 1..1000 (2 x steps - 1 guided "
                                      "evaluations)"),
                                    G_MININT, G_MAXINT, 32, G_PARAM_READWRITE);
-  gimp_procedure_add_double_argument (procedure, "guidance", _("CFG/ATG _weight"),
+  gimp_procedure_add_double_argument (procedure, "guidance", _("CFG/ATG _weight (1 = off)"),
                                       _("CFG/ATG weight w in 0..100, EDM2 convention "
                                         "(1 = off); -1 = the pack's default"),
                                       -G_MAXDOUBLE, G_MAXDOUBLE, -1.0, G_PARAM_READWRITE);
-  gimp_procedure_add_double_argument (procedure, "gfcg-strength", _("GFCG s_trength"),
+  gimp_procedure_add_double_argument (procedure, "gfcg-strength",
+                                      _("GFCG s_trength (0 = off)"),
                                       _("GFCG strength s_max in 0..100; -1 = the pack's "
                                         "default"),
                                       -G_MAXDOUBLE, G_MAXDOUBLE, -1.0, G_PARAM_READWRITE);

@@ -22,6 +22,8 @@ typedef struct
   GtkWidget           *mode_combo;
   GtkWidget           *estimate;
   GtkWidget           *seed_spin;
+  GtkWidget           *weight;       /* the CFG/ATG weight's spin scale    */
+  GtkWidget           *strength;     /* GFCG strength's                    */
   GfcgPackProbe       *probe;        /* the latest result, or NULL         */
   gboolean             probing;
   gboolean             reprobe;      /* pack or device changed meanwhile   */
@@ -105,6 +107,9 @@ update_state (Dialog *d)
   steps = MAX (1, gfcg_source_section_run_steps (G_OBJECT (d->config), steps));
   gtk_dialog_set_response_sensitive (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK, ok);
   gtk_widget_set_tooltip_text (d->mode_combo, _(gfcg_mode_get_info (mode)->help));
+  /* A weight the mode does not use is greyed: moving it would change nothing. */
+  gtk_widget_set_sensitive (d->weight, gfcg_mode_get_info (mode)->weight != GFCG_WEIGHT_NONE);
+  gtk_widget_set_sensitive (d->strength, gfcg_mode_get_info (mode)->ref != GFCG_REF_NONE);
 
   if (pr == NULL || d->probing)
     text = g_strdup (_("Estimating time and memory..."));
@@ -195,8 +200,12 @@ print_state (Dialog *d)
 
   g_object_get (d->config, "mode", &mode, "guidance", &guidance, "seed", &seed,
                 "random-seed", &random, NULL);
-  g_printerr ("DIALOG %s\tmode=%s\tguidance=%g\tseed=%d\trandom=%d\tdraw=%d\testimate=%s"
-              "\tpack=%s\n", picker, mode, guidance, seed, random,
+  g_printerr ("DIALOG %s\tmode=%s\tguidance=%g\tweight=%s%s\tstrength=%s%s\tseed=%d"
+              "\trandom=%d\tdraw=%d\testimate=%s\tpack=%s\n", picker, mode, guidance,
+              gimp_spin_scale_get_label (GIMP_SPIN_SCALE (d->weight)),
+              gtk_widget_get_sensitive (d->weight) ? "" : " (greyed)",
+              gimp_spin_scale_get_label (GIMP_SPIN_SCALE (d->strength)),
+              gtk_widget_get_sensitive (d->strength) ? "" : " (greyed)", seed, random,
               ok != NULL && gtk_widget_get_sensitive (ok),
               gtk_label_get_text (GTK_LABEL (d->estimate)),
               gtk_label_get_text (GTK_LABEL (d->pack_status)));
@@ -343,6 +352,18 @@ on_setting (GObject *config, GParamSpec *pspec, Dialog *d)
   update_state (d);
 }
 
+/* Another mode, the pack's weight for it: CFG and autoguidance weights
+ * differ (2.1 against the guide is 1.4 against the unconditional net), so a
+ * weight kept from the last mode would be wrong for the new one. */
+static void
+on_mode (GObject *config, GParamSpec *pspec, Dialog *d)
+{
+  GfcgMode mode;
+
+  if (d->probe != NULL && d->probe->error == NULL && config_mode (d, &mode))
+    g_object_set (d->config, "guidance", d->probe->guidance[mode], NULL);
+}
+
 /* ---- widgets ------------------------------------------------------------- */
 
 static GtkWidget *
@@ -459,8 +480,18 @@ settings (Dialog *d)
           gfcg_device_picker_new (G_OBJECT (d->config), "device"));
   d->mode_combo = mode_combo (d);
   attach (GTK_GRID (grid), row++, _("_Guidance:"), d->mode_combo);
-  attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "guidance", 0, 100, 5, 0.1, 1, 2));
-  attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "gfcg-strength", 0, 100, 4, 0.1, 1, 2));
+  d->weight = spin_scale (d, "guidance", 0, 100, 5, 0.1, 1, 2);
+  gtk_widget_set_tooltip_text (d->weight,
+                               _("How hard classifier-free guidance (CFG) or autoguidance "
+                                 "(ATG) pushes the picture toward the class: 1 = off, "
+                                 "higher = stronger.  Choosing a guidance mode sets the "
+                                 "pack's weight for it."));
+  attach (GTK_GRID (grid), row++, NULL, d->weight);
+  d->strength = spin_scale (d, "gfcg-strength", 0, 100, 4, 0.1, 1, 2);
+  gtk_widget_set_tooltip_text (d->strength,
+                               _("How hard GFCG pushes away from the class the classifier "
+                                 "confuses with yours: 0 = off, higher = stronger."));
+  attach (GTK_GRID (grid), row++, NULL, d->strength);
   attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "steps", 1, 1000, 128, 1, 8, 0));
   attach (GTK_GRID (grid), row++, NULL, seed_row (d));
   attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "count", 1, 100, 16, 1, 4, 0));
@@ -565,6 +596,7 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
 
   g_signal_connect (config, "notify::pack", G_CALLBACK (on_pack_or_device), d);
   g_signal_connect (config, "notify::device", G_CALLBACK (on_pack_or_device), d);
+  g_signal_connect (config, "notify::mode", G_CALLBACK (on_mode), d);
   g_signal_connect (config, "notify", G_CALLBACK (on_setting), d);
   start_probe (d);
 

@@ -4,6 +4,7 @@ was while Repeat Last (the same window, without the dialog) adds a layer,
 and what the dialog says and does as an artist types, clicks and picks
 ($GFCG_TEST_DIALOG's script, gfcg-dialog.c: each `print` step writes a
 DIALOG line of the dialog's state)."""
+import json
 import os
 import re
 import shutil
@@ -104,3 +105,23 @@ def test_class_picker(gimp, tiny_packs):
     assert gold['hint'] == f"No class matching 'gold' is in this pack. {draws}"
     assert (spring['class'], spring['will-draw']) == ('217', 'Will draw: English springer')
     assert len(layers) == 1 and layers[0].startswith('English springer (gfcg, seed ')
+
+
+def test_weight_follows_mode(gimp, tiny_packs, tmp_path):
+    """Choosing a guidance mode sets the pack's weight for it (CFG and ATG
+    weights differ), the labels say what turns each push off, and a weight
+    the mode does not use is greyed."""
+    pack = tmp_path / 'weights'
+    shutil.copytree(tiny_packs / 'tiny-pixel', pack)
+    meta = json.loads((pack / 'pack.json').read_text())
+    meta['defaults'].update(guidance=1.2, guidance_cfg=1.7, guidance_atg=2.3)
+    (pack / 'pack.json').write_text(json.dumps(meta))
+    states, _ = run_dialog(gimp, 'print;mode:cfg;print;mode:atg;print;mode:gfcg+cfg;print;'
+                           'mode:none;print;cancel', pack, steps=2, mode='"gfcg"')
+    assert [(s['mode'], s['guidance']) for s in states] == [
+        ('gfcg', '1.2'), ('cfg', '1.7'), ('atg', '2.3'), ('gfcg+cfg', '1.7'), ('none', '1.2')]
+    weight, strength = 'CFG/ATG _weight (1 = off)', 'GFCG s_trength (0 = off)'  # mnemonics
+    assert [(s['weight'], s['strength']) for s in states] == [
+        (f'{weight} (greyed)', strength), (weight, f'{strength} (greyed)'),
+        (weight, f'{strength} (greyed)'), (weight, strength),
+        (f'{weight} (greyed)', f'{strength} (greyed)')]
