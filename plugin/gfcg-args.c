@@ -75,10 +75,12 @@ gfcg_args_add (GimpProcedure *procedure, const char *source)
                                         "for a selection, 0.7 for a layer"),
                                       -G_MAXDOUBLE, G_MAXDOUBLE, -1.0, G_PARAM_READWRITE);
 
+  /* On by default: Repeat Last and the dialog draw a new picture each time
+   * (the seed is in the layer's name); typing a seed turns it off. */
   gimp_procedure_add_boolean_aux_argument (procedure, "random-seed", _("_Randomize"),
                                            _("A new seed for each run from the dialog "
                                              "or Repeat Last"),
-                                           FALSE, G_PARAM_READWRITE);
+                                           TRUE, G_PARAM_READWRITE);
 
   gimp_procedure_add_image_return_value (procedure, "image", _("Image"),
                                          _("The image the layers were added to "

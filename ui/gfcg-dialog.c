@@ -22,6 +22,8 @@ typedef struct
   GtkWidget           *mode_combo;
   GtkWidget           *estimate;
   GtkWidget           *seed_spin;
+  GtkWidget           *randomize;
+  gboolean             rolling;      /* the dialog itself sets the seed    */
   GtkWidget           *weight;       /* the CFG/ATG weight's spin scale    */
   GtkWidget           *strength;     /* GFCG strength's                    */
   GfcgPackProbe       *probe;        /* the latest result, or NULL         */
@@ -216,7 +218,7 @@ print_state (Dialog *d)
 /* The script's steps, one at a time, each once the pack is in: ok (press
  * Draw), cancel, print, type:TEXT (in the class search), click:N (class N's
  * row), only:0|1 ("Only classes this pack can draw"), mode:NAME, seed:N
- * (typed in the seed field), pack:PATH. */
+ * (typed in the seed field), random:0|1 (Randomize), pack:PATH. */
 static gboolean
 script_step (gpointer data)
 {
@@ -251,6 +253,8 @@ script_step (gpointer data)
     g_object_set (d->config, "mode", step + 5, NULL);
   else if (g_str_has_prefix (step, "seed:"))
     gtk_spin_button_set_value (GTK_SPIN_BUTTON (d->seed_spin), atoi (step + 5));
+  else if (g_str_has_prefix (step, "random:"))
+    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (d->randomize), atoi (step + 7));
   else if (g_str_has_prefix (step, "pack:"))
     g_object_set (d->config, "pack", step + 5, NULL);
   else
@@ -380,10 +384,27 @@ spin_scale (Dialog *d, const char *prop, double lower, double upper, double scal
   return w;
 }
 
+/* A new random seed, shown in the seed field: what Draw will use. */
+static void
+roll_seed (Dialog *d)
+{
+  d->rolling = TRUE;
+  g_object_set (d->config, "seed", (int) g_random_int_range (0, G_MAXINT), NULL);
+  d->rolling = FALSE;
+}
+
 static void
 on_new_seed (GtkButton *button, Dialog *d)
 {
-  g_object_set (d->config, "seed", (int) g_random_int_range (0, G_MAXINT), NULL);
+  roll_seed (d);
+}
+
+/* A seed the artist typed is the one they want, now and on Repeat Last. */
+static void
+on_seed (GObject *config, GParamSpec *pspec, Dialog *d)
+{
+  if (!d->rolling)
+    g_object_set (d->config, "random-seed", FALSE, NULL);
 }
 
 static GtkWidget *
@@ -405,7 +426,11 @@ seed_row (Dialog *d)
   gtk_widget_set_tooltip_text (button, _("Pick a random seed"));
   g_signal_connect (button, "clicked", G_CALLBACK (on_new_seed), d);
   gtk_box_pack_start (GTK_BOX (box), button, FALSE, FALSE, 0);
-  toggle = gimp_prop_check_button_new (G_OBJECT (d->config), "random-seed", _("_Randomize"));
+  toggle = d->randomize = gimp_prop_check_button_new (G_OBJECT (d->config), "random-seed",
+                                                      _("_Randomize"));
+  gtk_widget_set_tooltip_text (toggle, _("A new seed each time the dialog opens and on "
+                                         "Repeat Last.  Typing a seed turns it off, so that "
+                                         "seed is kept."));
   gtk_box_pack_start (GTK_BOX (box), toggle, FALSE, FALSE, 0);
   return box;
 }
@@ -567,6 +592,15 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
   if (g_getenv ("GFCG_TEST_DIALOG") != NULL)
     d->script = g_strsplit (g_getenv ("GFCG_TEST_DIALOG"), ";", -1);
   normalise_config (d);
+  /* Randomize: the seed of this run, shown before Draw (not for the
+   * screenshots of tools/capture-dialog, which show the seed asked for). */
+  {
+    gboolean random = FALSE;
+
+    g_object_get (config, "random-seed", &random, NULL);
+    if (random && d->capture == NULL)
+      roll_seed (d);
+  }
 
   d->dialog = gimp_procedure_dialog_new (procedure, config,
                                          _("Diffusion Class Sample (GFCG)"));
@@ -597,6 +631,7 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
   g_signal_connect (config, "notify::pack", G_CALLBACK (on_pack_or_device), d);
   g_signal_connect (config, "notify::device", G_CALLBACK (on_pack_or_device), d);
   g_signal_connect (config, "notify::mode", G_CALLBACK (on_mode), d);
+  g_signal_connect (config, "notify::seed", G_CALLBACK (on_seed), d);
   g_signal_connect (config, "notify", G_CALLBACK (on_setting), d);
   start_probe (d);
 

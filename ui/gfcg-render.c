@@ -86,8 +86,10 @@ gfcg_run (GimpProcedure        *procedure,
   if (run_mode == GIMP_RUN_INTERACTIVE && !gfcg_dialog_run (procedure, config, &where, &loaded))
     return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL, NULL);
 
+  /* Randomize: Repeat Last draws a new picture (the dialog has already
+   * shown the seed it draws with).  A script's seed is always kept. */
   g_object_get (config, "random-seed", &random_seed, NULL);
-  if (run_mode != GIMP_RUN_NONINTERACTIVE && random_seed)
+  if (run_mode == GIMP_RUN_WITH_LAST_VALS && random_seed)
     g_object_set (config, "seed", (int) g_random_int_range (0, G_MAXINT), NULL);
 
   gfcg_args_from_config (&args, config);

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from plugin_helpers import BUILD, ROOT
+from plugin_helpers import BUILD, ROOT, Gimp
 
 pytestmark = pytest.mark.skipif(shutil.which('xvfb-run') is None, reason='needs xvfb-run')
 
@@ -29,9 +29,10 @@ def test_capture_dialog(tmp_path):
 
 
 def test_dialog_repeat_last_and_stop(gimp, tiny_packs):
-    """The dialog (Draw pressed for us), then Filters > Repeat Last with the
-    values it saved: both go through the progress window.  Then Repeat Last
-    again, stopped after 3 evaluations: nothing is added."""
+    """The dialog (seed 4 typed, which turns Randomize off, and Draw pressed
+    for us), then Filters > Repeat Last with the values it saved: both go
+    through the progress window, with seed 4.  Then Repeat Last again,
+    stopped after 3 evaluations: nothing is added."""
     pack = tiny_packs / 'tiny-pixel'
     layers = '(car (gimp-image-get-layers img))'
     report = (f'(display (string-append "AFTER " (number->string (vector-length {layers})) " "'
@@ -42,7 +43,7 @@ def test_dialog_repeat_last_and_stop(gimp, tiny_packs):
         (plug-in-gfcg-render #:run-mode RUN-INTERACTIVE #:image img #:pack "{pack}"
                              #:class-index 482 #:steps 6 #:seed 4 #:mode "gfcg")
         (plug-in-gfcg-render #:run-mode RUN-WITH-LAST-VALS #:image img)
-        {report})''', env={'GFCG_TEST_DIALOG': 'ok', 'GFCG_DEBUG_REUSE': '1'},
+        {report})''', env={'GFCG_TEST_DIALOG': 'seed:4;ok', 'GFCG_DEBUG_REUSE': '1'},
                       wrap=('xvfb-run', '-a'))
     assert re.findall(r'^AFTER (.*)$', log, re.M) == [
         '2 dirty cassette player (gfcg, seed 4) #1']  # GIMP numbers a repeated name
@@ -125,3 +126,39 @@ def test_weight_follows_mode(gimp, tiny_packs, tmp_path):
         (f'{weight} (greyed)', strength), (weight, f'{strength} (greyed)'),
         (weight, f'{strength} (greyed)'), (weight, strength),
         (f'{weight} (greyed)', f'{strength} (greyed)')]
+
+
+def test_repeat_last_new_seed(tiny_packs, tmp_path):
+    """Randomize is on by default (a fresh GIMP profile): the dialog shows a
+    new seed and draws with it, Repeat Last and the dialog opened again draw
+    with new ones; a seed typed in the dialog turns Randomize off and stays,
+    on Repeat Last too; a script's seed is always kept."""
+    gimp = Gimp(tmp_path / 'profile', tmp_path)
+    pack = tiny_packs / 'tiny-pixel'
+    call = f'#:image img #:pack "{pack}" #:class-index 0 #:steps 2 #:seed 4 #:mode "gfcg"'
+    layers = '(car (gimp-image-get-layers img))'
+    names = (f'(for-each (lambda (l) (display (string-append "LAYER " (car (gimp-item-get-name l))'
+             f' "\\n"))) (reverse (vector->list {layers})))')
+    _, log = gimp.run(f'''
+      (let* ((img (car (gimp-image-new 16 16 RGB))))
+        (plug-in-gfcg-render #:run-mode RUN-INTERACTIVE {call})
+        (plug-in-gfcg-render #:run-mode RUN-WITH-LAST-VALS #:image img)
+        (plug-in-gfcg-render #:run-mode RUN-WITH-LAST-VALS #:image img)
+        (plug-in-gfcg-render #:run-mode RUN-INTERACTIVE {call})
+        {names})''', env={'GFCG_TEST_DIALOG': 'print;ok'}, wrap=('xvfb-run', '-a'))
+    first, again = dialog_states(log)
+    assert first['random'] == '1' and again['random'] == '1', log
+    seeds = [int(m) for m in re.findall(r'^LAYER tench \(gfcg, seed (\d+)\)', log, re.M)]
+    assert len(seeds) == 4, log
+    assert seeds[0] == int(first['seed']) and seeds[3] == int(again['seed'])
+    assert len(set(seeds)) == 4, seeds
+
+    _, log = gimp.run(f'''
+      (let* ((img (car (gimp-image-new 16 16 RGB))))
+        (plug-in-gfcg-render #:run-mode RUN-INTERACTIVE {call})
+        (plug-in-gfcg-render #:run-mode RUN-WITH-LAST-VALS #:image img)
+        (plug-in-gfcg-render #:run-mode RUN-NONINTERACTIVE {call})
+        {names})''', env={'GFCG_TEST_DIALOG': 'seed:77;print;ok'}, wrap=('xvfb-run', '-a'))
+    assert dialog_states(log)[0]['random'] == '0'
+    assert re.findall(r'^LAYER (.*)$', log, re.M) == [
+        'tench (gfcg, seed 77)', 'tench (gfcg, seed 77) #1', 'tench (gfcg, seed 4)']
