@@ -162,3 +162,22 @@ def test_repeat_last_new_seed(tiny_packs, tmp_path):
     assert dialog_states(log)[0]['random'] == '0'
     assert re.findall(r'^LAYER (.*)$', log, re.M) == [
         'tench (gfcg, seed 77)', 'tench (gfcg, seed 77) #1', 'tench (gfcg, seed 4)']
+
+
+def test_bad_pack_path(gimp, tiny_packs, tmp_path):
+    """A pack that does not load: the dialog says that no class can be drawn
+    (not "1000 of 1000 classes"), and Draw is greyed; a good pack typed
+    next brings its classes, a bad one again takes them away."""
+    good = tiny_packs / 'tiny-pixel'
+    states, layers = run_dialog(gimp, f'print;pack:{good};print;pack:{tmp_path}/nowhere;print;'
+                                'cancel', '/no/such/pack', class_index=0)
+    bad, loaded, again = states
+    for s in (bad, again):
+        assert s['count'] == 'No class can be drawn: the pack could not be loaded', s
+        assert s['will-draw'] == 'Will draw nothing: the pack could not be loaded'
+        assert s['draw'] == '0'
+        assert 'no such model pack' in s['pack']
+    assert bad['estimate'] == 'No estimate: the pack could not be loaded.'
+    assert loaded['count'] == '4 of 1000 classes can be drawn with this pack'
+    assert (loaded['will-draw'], loaded['draw']) == ('Will draw: tench', '1')
+    assert layers == []
