@@ -192,6 +192,29 @@ def test_bad_arguments(pack, tmp_path, args, expected):
     assert not out.exists()
 
 
+@pytest.mark.parametrize('option', ['--out', '--trace', '--out-raw'])
+def test_output_folder_checked_first(pack, tmp_path, option):
+    """An output in a folder that is not there fails at once, before the pack
+    is loaded or anything is sampled (1000 steps would take minutes)."""
+    (tmp_path / 'file').write_text('')
+    for folder, why in [(tmp_path / 'no' / 'such', 'does not exist'),
+                        (tmp_path / 'file', 'is not a folder')]:
+        args = sample_args(pack, tmp_path / 'x.png', '--steps', 1000)
+        if option == '--out':
+            args[args.index('--out') + 1] = folder / 'x.png'
+        else:
+            args += [option, folder / 'x.out']
+        t = time.monotonic()
+        p = gfcg(*args)
+        assert time.monotonic() - t < 1.0
+        name = 'x.png' if option == '--out' else 'x.out'
+        expect_error(p, f"{option} {folder / name}: the folder '{folder}' {why} "
+                        '(nothing was drawn)')
+        assert not (tmp_path / 'x.png').exists()
+    p = gfcg(*sample_args(pack, tmp_path))
+    expect_error(p, f"--out '{tmp_path}' is a folder")
+
+
 def test_class_spellings_resolve_alike(pack, tmp_path):
     """The engine's request API resolves a class the same way for the CLI and
     the plug-in: a pack index, inet:N, the wnid in any case and the name with

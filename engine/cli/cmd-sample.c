@@ -151,6 +151,36 @@ picture_cb (const GfcgRequest *req, int j, GfcgImage *img, gpointer data, GError
   return ok;
 }
 
+/* An output's folder must be there and writable before the pack is loaded
+ * and sampled: a typo in --out should not cost the whole run. */
+static gboolean
+check_output (const char *option, const char *path, GError **error)
+{
+  char       *dir;
+  const char *why = NULL;
+
+  if (path == NULL)
+    return TRUE;
+  if (*path == '\0' || g_file_test (path, G_FILE_TEST_IS_DIR))
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
+                   "--%s '%s' is a folder: give a file name in it", option, path);
+      return FALSE;
+    }
+  dir = g_path_get_dirname (path);
+  if (!g_file_test (dir, G_FILE_TEST_EXISTS))
+    why = "does not exist";
+  else if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+    why = "is not a folder";
+  else if (access (dir, W_OK | X_OK) != 0)
+    why = "is not writable";
+  if (why != NULL)
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
+                 "--%s %s: the folder '%s' %s (nothing was drawn)", option, path, dir, why);
+  g_free (dir);
+  return why == NULL;
+}
+
 int
 cli_sample (int argc, char **argv)
 {
@@ -248,6 +278,12 @@ cli_sample (int argc, char **argv)
     {
       g_printerr ("gfcg sample: --count must lie in 1..%d\n", GFCG_MAX_REQUEST_COUNT);
       return 2;
+    }
+  if (!check_output ("out", out, &error) || !check_output ("trace", trace, &error) ||
+      !check_output ("out-raw", out_raw, &error))
+    {
+      cli_fail ("sample", error);
+      goto done;
     }
   if ((pack = cli_load_pack ("sample", pack_dir, device, &ctx)) == NULL)
     goto done;
