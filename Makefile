@@ -1,6 +1,7 @@
 # The two commands of the README.  Everything runs through tools/devenv, which
 # sets up the build environment (natively or in a Debian 13 root) by itself.
 DEVENV  ?= tools/devenv
+# CLASS: an ImageNet index or a class name that the default pack draws.
 CLASS   ?= 0
 MODE    ?=
 SEED    ?= 1
@@ -16,7 +17,7 @@ build:
 
 # Samples a picture with the default pack and writes demo.png.
 demo:
-	$(DEVENV) gfcg sample --class $(CLASS) $(if $(MODE),--mode $(MODE)) --seed $(SEED) \
+	$(DEVENV) gfcg sample --class "$(CLASS)" $(if $(MODE),--mode $(MODE)) --seed $(SEED) \
 	  --trace demo.json --out demo.png
 
 # Builds and runs every test (meson test, plus the loader under ASan/UBSan).

@@ -45,8 +45,8 @@ dev=$(run devices | sed -n 's/^auto *\(opencl:[0-9]*\).*/\1/p')
 [ -n "$dev" ] || { echo "gpu-run: no OpenCL GPU found"; dev=opencl:0; }
 echo "gpu-run: GPU device $dev"
 # Same picture on the GPU and on the CPU backend (the default pack, 8 steps).
-run sample --class 1 --steps 8 --seed 3 --out "$out/gpu.png" --out-raw "$out/gpu.st" -q --device "$dev"
-run sample --class 1 --steps 8 --seed 3 --out "$out/cpu.png" --out-raw "$out/cpu.st" -q --device cpu
+run sample --class 217 --steps 8 --seed 3 --out "$out/gpu.png" --out-raw "$out/gpu.st" -q --device "$dev"
+run sample --class 217 --steps 8 --seed 3 --out "$out/cpu.png" --out-raw "$out/cpu.st" -q --device cpu
 python3 - "$out" <<'PY'
 import sys, numpy as np
 from safetensors.numpy import load_file

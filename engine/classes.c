@@ -1,6 +1,7 @@
 /* classes.c — a pack's class map: reading and checking pack.json "classes"
  * (each an ImageNet index, wnid and name, none twice), and finding a class
- * by pack index, inet:N, or any ImageNet name, synonym or wnid. */
+ * by ImageNet index (a bare number, or inet:N), pack:N (the pack's own
+ * index), or any ImageNet name, synonym or wnid. */
 #include "gfcg-private.h"
 
 #include <errno.h>
@@ -113,7 +114,7 @@ pack_class_list (const GfcgPack *pack)
     return g_strdup ("`gfcg info` lists its classes");
   s = g_string_new ("it draws ");
   for (int k = 0; k < pack->n_classes; k++)
-    g_string_append_printf (s, "%s%s (inet:%d)", k ? ", " : "", pack->classes[k].name,
+    g_string_append_printf (s, "%s%s (%d)", k ? ", " : "", pack->classes[k].name,
                             pack->classes[k].imagenet);
   return g_string_free (s, FALSE);
 }
@@ -147,21 +148,36 @@ pack_find_class (const GfcgPack *pack, const char *spec, gboolean allow_index, G
 
   if (spec == NULL)
     spec = "";
-  if (allow_index && parse_index (spec, &k))
+  /* The pack's own index, only when asked for by name: a bare number is an
+   * ImageNet index, as in the plug-in's class-index and the trace. */
+  if (allow_index && g_str_has_prefix (spec, "pack:") && parse_index (spec + 5, &k))
     {
       if (k < pack->n_classes)
         return k;
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-                   "class %d is out of range: pack '%s' has classes 0..%d",
+                   "pack class %d is out of range: pack '%s' has classes 0..%d",
                    k, pack->name, pack->n_classes - 1);
       return -1;
     }
-  if (g_str_has_prefix (spec, "inet:") && parse_index (spec + 5, &inet))
+  if ((allow_index && parse_index (spec, &inet)) ||
+      (g_str_has_prefix (spec, "inet:") && parse_index (spec + 5, &inet)))
     {
+      char *list;
+
+      if (inet > 999)
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+                       "class %d is not an ImageNet-1k class index (0..999; the pack's own "
+                       "index is pack:N)", inet);
+          return -1;
+        }
       if ((k = gfcg_pack_class_from_imagenet (pack, inet)) >= 0)
         return k;
+      list = pack_class_list (pack);
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-                   "ImageNet class %d is not one that pack '%s' can draw", inet, pack->name);
+                   "ImageNet class %d (%s) is not one that pack '%s' can draw; %s", inet,
+                   gfcg_imagenet_name (inet), pack->name, list);
+      g_free (list);
       return -1;
     }
   for (k = 0; k < pack->n_classes; k++)
@@ -184,8 +200,9 @@ pack_find_class (const GfcgPack *pack, const char *spec, gboolean allow_index, G
   hint = did_you_mean (spec);
   if (allow_index)
     g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-                 "unknown class '%s' for pack '%s'%s (give an index 0..%d, inet:N, a wnid or a "
-                 "name; `gfcg info` lists them)", spec, pack->name, hint, pack->n_classes - 1);
+                 "unknown class '%s' for pack '%s'%s (give an ImageNet index 0..999, a wnid, "
+                 "a name, or pack:N for the pack's own 0..%d; `gfcg info` lists them)", spec,
+                 pack->name, hint, pack->n_classes - 1);
   else
     g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
                  "unknown class '%s'%s (give an English ImageNet class name, a synonym or a "

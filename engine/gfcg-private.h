@@ -296,10 +296,10 @@ struct _GfcgPack
 gboolean pack_load_classes  (GfcgPack *pack, JsonObject *root, const char *where, GError **error);
 gboolean pack_load_defaults (GfcgPack *pack, JsonObject *root, const char *path, GError **error);
 /* gfcg_pack_find_class, where allow_index FALSE reads a bare number as a
- * name (request.c). */
+ * name and refuses pack:N (request.c: the plug-in's class-name). */
 int      pack_find_class    (const GfcgPack *pack, const char *spec, gboolean allow_index,
                              GError **error);
-/* "it draws tench (inet:0), ..." when the pack has a few classes, else a
+/* "it draws tench (0), ..." (ImageNet indices) when the pack has a few classes, else a
  * pointer to `gfcg info`: the end of a "cannot draw" message. */
 char    *pack_class_list    (const GfcgPack *pack);
 

@@ -112,12 +112,13 @@ gfcg_pack_describe (const GfcgPack *pack)
                             "decoder");
   gfcg_sample_options_init (&o, pack);
   g_string_append_printf (s, "defaults:   mode %s, %d steps, guidance %g, s_max %g, T %g, window"
-                          " [%g, %g]%s\nclasses (%d):\n",
+                          " [%g, %g]%s\nclasses (%d; ImageNet index, the pack's own, wnid,"
+                          " name):\n",
                           gfcg_mode_to_string (o.mode), o.steps, o.guidance, o.s_max,
                           o.temperature, o.sigma_lo, o.sigma_hi, o.lagged ? ", lagged" : "",
                           pack->n_classes);
   for (int k = 0; k < pack->n_classes; k++)
-    g_string_append_printf (s, "  %3d  inet:%-4d %-10s %s\n", k, pack->classes[k].imagenet,
+    g_string_append_printf (s, "  %3d  pack:%-3d %-10s %s\n", pack->classes[k].imagenet, k,
                             pack->classes[k].wnid, pack->classes[k].name);
   return g_string_free (s, FALSE);
 }

@@ -62,7 +62,7 @@ def write_st(path, header, data, hlen=None):
 
 
 def sample_args(pack, out, *extra):
-    return ['sample', '--pack', pack, '--class', 1, '--mode', 'none', '--steps', 2,
+    return ['sample', '--pack', pack, '--class', 217, '--mode', 'none', '--steps', 2,
             '--seed', 1, '--quiet', '--out', out] + list(extra)
 
 
@@ -174,16 +174,21 @@ def test_missing_pack(tmp_path):
     (['--class', 'retriever'],
      "did you mean 'flat-coated retriever', 'curly-coated retriever' or 'golden retriever'?"),
     (['--class', 'zebra'], "ImageNet class 'zebra' (inet:340, zebra) is not one that pack"),
-    (['--class', '99'], 'out of range'),
+    # A number is an ImageNet index; the pack's own index is --pack-class (or pack:N).
+    (['--class', '1'], "ImageNet class 1 (goldfish) is not one that pack 'tiny-pixel' can draw; "
+     'it draws tench (0), English springer (217), cassette player (482), chain saw (491)'),
+    (['--class', '1000'], 'class 1000 is not an ImageNet-1k class index (0..999'),
+    (['--pack-class', '99'], "pack class 99 is out of range: pack 'tiny-pixel' has classes 0..3"),
+    (['--class', 'pack:4'], 'pack class 4 is out of range'),
     (['--class', 'inet:1'], 'not one that pack'),
     (['--class', 'goldfish'], "ImageNet class 'goldfish' (inet:1, goldfish) is not one that pack"),
     (['--class', 'Carassius auratus'], '(inet:1, goldfish)'),
-    (['--class', '1', '--mode', 'fast'], "unknown mode 'fast'"),
-    (['--class', '1', '--steps', '0'], 'steps'),
-    (['--class', '1', '--guidance', '-1'], 'guidance'),
-    (['--class', '1', '--temperature', '0'], 'temperature'),
-    (['--class', '1', '--sigma-lo', '5', '--sigma-hi', '1'], 'window'),
-    (['--class', '1', '--device', 'gpu7'], "unknown device 'gpu7'"),
+    (['--class', '217', '--mode', 'fast'], "unknown mode 'fast'"),
+    (['--class', '217', '--steps', '0'], 'steps'),
+    (['--class', '217', '--guidance', '-1'], 'guidance'),
+    (['--class', '217', '--temperature', '0'], 'temperature'),
+    (['--class', '217', '--sigma-lo', '5', '--sigma-hi', '1'], 'window'),
+    (['--class', '217', '--device', 'gpu7'], "unknown device 'gpu7'"),
 ])
 def test_bad_arguments(pack, tmp_path, args, expected):
     out = tmp_path / 'x.png'
@@ -217,11 +222,12 @@ def test_output_folder_checked_first(pack, tmp_path, option):
 
 def test_class_spellings_resolve_alike(pack, tmp_path):
     """The engine's request API resolves a class the same way for the CLI and
-    the plug-in: a pack index, inet:N, the wnid in any case and the name with
-    '_' for spaces and outer blanks all draw the same picture."""
+    the plug-in: an ImageNet index, inet:N, pack:N, the wnid in any case and the
+    name with '_' for spaces and outer blanks all draw the same picture."""
     from PIL import Image
     cls = json.loads((pack / 'pack.json').read_text())['classes'][1]
-    spellings = ['1', f"inet:{cls['imagenet']}", f"  {cls['name'].replace(' ', '_').upper()} "]
+    spellings = [str(cls['imagenet']), f"inet:{cls['imagenet']}", 'pack:1',
+                 f"  {cls['name'].replace(' ', '_').upper()} "]
     if cls.get('wnid'):
         spellings.append(cls['wnid'].upper())
     pictures = []
@@ -241,7 +247,7 @@ def test_mode_needs_component(packs, tmp_path):
     shutil.copytree(packs / 'tiny-pixel', d)
     edit_pack_json(d, lambda m: (m['components'].pop('classifier'), m['components'].pop('guide')))
     for mode, what in [('gfcg', 'classifier'), ('atg', 'guide network')]:
-        expect_error(gfcg('sample', '--pack', d, '--class', 1, '--mode', mode, '--steps', 2,
+        expect_error(gfcg('sample', '--pack', d, '--class', 217, '--mode', mode, '--steps', 2,
                           '--out', tmp_path / 'x.png'), what)
 
 
@@ -266,7 +272,7 @@ def test_interrupt_stops_cleanly(pack, tmp_path):
     and an older file of the same name is left as it was."""
     out = tmp_path / 'x.png'
     out.write_bytes(b'keep me')
-    p = subprocess.Popen([GFCG, 'sample', '--pack', str(pack), '--class', '1', '--mode', 'gfcg',
+    p = subprocess.Popen([GFCG, 'sample', '--pack', str(pack), '--class', '217', '--mode', 'gfcg',
                           '--steps', '400', '--seed', '1', '--out', str(out)],
                          stderr=subprocess.PIPE, text=True, env=ENV)
     p.stderr.readline()          # the first progress line: sampling has started
@@ -279,14 +285,22 @@ def test_interrupt_stops_cleanly(pack, tmp_path):
 
 
 def test_imagenet_names_and_synonyms(pack, tmp_path):
-    """Any ImageNet name, synonym or wnid finds the pack's class (tiny-pixel
-    has ImageNet 491, 'chain saw', as pack class 3)."""
-    for spec in ['chainsaw', 'Chain Saw', 'n03000684', 'inet:491', '3']:
+    """Any ImageNet name, synonym, wnid or index finds the pack's class
+    (tiny-pixel has ImageNet 491, 'chain saw', as pack class 3), and so does
+    the pack's own index, asked for as such."""
+    for spec in [['--class', s] for s in ('chainsaw', 'Chain Saw', 'n03000684', 'inet:491',
+                                          '491', 'pack:3')] + [['--pack-class', '3'],
+                                                               ['--imagenet', '491']]:
         trace = tmp_path / 't.json'
-        p = gfcg('sample', '--pack', pack, '--class', spec, '--mode', 'none', '--steps', 1,
+        p = gfcg('sample', '--pack', pack, *spec, '--mode', 'none', '--steps', 1,
                  '--seed', 1, '--quiet', '--out', tmp_path / 'x.png', '--trace', trace)
         assert p.returncode == 0, p.stderr
-        assert json.loads(trace.read_text())['class']['index'] == 3, spec
+        t = json.loads(trace.read_text())['class']
+        assert (t['index'], t['imagenet']) == (3, 491), spec
+    # One way to name the class at a time.
+    p = gfcg('sample', '--pack', pack, '--class', 491, '--pack-class', 3,
+             '--out', tmp_path / 'x.png')
+    assert p.returncode == 2 and 'one of --class, --imagenet and --pack-class' in p.stderr
 
 
 # ---- non-finite and out-of-range values (sampling options) ----------------
@@ -310,7 +324,7 @@ def test_imagenet_names_and_synonyms(pack, tmp_path):
 ])
 def test_bad_option_values(pack, tmp_path, args, status, expected):
     out, trace = tmp_path / 'x.png', tmp_path / 't.json'
-    base = ['sample', '--pack', pack, '--class', 1, '--mode', 'none', '--steps', 2, '--quiet',
+    base = ['sample', '--pack', pack, '--class', 217, '--mode', 'none', '--steps', 2, '--quiet',
             '--out', out, '--trace', trace]
     if '--seed' not in args:
         base += ['--seed', 1]

@@ -530,7 +530,7 @@ def test_preview_every(packs, tmp_path):
     latent packs): previews at every Nth evaluation and at the last only, the
     picture unchanged."""
     pack = packs / 'tiny-pixel'
-    common = ['sample', '--pack', pack, '--class', 1, '--mode', 'none', '--steps', 4,
+    common = ['sample', '--pack', pack, '--class', 217, '--mode', 'none', '--steps', 4,
               '--seed', 2, '--quiet']
     gfcg(*common, '--out', tmp_path / 'a.png', '--previews', tmp_path / 'all')
     gfcg(*common, '--out', tmp_path / 'b.png', '--previews', tmp_path / 'some',

@@ -50,7 +50,7 @@ def test_samples_are_recognised_by_the_pack_classifier(tmp_path):
     verdicts = []
     for k, seed in [(0, 0), (4, 1), (8, 2)]:
         trace = tmp_path / f'{k}.json'
-        p = gfcg('sample', '--pack', PACK, '--class', k, '--seed', seed, '--mode', 'gfcg',
+        p = gfcg('sample', '--pack', PACK, '--pack-class', k, '--seed', seed, '--mode', 'gfcg',
                  '--steps', 12, '--quiet', '--out', tmp_path / f'{k}.png', '--trace', trace)
         assert p.returncode == 0, p.stderr
         final = json.loads(trace.read_text())['final']

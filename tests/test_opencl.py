@@ -54,7 +54,7 @@ def cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp('cache'))
 
 
-def sample(packs, tmp, device, pack='tiny-pixel', cls=1, mode='gfcg', seed=3, extra=(),
+def sample(packs, tmp, device, pack='tiny-pixel', cls=217, mode='gfcg', seed=3, extra=(),
            env=None, tag='x'):
     png, raw = tmp / f'{tag}.png', tmp / f'{tag}.safetensors'
     p = run('sample', '--pack', packs / pack, '--class', cls, '--mode', mode, '--steps', 8,
@@ -196,7 +196,7 @@ def test_fp16_weights(packs, tmp_path, cache):
 
 def test_verbose_reports_device_and_peak_memory(packs, tmp_path):
     """`gfcg sample --verbose` names the device and reports peak memory."""
-    p = run('sample', '--pack', packs / 'tiny-pixel', '--class', 1, '--steps', 2, '--seed', 1,
+    p = run('sample', '--pack', packs / 'tiny-pixel', '--class', 217, '--steps', 2, '--seed', 1,
             '--quiet', '--verbose', '--device', DEV, '--out', tmp_path / 'v.png')
     m = re.search(r'peak memory ([0-9.]+) MiB in tensors, ([0-9.]+) MiB on the device', p.stderr)
     assert m, p.stderr

@@ -186,7 +186,7 @@ def traj_id(c):
 def test_trajectory(packs, tmp_path, c):
     p = ref(packs, c['pack'])
     o = c['opts']
-    args = ['sample', '--pack', packs / c['pack'], '--class', c['cls'], '--seed', c['seed'],
+    args = ['sample', '--pack', packs / c['pack'], '--pack-class', c['cls'], '--seed', c['seed'],
             '--out', tmp_path / 'x.png', '--out-raw', tmp_path / 'raw.safetensors',
             '--trace', tmp_path / 't.json']
     if c['mode'] is not None:
@@ -353,7 +353,7 @@ def test_trajectory_from_source(packs, tmp_path, c):
     if mask is not None:
         tensors['mask'] = mask
     save_file(tensors, str(tmp_path / 'src.safetensors'))
-    args = ['sample', '--pack', packs / c['pack'], '--class', c['cls'], '--seed', c['seed'],
+    args = ['sample', '--pack', packs / c['pack'], '--pack-class', c['cls'], '--seed', c['seed'],
             '--mode', c['mode'], '--steps', 8, '--strength', c['strength'],
             '--init-raw', tmp_path / 'src.safetensors', '--out', tmp_path / 'x.png',
             '--out-raw', tmp_path / 'raw.safetensors', '--trace', tmp_path / 't.json', '--quiet']
@@ -412,12 +412,13 @@ def test_picture_source_parity(packs, tmp_path):
     m8[4:12, 11] = 40
     Image.fromarray(src).save(tmp_path / 'src.png')
     Image.fromarray(m8).save(tmp_path / 'mask.png')
-    run('sample', '--pack', packs / 'tiny-pixel', '--class', 2, '--mode', 'gfcg+cfg', '--steps', 8,
+    run('sample', '--pack', packs / 'tiny-pixel', '--class', 482, '--mode', 'gfcg+cfg', '--steps', 8,
         '--seed', 41, '--guidance', 1.5, '--init', tmp_path / 'src.png', '--mask',
         tmp_path / 'mask.png', '--strength', 0.6, '--out', tmp_path / 'x.png', '--out-raw',
         tmp_path / 'raw.safetensors', '--trace', tmp_path / 't.json', '--quiet')
     init = torch.from_numpy((src.astype(np.float32) / 127.5 - 1).transpose(2, 0, 1).copy())
     mask = torch.from_numpy(m8.astype(np.float32) / 255)
+    # ImageNet 482, cassette player, is tiny-pixel's class 2.
     want_x, want_tr = sample(p, 2, 'gfcg+cfg', 41, steps=8, guidance=1.5, strength=0.6,
                              init=init.double(), mask=mask.double())
     got_x = load_file(str(tmp_path / 'raw.safetensors'))['x']
@@ -460,7 +461,7 @@ def test_latent_picture_source_parity(packs, tmp_path):
     m8[16:48, 8:40] = 255
     Image.fromarray(src).save(tmp_path / 'src.png')
     Image.fromarray(m8).save(tmp_path / 'mask.png')
-    run('sample', '--pack', d, '--class', 1, '--mode', 'gfcg', '--steps', 8, '--seed', 43,
+    run('sample', '--pack', d, '--class', 217, '--mode', 'gfcg', '--steps', 8, '--seed', 43,
         '--init', tmp_path / 'src.png', '--mask', tmp_path / 'mask.png', '--strength', 0.75,
         '--out', tmp_path / 'x.png', '--out-raw', tmp_path / 'raw.safetensors', '--quiet')
 
@@ -471,7 +472,7 @@ def test_latent_picture_source_parity(packs, tmp_path):
     mask = torch.zeros(8, 8, dtype=torch.float64)
     mask[2:6, 1:5] = 1
     p = ref(packs, 'tiny-latent-full')
-    want_x, _ = sample(p, 1, 'gfcg', 43, steps=8, strength=0.75, init=init, mask=mask)
+    want_x, _ = sample(p, 1, 'gfcg', 43, steps=8, strength=0.75, init=init, mask=mask)  # 217
     got_x = load_file(str(tmp_path / 'raw.safetensors'))['x']
     x_err = float((got_x.double() - want_x).abs().max()) / max(1.0, float(want_x.abs().max()))
     record('from-picture/tiny-latent-full+taesd-encoder/x', x_err, TRAJ_TOL,

@@ -59,7 +59,7 @@ def pixels(path):
 
 
 def sample(pack, out, *extra, steps=3, mode='gfcg'):
-    p = gfcg('sample', '--pack', pack, '--class', 1, '--mode', mode, '--steps', steps,
+    p = gfcg('sample', '--pack', pack, '--class', 217, '--mode', mode, '--steps', steps,
              '--seed', 7, '--quiet', '--out', out, *extra)
     assert p.returncode == 0, p.stderr
     return p
@@ -245,7 +245,7 @@ def test_bad_source(pack, tmp_path, case, status, expected):
         save_file(t[case], str(tmp_path / 'raw.st'))
         args = ['--init-raw', tmp_path / 'raw.st'] + (args if case == 'raw-and-init' else [])
     out, trace = tmp_path / 'x.png', tmp_path / 't.json'
-    p = gfcg('sample', '--pack', pack, '--class', 1, '--mode', 'none', '--steps', 2, '--seed', 1,
+    p = gfcg('sample', '--pack', pack, '--class', 217, '--mode', 'none', '--steps', 2, '--seed', 1,
              '--quiet', '--out', out, '--trace', trace, *args)
     assert p.returncode == status, f'exit {p.returncode}\n{p.stderr}'
     assert expected in p.stderr, p.stderr
@@ -258,12 +258,12 @@ def test_latent_pack_without_encoder(packs, tmp_path):
     network-space source (--init-raw) works."""
     Image.fromarray(picture(13, 20, 1)).save(tmp_path / 'src.png')
     out = tmp_path / 'x.png'
-    p = gfcg('sample', '--pack', packs / 'tiny-latent-full', '--class', 1, '--mode', 'none',
+    p = gfcg('sample', '--pack', packs / 'tiny-latent-full', '--class', 217, '--mode', 'none',
              '--steps', 2, '--seed', 1, '--quiet', '--out', out, '--init', tmp_path / 'src.png')
     expect_error(p, "pack 'tiny-latent-full' has no encoder: it cannot start from a picture")
     assert not out.exists()
     save_file({'x': torch.zeros(1, 4, 8, 8)}, str(tmp_path / 'raw.st'))
-    p = gfcg('sample', '--pack', packs / 'tiny-latent-full', '--class', 1, '--mode', 'none',
+    p = gfcg('sample', '--pack', packs / 'tiny-latent-full', '--class', 217, '--mode', 'none',
              '--steps', 2, '--seed', 1, '--quiet', '--out', out, '--init-raw', tmp_path / 'raw.st',
              '--strength', 0.5)
     assert p.returncode == 0, p.stderr

@@ -190,17 +190,18 @@ cli_sample (int argc, char **argv)
    * default (or, for --seed, a random seed); every value given is checked. */
   char *guidance = NULL, *s_max = NULL, *temperature = NULL, *sigma_lo = NULL;
   char *sigma_hi = NULL, *sigma_min = NULL, *sigma_max = NULL, *rho = NULL;
-  char *steps = NULL, *seed_text = NULL, *imagenet_text = NULL;
+  char *steps = NULL, *seed_text = NULL, *imagenet_text = NULL, *pack_class_text = NULL;
   char *init = NULL, *mask = NULL, *init_raw = NULL, *strength = NULL;
   int count = 1, threads = 0, preview_every = 1;
-  gint64 seed = -1, imagenet = -1, n_steps = 0;
+  gint64 seed = -1, imagenet = -1, pack_class = -1, n_steps = 0;
   gboolean lagged = FALSE, no_lagged = FALSE, quiet = FALSE, verbose = FALSE;
   char *mode_names = gfcg_mode_list (", ");
   char *mode_help = g_strdup_printf ("Guidance: %s (default: the pack's)", mode_names);
   GOptionEntry entries[] = {
     { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
-    { "class", 'c', 0, G_OPTION_ARG_STRING, &class_spec, "Class: pack index, name, wnid or inet:N", "CLASS" },
-    { "imagenet", 0, 0, G_OPTION_ARG_STRING, &imagenet_text, "Class by ImageNet-1k index", "N" },
+    { "class", 'c', 0, G_OPTION_ARG_STRING, &class_spec, "Class: ImageNet-1k index (0..999), name, synonym or wnid", "CLASS" },
+    { "imagenet", 0, 0, G_OPTION_ARG_STRING, &imagenet_text, "Class by ImageNet-1k index (as --class N)", "N" },
+    { "pack-class", 0, 0, G_OPTION_ARG_STRING, &pack_class_text, "Class by the pack's own index (`gfcg info` lists them)", "N" },
     { "mode", 'm', 0, G_OPTION_ARG_STRING, &mode, mode_help, "MODE" },
     { "steps", 'n', 0, G_OPTION_ARG_STRING, &steps, "Sampler steps (2N-1 evaluations)", "N" },
     { "seed", 's', 0, G_OPTION_ARG_STRING, &seed_text, "Noise seed (default: random, printed)", "SEED" },
@@ -243,7 +244,8 @@ cli_sample (int argc, char **argv)
   gboolean ok;
 
   if (!cli_parse ("sample", "", "Draws COUNT pictures of a class with the chosen guidance.\n"
-                  "Example: gfcg sample --class 1 --mode gfcg --steps 32 --seed 3 --out x.png",
+                  "Example: gfcg sample --class 574 --mode gfcg --steps 32 --seed 3 --out x.png\n"
+                  "(574 is ImageNet's golf ball: --class \"golf ball\" draws the same)",
                   entries, &argc, &argv))
     return 2;
   if (argc > 1)
@@ -252,16 +254,23 @@ cli_sample (int argc, char **argv)
       return 2;
     }
   if (!cli_parse_int ("sample", "seed", seed_text, 0, G_MAXINT64, &seed) ||
-      !cli_parse_int ("sample", "imagenet", imagenet_text, 0, 999, &imagenet))
+      !cli_parse_int ("sample", "imagenet", imagenet_text, 0, 999, &imagenet) ||
+      !cli_parse_int ("sample", "pack-class", pack_class_text, 0, G_MAXINT, &pack_class))
     return 2;
   if (threads < 0)
     {
       g_printerr ("gfcg sample: --threads must be >= 0 (0: all cores)\n");
       return 2;
     }
-  if (out == NULL || (class_spec == NULL && imagenet_text == NULL))
+  if (out == NULL || (class_spec == NULL && imagenet_text == NULL && pack_class_text == NULL))
     {
-      g_printerr ("gfcg sample: --out and --class (or --imagenet) are required (see --help)\n");
+      g_printerr ("gfcg sample: --out and --class (or --imagenet, --pack-class) are required "
+                  "(see --help)\n");
+      return 2;
+    }
+  if ((class_spec != NULL) + (imagenet_text != NULL) + (pack_class_text != NULL) > 1)
+    {
+      g_printerr ("gfcg sample: give one of --class, --imagenet and --pack-class\n");
       return 2;
     }
   if ((strength != NULL || mask != NULL) && init == NULL && init_raw == NULL)
@@ -306,6 +315,8 @@ cli_sample (int argc, char **argv)
       cli_fail ("sample", error);
       goto done;
     }
+  if (pack_class_text != NULL)
+    class_spec = g_strdup_printf ("pack:%" G_GINT64_FORMAT, pack_class);
   ok = class_spec != NULL ? gfcg_request_set_class (&req, class_spec, GFCG_CLASS_SPEC_DEFAULT, &error)
                           : gfcg_request_set_imagenet (&req, (int) imagenet, &error);
   /* The weight follows the chosen mode unless given (CFG and ATG differ). */
@@ -422,6 +433,7 @@ done:
   g_free (steps);
   g_free (seed_text);
   g_free (imagenet_text);
+  g_free (pack_class_text);
   g_free (init);
   g_free (mask);
   g_free (init_raw);

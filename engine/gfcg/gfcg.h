@@ -182,9 +182,12 @@ gboolean    gfcg_pack_get_class       (const GfcgPack *pack, int k, int *imagene
                                        const char **wnid, const char **name);
 /* Pack class for an ImageNet-1k index, or -1 when the pack cannot draw it. */
 int         gfcg_pack_class_from_imagenet (const GfcgPack *pack, int imagenet);
-/* spec: a pack class index ("1"), "inet:N" (ImageNet index), or a wnid, name
- * or synonym (case-insensitive) of the pack's classes or of any ImageNet
- * class.  Returns -1 and sets error when unknown or not in the pack. */
+/* The pack class (0 .. n_classes - 1) of spec: an ImageNet-1k index ("217",
+ * or "inet:217"), "pack:N" (the pack's own index N), or a wnid, name or
+ * synonym (case-insensitive) of the pack's classes or of any ImageNet
+ * class.  A bare number is always an ImageNet index, as everywhere else
+ * (the plug-in's class-index, the trace's "imagenet").  Returns -1 and sets
+ * error when unknown or not in the pack. */
 int         gfcg_pack_find_class      (const GfcgPack *pack, const char *spec, GError **error);
 gboolean    gfcg_pack_has_component   (const GfcgPack *pack, const char *component);
 
@@ -415,8 +418,9 @@ typedef struct
 typedef enum
 {
   GFCG_CLASS_SPEC_DEFAULT    = 0,
-  /* A bare number is a name, not a pack class index (the plug-in's
-   * class-name argument: indices have their own argument there). */
+  /* A bare number is a name, not a class index, and pack:N is refused (the
+   * plug-in's class-name argument: ImageNet indices have their own
+   * argument there). */
   GFCG_CLASS_SPEC_NAMES_ONLY = 1 << 0,
 } GfcgClassSpecFlags;
 

@@ -96,7 +96,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             png = os.path.join(tmp, 'smoke.png')
             raw = os.path.join(tmp, 'smoke.safetensors')
-            cmd = [a.engine, 'sample', '--pack', a.pack, '--class', '0', '--mode', 'gfcg',
+            cmd = [a.engine, 'sample', '--pack', a.pack, '--pack-class', '0', '--mode', 'gfcg',
                    '--steps', str(a.steps), '--seed', '1', '--out', png, '--out-raw', raw]
             r = subprocess.run(cmd, capture_output=True, text=True)
             print(' '.join(cmd[1:]) + '\n' + r.stdout + r.stderr)

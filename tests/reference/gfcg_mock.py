@@ -21,6 +21,8 @@ from gfcg_ref import final_verdict, load_pack, quantize, sample  # noqa: E402
 
 def denoise(a):
     pack = load_pack(a.pack, torch.float32)
+    if a.cls is None:  # --class N: an ImageNet index, as gfcg's
+        a.cls = [c['imagenet'] for c in pack.classes].index(a.inet)
     inp = load_file(a.inp)
     with torch.no_grad():
         if a.net == 'classifier':
@@ -33,6 +35,8 @@ def denoise(a):
 def run_sample(a):
     t0 = time.time()
     pack = load_pack(a.pack, torch.float32)
+    if a.cls is None:  # --class N: an ImageNet index, as gfcg's
+        a.cls = [c['imagenet'] for c in pack.classes].index(a.inet)
     opts = dict(mode=a.mode, steps=a.steps, guidance=a.guidance, s_max=a.s_max,
                 temperature=a.temperature, sigma_lo=a.sigma_lo, sigma_hi=a.sigma_hi,
                 lagged=True if a.lagged else None)
@@ -68,7 +72,9 @@ def main():
     d.add_argument('--out', required=True)
     s = sub.add_parser('sample')
     s.add_argument('--pack', required=True)
-    s.add_argument('--class', dest='cls', type=int, required=True)
+    which = s.add_mutually_exclusive_group(required=True)
+    which.add_argument('--class', dest='inet', type=int, help='ImageNet-1k index')
+    which.add_argument('--pack-class', dest='cls', type=int, help="the pack's own index")
     s.add_argument('--seed', type=int, default=0)
     s.add_argument('--mode')
     s.add_argument('--steps', type=int)
