@@ -22,19 +22,31 @@ gfcg_run_status_text (GfcgJob *job, int picture, const GfcgProgress *p)
   int   inet = -1;
 
   if (job->req.count > 1)
-    text = g_strdup_printf (_("Picture %d of %d: step %d of %d (sigma %.3g)"), picture + 1,
-                            job->req.count, s->step + 1, job->req.options.steps, s->sigma);
+    text = g_strdup_printf (_("Picture %d of %d: step %d of %d"), picture + 1,
+                            job->req.count, s->step + 1, job->req.options.steps);
   else
-    text = g_strdup_printf (_("Step %d of %d (sigma %.3g)"), s->step + 1, job->req.options.steps,
-                            s->sigma);
+    text = g_strdup_printf (_("Step %d of %d"), s->step + 1, job->req.options.steps);
   if (s->c_ref < 0)
     return text;
   gfcg_pack_get_class (job->pack, s->c_ref, &inet, NULL, NULL);
-  ref = g_strdup_printf (_("steering away from %s (s = %.2f)"), gfcg_classes_name (inet), s->s);
+  ref = g_strdup_printf (_("steering away from %s"), gfcg_classes_name (inet));
   joined = g_strconcat (text, "\n", ref, NULL);
   g_free (text);
   g_free (ref);
   return joined;
+}
+
+char *
+gfcg_run_status_detail (GfcgJob *job, int picture, const GfcgProgress *p)
+{
+  const GfcgStepInfo *s = p->info;
+  char *noise = g_strdup_printf (_("Noise level sigma = %.3g"), s->sigma), *text;
+
+  if (s->c_ref < 0)
+    return noise;
+  text = g_strdup_printf (_("%s; GFCG strength s = %.2f"), noise, s->s);
+  g_free (noise);
+  return text;
 }
 
 /* ---- headless ------------------------------------------------------------ */

@@ -13,10 +13,15 @@ gboolean gfcg_run_headless    (GfcgJob  *job,
 double   gfcg_run_fraction    (GfcgJob            *job,
                                int                 picture,
                                const GfcgProgress *p);
-/* "Step 3 of 32 (sigma 12.5)\nsteering away from ..." for people. */
+/* "Step 3 of 32\nsteering away from Welsh springer spaniel" for people. */
 char    *gfcg_run_status_text (GfcgJob            *job,
                                int                 picture,
                                const GfcgProgress *p);
+/* The numbers behind it, for a tooltip: "Noise level sigma = 12.5; GFCG
+ * strength s = 0.42". */
+char    *gfcg_run_status_detail (GfcgJob            *job,
+                                 int                 picture,
+                                 const GfcgProgress *p);
 
 G_END_DECLS
 

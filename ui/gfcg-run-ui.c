@@ -14,6 +14,7 @@ typedef struct
 {
   GfcgJob       *job;
   int            stop_at;     /* $GFCG_TEST_STOP_AT: press Stop there (tests) */
+  gboolean       print;       /* $GFCG_TEST_PROGRESS: each text on stderr     */
   GCancellable  *cancellable;
   GMainLoop     *loop;
   GfcgRunWindow *window;
@@ -26,7 +27,7 @@ typedef struct
   Run    *run;
   int     eval;               /* over all pictures */
   double  fraction;
-  char   *text;
+  char   *text, *detail;
   guchar *preview;
   int     width, height;
 } Update;
@@ -38,13 +39,20 @@ apply_update (gpointer data)
 
   if (u->run->window != NULL)
     {
-      gfcg_run_window_update (u->run->window, u->fraction, u->text, u->preview, u->width,
-                              u->height);
+      gfcg_run_window_update (u->run->window, u->fraction, u->text, u->detail, u->preview,
+                              u->width, u->height);
+      if (u->run->print)
+        {
+          char *line = g_strdelimit (g_strdup (u->text), "\n", '/');
+          g_printerr ("PROGRESS %s | %s\n", line, u->detail);
+          g_free (line);
+        }
       if (u->run->stop_at >= 0 && u->eval >= u->run->stop_at)
         gfcg_run_window_stop (u->run->window);
     }
   gimp_progress_update (u->fraction);
   g_free (u->text);
+  g_free (u->detail);
   g_free (u->preview);
   g_free (u);
   return G_SOURCE_REMOVE;
@@ -61,6 +69,7 @@ thread_progress (GfcgJob *job, int picture, const GfcgProgress *p, gpointer data
   u->eval = picture * p->n_evals + p->eval;
   u->fraction = gfcg_run_fraction (job, picture, p);
   u->text = gfcg_run_status_text (job, picture, p);
+  u->detail = gfcg_run_status_detail (job, picture, p);
   if (p->preview != NULL)
     {
       u->preview = g_memdup2 (p->preview, (gsize) p->width * p->height * 3);
@@ -97,6 +106,7 @@ gfcg_run_with_window (GfcgJob *job, GError **error)
   const char *stop_at = g_getenv ("GFCG_TEST_STOP_AT");
 
   run.stop_at = stop_at != NULL ? atoi (stop_at) : -1;
+  run.print = g_getenv ("GFCG_TEST_PROGRESS") != NULL;
   /* A latent pack's preview is a TAESD decode at full size, which can cost
    * as much as the evaluation itself on a CPU: every 4th is enough to watch. */
   if (g_strcmp0 (gfcg_pack_get_kind (job->pack), "latent") == 0)

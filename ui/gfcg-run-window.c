@@ -74,7 +74,7 @@ gfcg_run_window_new (const char *title, GCancellable *cancellable)
 
 void
 gfcg_run_window_update (GfcgRunWindow *w, double fraction, const char *text,
-                        const guchar *rgb, int width, int height)
+                        const char *detail, const guchar *rgb, int width, int height)
 {
   char *pct;
 
@@ -87,6 +87,8 @@ gfcg_run_window_update (GfcgRunWindow *w, double fraction, const char *text,
     }
   if (text != NULL)
     gtk_label_set_text (GTK_LABEL (w->label), text);
+  if (detail != NULL)
+    gtk_widget_set_tooltip_text (w->label, detail);
   if (rgb != NULL && width > 0 && height > 0)
     {
       GdkPixbuf *pb, *scaled;

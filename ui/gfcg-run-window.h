@@ -13,10 +13,12 @@ typedef struct _GfcgRunWindow GfcgRunWindow;
 /* Stop (or closing the window) cancels cancellable. */
 GfcgRunWindow *gfcg_run_window_new     (const char    *title,
                                         GCancellable  *cancellable);
-/* rgb: width x height 8-bit RGB, or NULL to keep the last preview. */
+/* text: the step in words; detail: its numbers (sigma, s), a tooltip; rgb:
+ * width x height 8-bit RGB, or NULL to keep the last preview. */
 void           gfcg_run_window_update  (GfcgRunWindow *window,
                                         double         fraction,
                                         const char    *text,
+                                        const char    *detail,
                                         const guchar  *rgb,
                                         int            width,
                                         int            height);

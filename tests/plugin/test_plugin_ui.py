@@ -43,13 +43,21 @@ def test_dialog_repeat_last_and_stop(gimp, tiny_packs):
         (plug-in-gfcg-render #:run-mode RUN-INTERACTIVE #:image img #:pack "{pack}"
                              #:class-index 482 #:steps 6 #:seed 4 #:mode "gfcg")
         (plug-in-gfcg-render #:run-mode RUN-WITH-LAST-VALS #:image img)
-        {report})''', env={'GFCG_TEST_DIALOG': 'seed:4;ok', 'GFCG_DEBUG_REUSE': '1'},
+        {report})''', env={'GFCG_TEST_DIALOG': 'seed:4;ok', 'GFCG_DEBUG_REUSE': '1',
+                            'GFCG_TEST_PROGRESS': '1'},
                       wrap=('xvfb-run', '-a'))
     assert re.findall(r'^AFTER (.*)$', log, re.M) == [
         '2 dirty cassette player (gfcg, seed 4) #1']  # GIMP numbers a repeated name
     # Draw took the pack the dialog had loaded for its estimate; Repeat Last
     # (no dialog) loaded its own.
     assert log.count('drawing with the pack the dialog loaded') == 1, log
+    # The progress window says the step in words; sigma and s are its tooltip.
+    progress = re.findall(r'^PROGRESS (.*) \| (.*)$', log, re.M)
+    assert len(progress) == 2 * 11, progress  # 2 x steps - 1 evaluations, twice
+    assert progress[0][0].startswith('Step 1 of 6/steering away from '), progress[0]
+    assert progress[0][1].startswith('Noise level sigma = 80; GFCG strength s = ')
+    assert progress[-1][0].startswith('Step 6 of 6')
+    assert not any('sigma' in text for text, _ in progress)
 
     _, log = gimp.run(f'''
       (let* ((img (car (gimp-image-new 16 16 RGB)))
