@@ -17,7 +17,10 @@ cli_info (int argc, char **argv)
                   entries, &argc, &argv))
     return 2;
   if ((pack = cli_load_pack ("info", pack_dir, "cpu", &ctx)) == NULL)
-    return 1;
+    {
+      g_free (pack_dir);
+      return 1;
+    }
   text = gfcg_pack_describe (pack);
   fputs (text, stdout);
   g_free (text);
