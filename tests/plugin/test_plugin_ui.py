@@ -17,6 +17,13 @@ from plugin_helpers import BUILD, ROOT, Gimp
 pytestmark = pytest.mark.skipif(shutil.which('xvfb-run') is None, reason='needs xvfb-run')
 
 
+def forget_last_values(gimp):
+    """GIMP 3 opens an interactive call with the last values it saved in the
+    profile, over the arguments the script gives: the dialog tests start
+    from none, whatever ran before them in the session's profile."""
+    shutil.rmtree(gimp.profile / 'plug-in-settings', ignore_errors=True)
+
+
 def test_capture_dialog(tmp_path):
     out = tmp_path / 'dialog.png'
     p = subprocess.run([str(ROOT / 'tools' / 'capture-dialog'), str(out)],
@@ -34,6 +41,7 @@ def test_dialog_repeat_last_and_stop(gimp, tiny_packs):
     through the progress window, with seed 4.  Then Repeat Last again,
     stopped after 3 evaluations: nothing is added."""
     pack = tiny_packs / 'tiny-pixel'
+    forget_last_values(gimp)
     layers = '(car (gimp-image-get-layers img))'
     report = (f'(display (string-append "AFTER " (number->string (vector-length {layers})) " "'
               ' (if (= (car (gimp-image-is-dirty img)) 0) "clean" "dirty") " "'
@@ -78,6 +86,7 @@ def dialog_states(log):
 def run_dialog(gimp, script, pack, more='', **args):
     """One interactive call on a new image with the dialog driven by script;
     returns (the DIALOG states, the layer names after it and more)."""
+    forget_last_values(gimp)
     kw = ' '.join(f'#:{k.replace("_", "-")} {v}' for k, v in args.items())
     _, log = gimp.run(f'''
       (let* ((img (car (gimp-image-new 16 16 RGB))))
