@@ -111,10 +111,13 @@ PY_EXCEPTION = re.compile(r'^(.*not a valid pickle: )(\w+)(?:: .*)?( at byte \d+
                           r'^(.*: not a readable safetensors file \().*(\))$')
 
 
-def same_failure(p, n, tool='edm2', out=None):
+def same_failure(p, n, tool='edm2', out=None, dirs=None):
+    """dirs: (python's output folder, native's), named in the messages."""
     assert p.returncode != 0, p.stdout
     assert n.returncode == p.returncode, (p.returncode, p.stderr, n.returncode, n.stderr)
     mp = message(p, f'convert-{tool}: ')
+    if dirs is not None:
+        mp = mp.replace(str(dirs[0]), str(dirs[1]))
     mn = message(n, f'gfcg convert {tool}: ')
     a, b = PY_EXCEPTION.match(mp), PY_EXCEPTION.match(mn)
     if a and b:
@@ -455,3 +458,214 @@ def test_same_message_for_bad_decoder_files(tmp_path):
         p, n, py, nat = both_edm2(d, '--main', pkl, *extra_args, tag=str(i))
         msg = same_failure(p, n, out=nat)
         print(f'\n[convert-native] {extra_args[0]}: {msg}')
+
+
+# ---------------------------------------------------------------- classifiers: torchvision's .pth
+
+@pytest.fixture(scope='module')
+def base_pack(tmp_path_factory):
+    """A tiny main-only pixel pack to hang classifiers on."""
+    d = tmp_path_factory.mktemp('base')
+    main = make_packs.make_unet(1, **make_packs.unet_config())
+    return Path(make_packs.write_pack(
+        str(d), 'tiny', {'title': 'tiny main-only pack', 'kind': 'pixel', 'resolution': 16,
+                         'channels': 3, 'classes': make_packs.CLASSES},
+        {'main': ('edm2-unet',) + main}))
+
+
+def resnet50_state_dict(seed, dtype=torch.float32, num_classes=1000):
+    """A torchvision-style ResNet-50 state dict with random values (an
+    OrderedDict with torch's _metadata, and the int64 num_batches_tracked)."""
+    from gfcg_convert import torchvision_to_safetensors as tv
+    g = torch.Generator().manual_seed(seed)
+    sd = collections.OrderedDict()
+    sd._metadata = collections.OrderedDict([('', {'version': 1}), ('bn1', {'version': 2})])
+    for k, shape in tv.resnet50_shapes(num_classes).items():
+        sd[k] = (torch.randn(shape, generator=g) * 0.1).to(dtype)
+        if k.endswith('running_var'):
+            sd[k.replace('running_var', 'num_batches_tracked')] = torch.tensor(12345)
+    return sd
+
+
+def both_classifier(tmp_path, base_pack, *args, tag='x'):
+    py, nat = tmp_path / f'py-{tag}', tmp_path / f'native-{tag}'
+    for d in (py, nat):
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(base_pack, d)
+    p = run_py('classifier', ['--pack', py] + list(args))
+    n = run_native('classifier', ['--pack', nat] + list(args))
+    return p, n, py, nat
+
+
+@pytest.fixture(scope='module')
+def resnet_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp('resnet')
+    sd = resnet50_state_dict(5)
+    torch.save(sd, d / 'resnet50-0676ba61.pth')
+    torch.save(sd, d / 'legacy.pth', _use_new_zipfile_serialization=False)
+    torch.save({'state_dict': resnet50_state_dict(6, torch.float16)}, d / 'wrapped16.pth')
+    # views into shared storages (the batch norms' vectors of each stage in
+    # one), a transposed fc, a bfloat16 and a float64 tensor
+    views = resnet50_state_dict(7)
+    for stage in ('layer1', 'layer2', 'layer3', 'layer4'):
+        keys = [k for k, v in views.items() if k.startswith(stage) and v.ndim == 1 and v.is_floating_point()]
+        flat = torch.cat([views[k] for k in keys])
+        at = 0
+        for k in keys:
+            n = views[k].numel()
+            views[k] = flat[at:at + n]
+            at += n
+    views['fc.weight'] = views['fc.weight'].t().contiguous().t()
+    views['conv1.weight'] = views['conv1.weight'].to(torch.bfloat16)
+    views['fc.bias'] = views['fc.bias'].double()
+    torch.save(views, d / 'views.pth')
+    torch.save(views, d / 'views-legacy.pth', _use_new_zipfile_serialization=False)
+    return d
+
+
+@pytest.mark.parametrize('name,fp16', [('resnet50-0676ba61.pth', False), ('resnet50-0676ba61.pth', True),
+                                       ('legacy.pth', False), ('wrapped16.pth', True),
+                                       ('views.pth', False), ('views-legacy.pth', True)])
+def test_resnet50_same_classifier(tmp_path, base_pack, resnet_files, name, fp16):
+    p, n, py, nat = both_classifier(tmp_path, base_pack, '--resnet50', resnet_files / name,
+                                    *(['--fp16'] if fp16 else []))
+    same_success(p, n, py, nat)
+    m = json.loads((nat / 'pack.json').read_text())
+    assert m['components']['classifier']['arch'] == 'resnet-50'
+    print(f'\n[convert-native] {name}{" --fp16" if fp16 else ""}: classifier-resnet-50.safetensors '
+          f'identical ({(nat / "classifier-resnet-50.safetensors").stat().st_size} bytes)')
+
+
+def test_resnet50_replace(tmp_path, base_pack, resnet_files):
+    pth = resnet_files / 'resnet50-0676ba61.pth'
+    p, n, py, nat = both_classifier(tmp_path, base_pack, '--resnet50', pth)
+    same_success(p, n, py, nat)
+    p = run_py('classifier', ['--pack', py, '--resnet50', pth])
+    n = run_native('classifier', ['--pack', nat, '--resnet50', pth])
+    assert '--replace' in same_failure(p, n, 'classifier', dirs=(py, nat))
+    p = run_py('classifier', ['--pack', py, '--resnet50', resnet_files / 'legacy.pth', '--replace', '--fp16'])
+    n = run_native('classifier', ['--pack', nat, '--resnet50', resnet_files / 'legacy.pth', '--replace',
+                                  '--fp16'])
+    same_success(p, n, py, nat)
+
+
+class _Evil:
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+def _torch_zip(path, payload, extra=()):
+    with zipfile.ZipFile(path, 'w') as z:
+        z.writestr('archive/data.pkl', payload)
+        z.writestr('archive/byteorder', 'little')
+        z.writestr('archive/version', '3\n')
+        for name, data in extra:
+            z.writestr(name, data)
+
+
+def bad_pth(path, kind, marker):
+    """Hostile and damaged .pth files (test_classifiers' and more)."""
+    import io
+    cmd = f'touch {marker}'
+    if kind == 'zip-os-system':
+        _torch_zip(path, pickle.dumps({'conv1.weight': _Evil(os.system, cmd)}, protocol=2))
+    elif kind == 'zip-exec':
+        _torch_zip(path, pickle.dumps(_Evil(exec, f'open({str(marker)!r}, "w")'), protocol=4))
+    elif kind == 'legacy-os-system':
+        path.write_bytes(pickle.dumps(_Evil(os.system, cmd), protocol=2))
+    elif kind == 'zip-persistent-id':
+        class _Pid(pickle.Pickler):
+            def persistent_id(self, obj):
+                return ('storage', 'os.system', cmd, 'cpu', 1) if obj == 'x' else None
+        buf = io.BytesIO()
+        _Pid(buf, protocol=2).dump({'conv1.weight': 'x'})
+        _torch_zip(path, buf.getvalue())
+    elif kind == 'zip-storage-call':
+        _torch_zip(path, b'\x80\x02ctorch\nFloatStorage\n)R.')
+    elif kind == 'empty':
+        path.write_bytes(b'')
+    elif kind == 'garbage':
+        path.write_bytes(random.Random(7).randbytes(4096))
+    elif kind == 'legacy-truncated':
+        torch.save({'fc.weight': torch.zeros(10, 4)}, path, _use_new_zipfile_serialization=False)
+        path.write_bytes(path.read_bytes()[:path.stat().st_size * 6 // 10])
+    elif kind == 'legacy-cut-in-pickle':
+        torch.save({'fc.weight': torch.zeros(10, 4)}, path, _use_new_zipfile_serialization=False)
+        path.write_bytes(path.read_bytes()[:150])
+    elif kind == 'zip-long4':
+        _torch_zip(path, b'\x80\x02\x8b' + struct.pack('<i', 2**31 - 1) + b'.')
+    elif kind == 'zip-ext1':
+        _torch_zip(path, b'\x80\x02\x82\x01.')
+    elif kind == 'zip-missing-storage':
+        torch.save({'fc.weight': torch.zeros(10, 4)}, path)
+        with zipfile.ZipFile(path) as z:
+            items = [(i.filename, z.read(i)) for i in z.infolist() if '/data/' not in i.filename]
+        with zipfile.ZipFile(path, 'w') as z:
+            for k, v in items:
+                z.writestr(k, v)
+    elif kind == 'zip-short-storage':
+        torch.save({'fc.weight': torch.zeros(10, 4)}, path)
+        with zipfile.ZipFile(path) as z:
+            items = [(i.filename, z.read(i)[:-4] if '/data/' in i.filename else z.read(i))
+                     for i in z.infolist()]
+        with zipfile.ZipFile(path, 'w') as z:
+            for k, v in items:
+                z.writestr(k, v)
+    elif kind == 'zip-two-pickles':
+        _torch_zip(path, pickle.dumps({}), extra=[('other/data.pkl', pickle.dumps({}))])
+    elif kind == 'zip-big-endian':
+        with zipfile.ZipFile(path, 'w') as z:
+            z.writestr('archive/data.pkl', pickle.dumps({}))
+            z.writestr('archive/byteorder', 'big')
+    elif kind == 'not-a-dict':
+        torch.save([torch.zeros(2)], path)
+    elif kind == 'non-tensor-entry':
+        torch.save({'fc.weight': torch.zeros(2), 'step': 3}, path)
+    elif kind == 'int-tensor':
+        sd = resnet50_state_dict(3)
+        sd['layer1.0.bn1.running_mean'] = torch.zeros(64, dtype=torch.int64)
+        torch.save(sd, path)
+    elif kind == 'missing':
+        sd = resnet50_state_dict(3)
+        del sd['layer3.2.bn2.running_var']
+        torch.save(sd, path)
+    elif kind == 'wrong-shape':
+        sd = resnet50_state_dict(3)
+        sd['layer2.0.conv2.weight'] = torch.zeros(128, 128, 1, 1)
+        torch.save(sd, path)
+    elif kind == 'extra':
+        sd = resnet50_state_dict(3)
+        sd['head.weight'] = torch.zeros(3)
+        torch.save(sd, path)
+    elif kind == 'classes-999':
+        torch.save(resnet50_state_dict(3, num_classes=999), path)
+    elif kind == 'exceeds-storage':
+        _torch_zip(path, b'\x80\x02}X\x09\x00\x00\x00fc.weightctorch._utils\n_rebuild_tensor_v2\n'
+                         b'((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00'
+                         b'\x00\x00cpuK\x06tQK\x00K\x04K\x03\x86K\x03K\x01\x86\x89tRs.',
+                   extra=[('archive/data/0', b'\x00' * 24)])
+    else:
+        raise AssertionError(kind)
+
+
+PTH_CASES = ['zip-os-system', 'zip-exec', 'legacy-os-system', 'zip-persistent-id', 'zip-storage-call',
+             'empty', 'garbage', 'legacy-truncated', 'legacy-cut-in-pickle', 'zip-long4', 'zip-ext1',
+             'zip-missing-storage', 'zip-short-storage', 'zip-two-pickles', 'zip-big-endian',
+             'not-a-dict', 'non-tensor-entry', 'int-tensor', 'missing', 'wrong-shape', 'extra',
+             'classes-999', 'exceeds-storage']
+
+
+@pytest.mark.parametrize('kind', PTH_CASES)
+def test_same_refusal_of_bad_pth(tmp_path, base_pack, kind):
+    marker = tmp_path / 'executed'
+    path = tmp_path / 'bad.pth'
+    bad_pth(path, kind, marker)
+    p, n, py, nat = both_classifier(tmp_path, base_pack, '--resnet50', path)
+    msg = same_failure(p, n, 'classifier')
+    assert not marker.exists()
+    assert (nat / 'pack.json').read_text() == (base_pack / 'pack.json').read_text()
+    assert not (nat / 'classifier-resnet-50.safetensors').exists()
+    print(f'\n[convert-native] {kind}: {msg}')

@@ -139,16 +139,12 @@ cv_zip_open (const guint8 *d, gsize len, GError **error)
   n_entries = u16 (p + 10);
   cd_size = u32 (p + 12);
   cd_off = u32 (p + 16);
-  if (n_entries == 0xffff || cd_size == 0xffffffffu || cd_off == 0xffffffffu)
+  /* A zip64 locator before the end record (torch.save always writes one):
+   * the zip64 record's counts and offsets are the ones that hold. */
+  if (eocd >= 20 && u32 (d + eocd - 20) == SIG_LOC64)
     {
-      guint64 rec;
+      guint64       rec = u64 (d + eocd - 20 + 8);
       const guint8 *r;
-      if (eocd < 20 || u32 (d + eocd - 20) != SIG_LOC64)
-        {
-          zip_bad (error, "zip64 fields without a zip64 locator");
-          return NULL;
-        }
-      rec = u64 (d + eocd - 20 + 8);
       if (rec > eocd - 20 || eocd - 20 - rec < 56 || u32 (d + rec) != SIG_EOCD64)
         {
           zip_bad (error, "the zip64 end record is not where its locator says");
@@ -164,6 +160,11 @@ cv_zip_open (const guint8 *d, gsize len, GError **error)
       cd_size = u64 (r + 40);
       cd_off = u64 (r + 48);
       eocd = rec; /* the directory ends before the zip64 record */
+    }
+  else if (n_entries == 0xffff || cd_size == 0xffffffffu || cd_off == 0xffffffffu)
+    {
+      zip_bad (error, "zip64 fields without a zip64 locator");
+      return NULL;
     }
   if (cd_off > eocd || cd_size > eocd - cd_off)
     {
