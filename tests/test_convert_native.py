@@ -669,3 +669,58 @@ def test_same_refusal_of_bad_pth(tmp_path, base_pack, kind):
     assert (nat / 'pack.json').read_text() == (base_pack / 'pack.json').read_text()
     assert not (nat / 'classifier-resnet-50.safetensors').exists()
     print(f'\n[convert-native] {kind}: {msg}')
+
+
+# ---------------------------------------------------------------- classifiers: the Coral TFLite model
+
+CORAL = Path(os.environ.get('GFCG_SHARED', REPO.parent / 'shared')) / 'models' / \
+    'mobilenet-v2-coral' / 'mobilenet_v2_1.0_224_quant.tflite'
+if not CORAL.exists() and Path('/shared/models').exists():   # inside tools/devenv
+    CORAL = Path('/shared/models/mobilenet-v2-coral/mobilenet_v2_1.0_224_quant.tflite')
+
+
+@pytest.mark.parametrize('fp16', [False, True])
+def test_coral_mobilenet_same_classifier(tmp_path, base_pack, fp16):
+    """The real Coral model (../shared/models; never committed): the same
+    classifier file byte for byte, its graph metadata included."""
+    if not CORAL.exists():
+        pytest.skip(f'{CORAL} is absent (see ../shared/models/*/README.md)')
+    p, n, py, nat = both_classifier(tmp_path, base_pack, '--mobilenet', CORAL,
+                                    *(['--fp16'] if fp16 else []))
+    same_success(p, n, py, nat)
+    st = load_file(nat / 'classifier-mobilenet-v2.safetensors')
+    assert st['classifier.weight'].shape == (1001, 1280)
+    assert {'stem.weight', 'blocks.16.project.bias', 'head.weight'} <= set(st)
+    print(f'\n[convert-native] coral mobilenet-v2{" --fp16" if fp16 else ""}: {len(st)} tensors, '
+          f'file identical ({(nat / "classifier-mobilenet-v2.safetensors").stat().st_size} bytes)')
+
+
+def test_coral_damaged_is_refused(tmp_path, base_pack):
+    """Cut or damaged flatbuffers: one line, exit status 2, the pack as it was
+    (native only: the Python reference reads such files with its own errors)."""
+    if not CORAL.exists():
+        pytest.skip(f'{CORAL} is absent')
+    data = CORAL.read_bytes()
+    rnd = random.Random(11)
+    cases = {'empty': b'', 'no-identifier': b'\x00' * 64, 'cut-8': data[:8], 'cut-100': data[:100],
+             'cut-half': data[:len(data) // 2], 'cut-end': data[:-1000]}
+    for i in range(12):
+        b = bytearray(data)
+        for _ in range(4):
+            b[rnd.randrange(0, 4096)] = rnd.randrange(256)   # the tables, not the weights
+        cases[f'flip-{i}'] = bytes(b)
+    nat = tmp_path / 'pack'
+    shutil.copytree(base_pack, nat)
+    before = (nat / 'pack.json').read_text()
+    for name, blob in cases.items():
+        path = tmp_path / f'{name}.tflite'
+        path.write_bytes(blob)
+        n = run_native('classifier', ['--pack', nat, '--mobilenet', path])
+        assert n.returncode in (0, 2), (name, n.returncode, n.stderr)
+        if n.returncode == 2:
+            message(n, f'gfcg convert classifier: {path}: ')
+            assert (nat / 'pack.json').read_text() == before, name
+            assert not (nat / 'classifier-mobilenet-v2.safetensors').exists(), name
+        else:   # a flip that leaves a readable model: a classifier, --replace next time
+            (nat / 'classifier-mobilenet-v2.safetensors').unlink()
+            (nat / 'pack.json').write_text(before)
