@@ -482,7 +482,8 @@ def resnet50_state_dict(seed, dtype=torch.float32, num_classes=1000):
     sd._metadata = collections.OrderedDict([('', {'version': 1}), ('bn1', {'version': 2})])
     for k, shape in tv.resnet50_shapes(num_classes).items():
         sd[k] = (torch.randn(shape, generator=g) * 0.1).to(dtype)
-        if k.endswith('running_var'):
+        if k.endswith('running_var'):   # a variance, as the engine wants it
+            sd[k] = (sd[k].float().abs() + 0.5).to(dtype)
             sd[k.replace('running_var', 'num_batches_tracked')] = torch.tensor(12345)
     return sd
 
