@@ -1792,91 +1792,119 @@ done:
 
 /* ---- refused tensors, named ------------------------------------------------------------------- */
 
+/* The walk keeps one node per value reached (its parent and what names it
+ * there) and spells a name out only for the tensor it reports: a deeply
+ * nested or much-shared file costs memory in proportion to its size. */
 typedef struct
 {
-  Pv   *v;
-  char *name;
-} Todo;
+  Pv    *v;
+  gint   parent; /* node index, -1 at the root */
+  Pv    *key;    /* a dict's key, or NULL */
+  gint64 index;  /* a list's index; -1: "args"; -2: nothing (state, _modules, ...) */
+} Node;
+
+static gboolean
+skipped_key (const Pv *k)
+{
+  return cv_pv_is_str (k, "state") || cv_pv_is_str (k, "_modules") ||
+         cv_pv_is_str (k, "_parameters") || cv_pv_is_str (k, "_buffers");
+}
+
+static char *
+node_name (GArray *nodes, gint i)
+{
+  GPtrArray *parts = g_ptr_array_new_with_free_func (g_free);
+  GString   *s = g_string_new (NULL);
+
+  for (; i >= 0; i = g_array_index (nodes, Node, i).parent)
+    {
+      Node *n = &g_array_index (nodes, Node, i);
+      if (n->parent < 0)
+        break;
+      if (n->key != NULL)
+        g_ptr_array_add (parts, n->key->type == PV_STR ? cv_pv_strdup (n->key) : cv_pv_repr (n->key, 200));
+      else if (n->index >= 0)
+        g_ptr_array_add (parts, g_strdup_printf ("%" G_GINT64_FORMAT, n->index));
+      else if (n->index == -1)
+        g_ptr_array_add (parts, g_strdup ("args"));
+    }
+  for (guint k = parts->len; k-- > 0;)
+    {
+      if (s->len > 0)
+        g_string_append_c (s, '.');
+      g_string_append (s, parts->pdata[k]);
+    }
+  g_ptr_array_unref (parts);
+  return g_string_free (s, FALSE);
+}
+
+static void
+push_node (GArray *nodes, GArray *todo, GHashTable *seen, Pv *v, gint parent, Pv *key, gint64 index)
+{
+  Node c = { v, parent, key, index };
+  gint idx;
+
+  if (key != NULL && skipped_key (key))
+    c.key = NULL, c.index = -2;
+  if (v->type != PV_BADTENSOR && g_hash_table_contains (seen, v))
+    return; /* reached before: nothing new below it */
+  g_array_append_val (nodes, c);
+  idx = (gint) nodes->len - 1;
+  g_array_append_val (todo, idx);
+}
 
 gboolean
 cv_refuse_bad_tensors (Pv *root, GError **error)
 {
   GHashTable *seen = g_hash_table_new (g_direct_hash, g_direct_equal);
-  GArray     *todo = g_array_new (FALSE, FALSE, sizeof (Todo));
+  GArray     *nodes = g_array_new (FALSE, FALSE, sizeof (Node));
+  GArray     *todo = g_array_new (FALSE, FALSE, sizeof (gint));
   gboolean    ok = TRUE;
-  Todo        first = { root, g_strdup ("") };
+  Node        first = { root, -1, NULL, -2 };
+  gint        zero = 0;
 
-  g_array_append_val (todo, first);
+  g_array_append_val (nodes, first);
+  g_array_append_val (todo, zero);
   while (todo->len > 0)
     {
-      Todo        t = g_array_index (todo, Todo, todo->len - 1);
-      GPtrArray  *kids;
-      GPtrArray  *keys;
+      gint at = g_array_index (todo, gint, todo->len - 1);
+      Pv  *v = g_array_index (nodes, Node, at).v;
 
       g_array_set_size (todo, todo->len - 1);
-      if (t.v->type == PV_BADTENSOR)
+      if (v->type == PV_BADTENSOR)
         {
+          char *name = node_name (nodes, at);
           g_set_error (error, CV_ERROR, CV_ERROR_REFUSED, "refused: tensor %s %s",
-                       *t.name ? t.name : "<root>", t.v->bad.problem);
-          g_free (t.name);
+                       *name ? name : "<root>", v->bad.problem);
+          g_free (name);
           ok = FALSE;
           break;
         }
-      if (!g_hash_table_add (seen, t.v))
-        {
-          g_free (t.name);
-          continue;
-        }
-      kids = g_ptr_array_new ();
-      keys = g_ptr_array_new_with_free_func (g_free);
-      switch (t.v->type)
+      if (!g_hash_table_add (seen, v))
+        continue;
+      /* pushed in reverse: the first child is visited first (Python's order) */
+      switch (v->type)
         {
         case PV_DICT:
-          for (guint i = 0; i < t.v->dict.n; i++)
-            {
-              Pv *k = t.v->dict.keys[i];
-              g_ptr_array_add (kids, t.v->dict.vals[i]);
-              g_ptr_array_add (keys, k->type == PV_STR ? cv_pv_strdup (k) : cv_pv_repr (k, 200));
-            }
+          for (guint i = v->dict.n; i-- > 0;)
+            push_node (nodes, todo, seen, v->dict.vals[i], at, v->dict.keys[i], 0);
           break;
         case PV_LIST: case PV_TUPLE:
-          for (guint i = 0; i < t.v->seq.n; i++)
-            {
-              g_ptr_array_add (kids, t.v->seq.items[i]);
-              g_ptr_array_add (keys, g_strdup_printf ("%u", i));
-            }
+          for (guint i = v->seq.n; i-- > 0;)
+            push_node (nodes, todo, seen, v->seq.items[i], at, NULL, i);
           break;
         case PV_PERSISTENT:
-          g_ptr_array_add (kids, t.v->pers.state);
-          g_ptr_array_add (keys, g_strdup ("state"));
+          push_node (nodes, todo, seen, v->pers.state, at, NULL, -2);
           break;
         case PV_STANDIN:
-          g_ptr_array_add (kids, t.v->standin.state);
-          g_ptr_array_add (keys, g_strdup ("state"));
-          g_ptr_array_add (kids, t.v->standin.args);
-          g_ptr_array_add (keys, g_strdup ("args"));
+          push_node (nodes, todo, seen, v->standin.args, at, NULL, -1);
+          push_node (nodes, todo, seen, v->standin.state, at, NULL, -2);
           break;
         default:
           break;
         }
-      for (guint i = kids->len; i-- > 0;)
-        {
-          const char *k = keys->pdata[i];
-          Todo        c;
-          c.v = kids->pdata[i];
-          if (strcmp (k, "state") == 0 || strcmp (k, "_modules") == 0 ||
-              strcmp (k, "_parameters") == 0 || strcmp (k, "_buffers") == 0)
-            c.name = g_strdup (t.name);
-          else
-            c.name = *t.name ? g_strdup_printf ("%s.%s", t.name, k) : g_strdup (k);
-          g_array_append_val (todo, c);
-        }
-      g_ptr_array_unref (kids);
-      g_ptr_array_unref (keys);
-      g_free (t.name);
     }
-  for (guint i = 0; i < todo->len; i++)
-    g_free (g_array_index (todo, Todo, i).name);
+  g_array_unref (nodes);
   g_array_unref (todo);
   g_hash_table_unref (seen);
   return ok;
