@@ -1,8 +1,14 @@
 /* install-steps.c — the pieces of an install: file-system helpers (rm -rf,
  * fsync, free space, stale staging folders), running a catalog step (one of
  * the project's converters, or a copy of a download) and the manifest of the
- * installed files with their SHA-256. */
+ * installed files with their SHA-256.
+ *
+ * convert-edm2 and convert-classifier run natively, in this process
+ * (manager/convert/: no Python needed); GFCG_CONVERTER=python runs the
+ * Python converters of converters/ instead, as any other tool a catalog
+ * names is run. */
 #include "models.h"
+#include "convert.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -203,7 +209,8 @@ run_tool (const char *tool, char **args, gboolean quiet, GError **error)
   if (python == NULL)
     {
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_IO,
-                   "python3 not found: the converters are Python programs (see README.md)");
+                   "python3 not found: %s is run as a Python program here (GFCG_CONVERTER=python, "
+                   "or a converter without a native one; see docs/models.md)", tool);
       goto out;
     }
   if ((script = find_tool (tool, error)) == NULL)
@@ -325,6 +332,49 @@ done:
   return ok;
 }
 
+/* The native converter, in this process: the same arguments, its progress on stderr. */
+static gboolean
+run_native (const char *tool, char **args, gboolean quiet, GError **error)
+{
+  GError *err = NULL;
+  int     status;
+
+  if (!quiet)
+    {
+      char *line = g_strjoinv (" ", args);
+      g_printerr ("  converting: %s %s\n", tool, line);
+      g_free (line);
+    }
+  status = gfcg_convert_run (tool, (int) g_strv_length (args), args, stderr, &models_interrupted, &err);
+  if (models_interrupted)
+    {
+      g_set_error (error, GFCG_ERROR, GFCG_ERROR_CANCELLED, "interrupted during %s", tool);
+      g_clear_error (&err);
+      return FALSE;
+    }
+  if (status == 0)
+    return TRUE;
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL, "%s failed: %s", tool,
+               err != NULL ? err->message : "no reason given");
+  g_clear_error (&err);
+  return FALSE;
+}
+
+/* Which converters run: "native" (the default) or "python" ($GFCG_CONVERTER). */
+static gboolean
+use_native (const char *tool, GError **error)
+{
+  const char *how = g_getenv ("GFCG_CONVERTER");
+
+  if (how == NULL || *how == '\0' || strcmp (how, "native") == 0)
+    return gfcg_convert_is_native (tool);
+  if (strcmp (how, "python") == 0)
+    return FALSE;
+  g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
+               "GFCG_CONVERTER=%s: use native (the default) or python", how);
+  return FALSE;
+}
+
 gboolean
 models_run_step (CatalogPack *pack, CatalogStep *step, const char *staging,
                  GHashTable *role_paths, gboolean quiet, GError **error)
@@ -335,9 +385,19 @@ models_run_step (CatalogPack *pack, CatalogStep *step, const char *staging,
     {
       char **args = catalog_step_expand (pack, step, staging, role_paths, error);
 
+      GError  *err = NULL;
+      gboolean native;
+
       if (args == NULL)
         return FALSE;
-      ok = run_tool (step->tool, args, quiet, error);
+      native = use_native (step->tool, &err);
+      if (err != NULL)
+        {
+          g_propagate_error (error, err);
+          g_strfreev (args);
+          return FALSE;
+        }
+      ok = native ? run_native (step->tool, args, quiet, error) : run_tool (step->tool, args, quiet, error);
       g_strfreev (args);
       return ok;
     }

@@ -753,9 +753,12 @@ def test_bad_catalogs_are_refused(env, tiny):
 
 # ---------------------------------------------------------------- the real converter
 
-def test_fetch_converts_nvidia_pickles(env, monkeypatch, tmp_path):
-    """main + guide pickles in NVIDIA's format -> converters/convert-edm2 -> an
-    installed pack that samples in atg mode, and no embedded code ran."""
+@pytest.mark.parametrize('converter', ['native', 'python'])
+def test_fetch_converts_nvidia_pickles(env, monkeypatch, tmp_path, converter):
+    """main + guide pickles in NVIDIA's format -> convert-edm2 (native, or the
+    Python converters/convert-edm2 with GFCG_CONVERTER=python) -> an installed
+    pack that samples in atg mode, and no embedded code ran."""
+    env.env['GFCG_CONVERTER'] = converter
     import make_packs
     import test_convert_edm2 as t
     pkg = type(sys)('torch_utils')
@@ -787,6 +790,162 @@ def test_fetch_converts_nvidia_pickles(env, monkeypatch, tmp_path):
     env.run('sample', '--pack', 'edm2-tiny', '--class', 2, '--mode', 'atg', '--steps', 2,
             '--device', 'cpu', '--quiet', '--out', tmp_path / 'x.png', check=0)
     assert 'ok: loads' in env.run('models', 'verify', 'edm2-tiny', check=0).stdout
+
+
+@pytest.fixture(scope='module')
+def catalog_inputs(tmp_path_factory):
+    """The kinds of files the shipped catalog installs, small: NVIDIA-format
+    pickles (a pixel main + guide, a latent main + uncond), an SD VAE file with
+    decoder and encoder (norm_num_groups 32: no config.json, as the catalog),
+    TAESD's decoder and encoder, a torchvision-format ResNet-50 .pth and, when
+    ../shared/models has it, the Coral MobileNetV2."""
+    import make_packs
+    import test_convert_edm2 as t
+    from test_convert_native import CORAL, resnet50_state_dict
+    from gfcg_convert.nets import taesd as taesd_ref
+    from gfcg_convert.nets import vae as vae_ref
+    from safetensors.torch import save_file
+    import torch
+    d = tmp_path_factory.mktemp('catalog-inputs')
+    pkg = type(sys)('torch_utils')
+    pkg.persistence = t._fake_persistence
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, 'torch_utils', pkg)
+        mp.setitem(sys.modules, 'torch_utils.persistence', t._fake_persistence)
+        src = t._payload(d / 'MARKER-module_src-ran')
+        cfg = make_packs.unet_config()
+        main = make_packs.make_unet(21, **cfg)[1]
+        guide = make_packs.make_relative(22, main, **cfg)[1]
+        lcfg = dict(img_resolution=8, img_channels=4, label_dim=5, model_channels=16, channel_mult=[1, 2],
+                    num_blocks=1, attn_resolutions=[4])
+        lmain = make_packs.make_unet(23, **lcfg)[1]
+        ucfg = dict(lcfg, label_dim=0)
+        luncond = make_packs.make_unet(24, **ucfg)[1]
+        files = {}
+        for name, net, c in (('edm2-img16-s-0001073-0.045.pkl', main, cfg),
+                             ('edm2-img16-xs-0000134-0.110.pkl', guide, cfg),
+                             ('edm2-img512-xs-2147483-0.045.pkl', lmain, lcfg),
+                             ('edm2-img512-xs-uncond-2147483-0.045.pkl', luncond, ucfg)):
+            files[name] = t.write_pickle(d / name, t.nv_snapshot(net, c, src)).read_bytes()
+    vcfg = dict(block_out_channels=[32, 32, 64, 64], layers_per_block=1, latent_channels=4,
+                norm_num_groups=32)
+    vae = {**vae_ref.SDVAEDecoder(**vcfg).state_dict(), **vae_ref.SDVAEEncoder(**vcfg).state_dict()}
+    save_file(vae_ref.legacy_names({k: v.contiguous() for k, v in vae.items()}), str(d / 'vae.safetensors'))
+    save_file({k: v.contiguous() for k, v in taesd_ref.TAESDDecoder().state_dict().items()},
+              str(d / 'taesd_decoder.safetensors'))
+    save_file({k: v.contiguous() for k, v in taesd_ref.TAESDEncoder().state_dict().items()},
+              str(d / 'taesd_encoder.safetensors'))
+    torch.save(resnet50_state_dict(9, torch.float16), d / 'resnet50-0676ba61.pth')
+    for name in ('vae.safetensors', 'taesd_decoder.safetensors', 'taesd_encoder.safetensors',
+                 'resnet50-0676ba61.pth'):
+        files[name] = (d / name).read_bytes()
+    if CORAL.exists():
+        files['mobilenet_v2_1.0_224_quant.tflite'] = CORAL.read_bytes()
+    return files, d / 'MARKER-module_src-ran'
+
+
+def catalog_like_shipped(env, files):
+    """Two packs built as the shipped catalog builds img64-s-atg and img512-xs-cfg."""
+    entries = {n: env.serve(n, data) for n, data in files.items()}
+    coral = 'mobilenet_v2_1.0_224_quant.tflite' in files
+    packs = {
+        'px-atg': {'title': 'pixel pair', 'licence': 'CC-BY-NC-SA-4.0',
+                   'files': {'main': 'edm2-img16-s-0001073-0.045.pkl', 'guide': 'edm2-img16-xs-0000134-0.110.pkl',
+                             'classifier': 'resnet50-0676ba61.pth'},
+                   'convert': [{'tool': 'convert-edm2', 'args': ['--main', '{main}', '--guide', '{guide}',
+                                                                '--out', '{out}', '--name', '{name}', '--fp16',
+                                                                '--guidance', '1.7']},
+                               {'tool': 'convert-classifier', 'args': ['--pack', '{out}', '--resnet50',
+                                                                       '{classifier}', '--fp16']}]},
+        'lat-cfg': {'title': 'latent pack', 'licence': 'CC-BY-NC-SA-4.0',
+                    'files': {'main': 'edm2-img512-xs-2147483-0.045.pkl',
+                              'uncond': 'edm2-img512-xs-uncond-2147483-0.045.pkl',
+                              'classifier': 'mobilenet_v2_1.0_224_quant.tflite' if coral else 'resnet50-0676ba61.pth',
+                              'decoder': 'vae.safetensors', 'preview': 'taesd_decoder.safetensors',
+                              'preview-encoder': 'taesd_encoder.safetensors'},
+                    'convert': [{'tool': 'convert-edm2', 'args': [
+                                    '--main', '{main}', '--uncond', '{uncond}', '--out', '{out}', '--name',
+                                    '{name}', '--fp16', '--guidance', '1.4', '--vae', '{decoder}', '--taesd',
+                                    '{preview}', '--encoder', '--taesd-encoder', '{preview-encoder}']},
+                                {'tool': 'convert-classifier', 'args': [
+                                    '--pack', '{out}', '--mobilenet' if coral else '--resnet50', '{classifier}',
+                                    '--fp16']}]},
+    }
+    env.write_catalog(entries, packs)
+    return packs
+
+
+def test_fetch_without_python(env, catalog_inputs, tmp_path):
+    """`gfcg models fetch` converts every kind of file the catalog installs with
+    no python3 on PATH and no converters to find (the native converters, in
+    process), into the very files the Python converters make from the same
+    downloads; the packs load, verify and sample, and no embedded code ran."""
+    from test_convert_native import same_files
+    files, marker = catalog_inputs
+    packs = catalog_like_shipped(env, files)
+    empty = tmp_path / 'empty-bin'
+    empty.mkdir()
+    env.env.update(PATH=str(empty), GFCG_TOOLS_DIR=str(empty))
+    env.env.pop('GFCG_PYTHON', None)
+    env.env.pop('GFCG_CONVERTER', None)
+    for name in packs:
+        p = env.run('models', 'fetch', name, check=0)
+        assert 'converting: convert-edm2' in p.stderr and 'converting: convert-classifier' in p.stderr
+        assert 'python3 not found' not in p.stderr, p.stderr
+        assert 'ok: loads' in env.run('models', 'verify', name, check=0).stdout
+        # The Python converters on the same downloads: the same files.
+        ref = tmp_path / f'python-{name}'
+        for step in packs[name]['convert']:
+            subst = {'out': str(ref), 'name': name}
+            subst.update((role, str(env.downloads / fid)) for role, fid in packs[name]['files'].items())
+            args = [a.format(**subst) for a in step['args']]
+            q = subprocess.run([sys.executable, str(REPO / 'converters' / step['tool'])] + args,
+                               capture_output=True, text=True, timeout=600)
+            assert q.returncode == 0, q.stderr
+        installed = env.models / name
+        (tmp_path / 'installed').mkdir(exist_ok=True)
+        shutil.copytree(installed, tmp_path / 'installed' / name, ignore=shutil.ignore_patterns('install-manifest.json'))
+        same_files(ref, tmp_path / 'installed' / name)
+    meta = json.loads((env.models / 'lat-cfg' / 'pack.json').read_text())
+    assert set(meta['components']) == {'main', 'uncond', 'classifier', 'decoder', 'preview', 'encoder',
+                                       'preview-encoder'}
+    env.run('sample', '--pack', 'px-atg', '--class', 2, '--mode', 'gfcg+atg', '--steps', 2, '--device',
+            'cpu', '--quiet', '--out', tmp_path / 'x.png', check=0)
+    assert not marker.exists(), 'module_src was executed'
+
+
+def test_fetch_refuses_a_hostile_pickle_natively(env, tmp_path):
+    """A pickle that would run code: refused by the native converter, named,
+    nothing installed, nothing run."""
+    marker = tmp_path / 'executed'
+    evil = f"(dp0\nS'ema'\np1\ncos\nsystem\n(S'touch {marker}'\ntR.".encode()
+    env.write_catalog({'evil': env.serve('edm2-img64-s-0000001-0.100.pkl', evil)}, {
+        'evil-pack': {'title': 'hostile', 'licence': 'CC0-1.0', 'files': {'main': 'evil'},
+                      'convert': [{'tool': 'convert-edm2', 'args': ['--main', '{main}', '--out', '{out}']}]}})
+    p = env.run('models', 'fetch', 'evil-pack', check=1)
+    assert 'convert-edm2 failed' in p.stderr and 'refused: the pickle asks for the global os.system' in p.stderr
+    env.assert_nothing_installed('evil-pack')
+    assert not marker.exists()
+
+
+def test_converter_switch(env, tmp_path):
+    """GFCG_CONVERTER=python runs the Python converters (here without python3:
+    a clear message); an unknown value is refused."""
+    env.write_catalog({'m': env.serve('m.pkl', b'')}, {
+        'p': {'title': 't', 'licence': 'CC0-1.0', 'files': {'main': 'm'},
+              'convert': [{'tool': 'convert-edm2', 'args': ['--main', '{main}', '--out', '{out}']}]}})
+    empty = tmp_path / 'empty-bin'
+    empty.mkdir()
+    env.env.update(PATH=str(empty), GFCG_CONVERTER='python')
+    p = env.run('models', 'fetch', 'p', check=1)
+    assert 'python3 not found: convert-edm2 is run as a Python program here' in p.stderr
+    env.env['GFCG_CONVERTER'] = 'perl'
+    p = env.run('models', 'fetch', 'p', check=1)
+    assert 'GFCG_CONVERTER=perl: use native (the default) or python' in p.stderr
+    env.env['GFCG_CONVERTER'] = 'native'
+    p = env.run('models', 'fetch', 'p', check=1)
+    assert 'convert-edm2 failed' in p.stderr and 'empty file (0 bytes), not a pickle' in p.stderr
+    env.assert_nothing_installed('p')
 
 
 def test_shipped_catalog_is_valid(tmp_path):

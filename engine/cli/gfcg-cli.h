@@ -20,6 +20,7 @@ int cli_info     (int argc, char **argv);
 int cli_devices  (int argc, char **argv);
 int cli_bench    (int argc, char **argv);
 int cli_models   (int argc, char **argv);
+int cli_convert  (int argc, char **argv);
 
 /* Parses argv with the entries; prints the error and returns FALSE. */
 gboolean     cli_parse     (const char *command, const char *params, const char *summary,

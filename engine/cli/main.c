@@ -14,6 +14,7 @@ static const CliCommand commands[] = {
   { "devices", "list the compute devices", cli_devices },
   { "bench", "time network evaluations on a device", cli_bench },
   { "models", "list, fetch, verify and remove the published model packs", cli_models },
+  { "convert", "turn published checkpoints into packs (natively, no Python)", cli_convert },
 };
 
 static void
