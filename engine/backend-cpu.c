@@ -374,6 +374,16 @@ static char *
 cpu_describe (GfcgBackend *be)
 {
   int n = gfcg_backend_cpu_get_threads ();
+#ifdef GFCG_HAVE_ONEDNN
+  if (cpu_onednn_enabled ())
+    {
+      char *v = cpu_onednn_version ();
+      char *d = g_strdup_printf ("%s (oneDNN %s, %d thread%s)", be->ops->name, v, n,
+                                 n == 1 ? "" : "s");
+      g_free (v);
+      return d;
+    }
+#endif
   return g_strdup_printf ("%s (OpenBLAS, %d thread%s)", be->ops->name, n, n == 1 ? "" : "s");
 }
 
@@ -406,6 +416,7 @@ static const GfcgBackendOps cpu_ops = {
   .maxpool = cpu_maxpool,
   .channel_affine = cpu_channel_affine,
   .attention_qkv = cpu_attention_qkv,
+  .conv2d_post = cpu_conv2d_post,
 };
 
 const GfcgBackendOps *

@@ -27,16 +27,51 @@ gemm_threads (double flops)
  * is unsafe (the plug-in times a pack in a worker thread while another may
  * be sampling), so products are serialised: each one uses every core it
  * should anyway. */
-static GMutex gemm_lock;
+GMutex cpu_compute_lock;
 
 void
 cpu_sgemm (CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
        const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-  g_mutex_lock (&gemm_lock);
-  gemm_threads (2.0 * m * n * k);
-  cblas_sgemm (CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  g_mutex_unlock (&gemm_lock);
+  g_mutex_lock (&cpu_compute_lock);
+#ifdef GFCG_HAVE_ONEDNN
+  /* One thread pool in the process: OpenMP's when oneDNN runs the convolutions. */
+  if (cpu_onednn_enabled ())
+    cpu_onednn_sgemm (ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  else
+#endif
+    {
+      gemm_threads (2.0 * m * n * k);
+      cblas_sgemm (CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+  g_mutex_unlock (&cpu_compute_lock);
+}
+
+/* oneDNN's convolution when it has one for this shape; FALSE: do it here. */
+static gboolean
+onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+             const GfcgConvParams *p, const GfcgConvPost *post, GfcgTensor *y)
+{
+#ifdef GFCG_HAVE_ONEDNN
+  gboolean done;
+  if (!cpu_onednn_enabled ())
+    return FALSE;
+  g_mutex_lock (&cpu_compute_lock);
+  done = cpu_onednn_conv (be, x, w, bias, p, post, y);
+  g_mutex_unlock (&cpu_compute_lock);
+  return done;
+#else
+  (void) be, (void) x, (void) w, (void) bias, (void) p, (void) post, (void) y;
+  return FALSE;
+#endif
+}
+
+gboolean
+cpu_conv2d_post (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
+                 const GfcgTensor *bias, const GfcgConvParams *p, const GfcgConvPost *post,
+                 GfcgTensor *y)
+{
+  return onednn_conv (be, x, w, bias, p, post, y);
 }
 
 
@@ -120,8 +155,12 @@ cpu_conv2d (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const Gfc
   int kdim = c * k * k, npix = ho * wo;
   gboolean direct = (k == 1 && stride == 1 && pad == 0);
   int rows = band_rows (kdim, ho, wo);
-  float *cols = direct ? NULL : g_try_malloc ((gsize) kdim * rows * wo * sizeof (float));
+  GfcgConvParams cp = gfcg_conv_params (stride, pad, 1);
+  float *cols;
 
+  if (onednn_conv (be, x, w, bias, &cp, NULL, y))
+    return;
+  cols = direct ? NULL : g_try_malloc ((gsize) kdim * rows * wo * sizeof (float));
   if (!direct && cols == NULL)
     {
       gfcg_backend_fail (be, GFCG_ERROR_NO_MEMORY, "out of memory for a convolution");
@@ -269,6 +308,8 @@ cpu_conv2d_ex (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const 
   int cg = c / g, og = o / g, kdim = cg * k * k, npix = ho * wo, rows;
   float *cols;
 
+  if (onednn_conv (be, x, w, bias, p, NULL, y))
+    return;
   if (g == c && g == o)
     {
       for (int b = 0; b < n; b++)

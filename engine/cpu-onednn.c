@@ -1,0 +1,416 @@
+/* cpu-onednn.c — the CPU backend's convolutions and matrix products through
+ * oneDNN (built with -Donednn, GFCG_HAVE_ONEDNN): direct convolution kernels
+ * instead of im2col + SGEMM, with the bias and what follows the convolution
+ * (GfcgConvPost: scale, residual sum, activation) fused as post-ops.
+ *
+ * Layout: the engine's tensors stay NCHW and are handed to oneDNN as they
+ * are; oneDNN picks its implementation for an NCHW source
+ * (jit_uni_ncsp_convolution: blocked direct kernels for k x k, a brgemm
+ * matmul for 1x1).  Letting the primitive choose the source layout
+ * ("any") was no faster and picks brgconv_1x1 with NHWC, which oneDNN
+ * 3.7.2 computes wrongly for batches of 8 or more on the AMD AVX-512 build
+ * hosts (bench/onednn-1x1-check.c, bench/onednn-conv-layouts.c).
+ *
+ * Weights are reordered once into the layout the primitive wants and kept
+ * with the weight tensor (GfcgTensor.cache); primitives are cached by
+ * shape, batch, post-ops and thread count.  Reference implementations
+ * ("ref:") are never used: such a shape goes to the OpenBLAS path.
+ *
+ * Debian's oneDNN runs on OpenMP: the thread count is set with
+ * omp_set_num_threads before each call (gfcg_backend_cpu_get_threads,
+ * one thread for small products as with OpenBLAS), and every product of the
+ * backend goes through oneDNN in this mode (dnnl_sgemm too), so that
+ * OpenMP's and OpenBLAS's worker pools never spin against each other. */
+#include "cpu-private.h"
+
+#include <string.h>
+
+#ifdef GFCG_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+
+static dnnl_engine_t engine;
+static dnnl_stream_t stream;
+static GHashTable   *prims; /* key string -> ConvPrim */
+
+typedef struct
+{
+  dnnl_primitive_desc_t pd;
+  dnnl_primitive_t      prim;
+  dnnl_memory_desc_t    src_md, wei_user_md, bias_md, dst_md; /* ours */
+  const_dnnl_memory_desc_t wei_md;                             /* pd's */
+} ConvPrim;
+
+/* A weight tensor's packed copies, one per layout a primitive asked for. */
+typedef struct
+{
+  dnnl_memory_desc_t md;
+  gpointer           data;
+} Packed;
+
+static void
+conv_prim_free (gpointer p)
+{
+  ConvPrim *c = p;
+  if (c->prim != NULL)
+    dnnl_primitive_destroy (c->prim);
+  if (c->pd != NULL)
+    dnnl_primitive_desc_destroy (c->pd);
+  dnnl_memory_desc_destroy (c->src_md);
+  dnnl_memory_desc_destroy (c->wei_user_md);
+  dnnl_memory_desc_destroy (c->bias_md);
+  dnnl_memory_desc_destroy (c->dst_md);
+  g_free (c);
+}
+
+static void
+packed_list_free (gpointer p)
+{
+  GSList *l = p;
+  for (GSList *i = l; i != NULL; i = i->next)
+    {
+      Packed *k = i->data;
+      dnnl_memory_desc_destroy (k->md);
+      g_free (k->data);
+      g_free (k);
+    }
+  g_slist_free (l);
+}
+
+/* Once: the engine and stream; FALSE when oneDNN cannot start. */
+static gboolean
+ensure_engine (void)
+{
+  static int state; /* 0 untried, 1 ok, -1 failed */
+  if (state == 0)
+    {
+      state = dnnl_engine_create (&engine, dnnl_cpu, 0) == dnnl_success &&
+              dnnl_stream_create (&stream, engine, dnnl_stream_default_flags) == dnnl_success
+              ? 1 : -1;
+      prims = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, conv_prim_free);
+      if (state < 0)
+        g_printerr ("gfcg: oneDNN did not start; convolutions use OpenBLAS\n");
+    }
+  return state > 0;
+}
+
+/* GFCG_CPU_CONV=blas|onednn (default onednn): read once, or set by
+ * gfcg_backend_cpu_set_conv. */
+static int conv_mode = -1;
+
+gboolean
+cpu_onednn_enabled (void)
+{
+  if (conv_mode < 0)
+    {
+      const char *env = g_getenv ("GFCG_CPU_CONV");
+      conv_mode = 1;
+      if (env != NULL && strcmp (env, "blas") == 0)
+        conv_mode = 0;
+      else if (env != NULL && *env != '\0' && strcmp (env, "onednn") != 0)
+        g_printerr ("gfcg: GFCG_CPU_CONV=%s is neither blas nor onednn; using onednn\n", env);
+    }
+  return conv_mode == 1 && ensure_engine ();
+}
+
+gboolean
+gfcg_backend_cpu_set_conv (const char *path)
+{
+  if (strcmp (path, "blas") == 0)
+    conv_mode = 0;
+  else if (strcmp (path, "onednn") == 0 && ensure_engine ())
+    conv_mode = 1;
+  else
+    return FALSE;
+  return TRUE;
+}
+
+char *
+cpu_onednn_version (void)
+{
+  const dnnl_version_t *v = dnnl_version ();
+  return g_strdup_printf ("%d.%d.%d", v->major, v->minor, v->patch);
+}
+
+static void
+set_threads (double flops)
+{
+  /* As cpu-gemm.c's gemm_threads: waking a pool costs more than a small
+   * product. */
+  omp_set_num_threads (flops < 4e7 ? 1 : gfcg_backend_cpu_get_threads ());
+}
+
+void
+cpu_onednn_sgemm (CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
+                  const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                  int ldc)
+{
+  set_threads (2.0 * m * n * k);
+  dnnl_sgemm (ta == CblasTrans ? 'T' : 'N', tb == CblasTrans ? 'T' : 'N', m, n, k, alpha, a,
+              lda, b, ldb, beta, c, ldc);
+}
+
+static gboolean
+append_act (dnnl_post_ops_t po, GfcgAct act, float lo, float hi)
+{
+  switch (act)
+    {
+    case GFCG_ACT_NONE:  return TRUE;
+    case GFCG_ACT_RELU:  return dnnl_post_ops_append_eltwise (po, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success;
+    case GFCG_ACT_RELU6: return dnnl_post_ops_append_eltwise (po, dnnl_eltwise_clip, 0.0f, 6.0f) == dnnl_success;
+    case GFCG_ACT_SILU:  return dnnl_post_ops_append_eltwise (po, dnnl_eltwise_swish, 1.0f, 0.0f) == dnnl_success;
+    case GFCG_ACT_CLIP:  return dnnl_post_ops_append_eltwise (po, dnnl_eltwise_clip, lo, hi) == dnnl_success;
+    }
+  return FALSE;
+}
+
+/* The post-ops of `post`: y = act (scale conv + res_scale dst_before). */
+static dnnl_primitive_attr_t
+make_attr (const GfcgConvPost *post)
+{
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t po = NULL;
+  gboolean ok;
+
+  if (dnnl_primitive_attr_create (&attr) != dnnl_success)
+    return NULL;
+  if (post == NULL)
+    return attr;
+  ok = dnnl_post_ops_create (&po) == dnnl_success;
+  if (ok && post->scale != 1.0f)
+    ok = dnnl_post_ops_append_eltwise (po, dnnl_eltwise_linear, post->scale, 0.0f) == dnnl_success;
+  if (ok && post->residual != NULL)
+    ok = dnnl_post_ops_append_sum (po, post->res_scale, 0, dnnl_data_type_undef) == dnnl_success;
+  ok = ok && append_act (po, post->act, post->lo, post->hi) &&
+       dnnl_primitive_attr_set_post_ops (attr, po) == dnnl_success;
+  if (po != NULL)
+    dnnl_post_ops_destroy (po);
+  if (!ok)
+    {
+      dnnl_primitive_attr_destroy (attr);
+      return NULL;
+    }
+  return attr;
+}
+
+/* Implementations never used: the reference ones (slow); brgconv_1x1,
+ * which oneDNN 3.7.2 computes wrongly on the AMD AVX-512 build hosts (NHWC
+ * at batch >= 8, inside jit_uni_ncsp_convolution at stride 2 or with
+ * post-ops); jit:avx512_core where a group's input channels are more than
+ * 16 but not a multiple of 16 (20, 24, 40: results ~30% off), or for
+ * grouped non-depthwise convolutions whose groups are not whole blocks of
+ * 16.  bench/onednn-conv-layouts.c (its "grid") finds these. */
+static gboolean
+bad_impl (const char *impl, int cg, int og, int groups, int c)
+{
+  if (g_str_has_prefix (impl, "ref") || strstr (impl, ":ref") != NULL ||
+      strstr (impl, "+ref") != NULL || strstr (impl, "brgconv_1x1") != NULL)
+    return TRUE;
+  if (strstr (impl, "jit:avx512_core") != NULL)
+    return (cg > 16 && cg % 16 != 0) ||
+           (groups > 1 && groups < c && (cg % 16 != 0 || og % 16 != 0));
+  return FALSE;
+}
+
+static ConvPrim *
+create_prim (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, gboolean bias,
+             int ho, int wo, const GfcgConvPost *post)
+{
+  ConvPrim *cp = g_new0 (ConvPrim, 1);
+  dnnl_dims_t sd = { n, c, h, w }, dd = { n, o, ho, wo }, bd = { o };
+  dnnl_dims_t strides = { p->stride, p->stride };
+  dnnl_dims_t pad_l = { p->pad_top, p->pad_left }, pad_r = { p->pad_bottom, p->pad_right };
+  dnnl_memory_desc_t wei_any = NULL;
+  dnnl_primitive_attr_t attr = make_attr (post);
+  const char *impl = NULL;
+  gboolean ok = attr != NULL;
+  int g = p->groups;
+
+  ok = ok && dnnl_memory_desc_create_with_tag (&cp->src_md, 4, sd, dnnl_f32, dnnl_nchw) == dnnl_success &&
+       dnnl_memory_desc_create_with_tag (&cp->dst_md, 4, dd, dnnl_f32, dnnl_nchw) == dnnl_success &&
+       dnnl_memory_desc_create_with_tag (&cp->bias_md, 1, bd, dnnl_f32, dnnl_a) == dnnl_success;
+  if (ok && g == 1)
+    {
+      dnnl_dims_t wd = { o, c, k, k };
+      ok = dnnl_memory_desc_create_with_tag (&cp->wei_user_md, 4, wd, dnnl_f32, dnnl_oihw) == dnnl_success &&
+           dnnl_memory_desc_create_with_tag (&wei_any, 4, wd, dnnl_f32, dnnl_format_tag_any) == dnnl_success;
+    }
+  else if (ok)
+    {
+      dnnl_dims_t wd = { g, o / g, c / g, k, k };
+      ok = dnnl_memory_desc_create_with_tag (&cp->wei_user_md, 5, wd, dnnl_f32, dnnl_goihw) == dnnl_success &&
+           dnnl_memory_desc_create_with_tag (&wei_any, 5, wd, dnnl_f32, dnnl_format_tag_any) == dnnl_success;
+    }
+  ok = ok && dnnl_convolution_forward_primitive_desc_create (
+                 &cp->pd, engine, dnnl_forward_inference, dnnl_convolution_direct, cp->src_md,
+                 wei_any, bias ? cp->bias_md : NULL, cp->dst_md, strides, NULL, pad_l, pad_r,
+                 attr) == dnnl_success;
+  /* The first implementation oneDNN offers that is neither a reference one
+   * nor brgconv_1x1 (wrong on the AMD AVX-512 hosts, see the top). */
+  while (ok)
+    {
+      ok = dnnl_primitive_desc_query (cp->pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+           impl != NULL;
+      if (ok && !bad_impl (impl, c / g, o / g, g, c))
+        break;
+      ok = ok && dnnl_primitive_desc_next_impl (cp->pd) == dnnl_success;
+    }
+  if (ok && g_getenv ("GFCG_ONEDNN_VERBOSE") != NULL)
+    g_printerr ("gfcg: oneDNN conv N%d C%d %dx%d -> O%d k%d s%d g%d%s%s: %s\n", n, c, h, w, o, k,
+                p->stride, g, post != NULL ? " post" : "",
+                post != NULL && post->residual != NULL ? "+sum" : "", impl);
+  ok = ok && dnnl_primitive_create (&cp->prim, cp->pd) == dnnl_success;
+  if (ok)
+    cp->wei_md = dnnl_primitive_desc_query_md (cp->pd, dnnl_query_weights_md, 0);
+  if (wei_any != NULL)
+    dnnl_memory_desc_destroy (wei_any);
+  if (attr != NULL)
+    dnnl_primitive_attr_destroy (attr);
+  if (!ok)
+    {
+      conv_prim_free (cp);
+      return NULL;
+    }
+  return cp;
+}
+
+/* The weights of w in the primitive's layout: reordered on first use and
+ * kept with the tensor. */
+static gpointer
+packed_weights (const GfcgTensor *w, ConvPrim *cp)
+{
+  GfcgTensor *wt = (GfcgTensor *) w; /* the cache is not the tensor's value */
+  GSList *list = wt->cache_free == packed_list_free ? wt->cache : NULL;
+  Packed *k;
+  dnnl_primitive_desc_t rpd = NULL;
+  dnnl_primitive_t r = NULL;
+  dnnl_memory_t from = NULL, to = NULL;
+  gboolean ok;
+
+  if (wt->cache != NULL && wt->cache_free != packed_list_free)
+    return NULL; /* someone else's cache */
+  for (GSList *i = list; i != NULL; i = i->next)
+    if (dnnl_memory_desc_equal (((Packed *) i->data)->md, cp->wei_md))
+      return ((Packed *) i->data)->data;
+  if (dnnl_memory_desc_equal (cp->wei_md, cp->wei_user_md))
+    return w->data;
+  k = g_new0 (Packed, 1);
+  /* zeroed: blocked layouts pad channels to the block size */
+  k->data = g_try_malloc0 (dnnl_memory_desc_get_size (cp->wei_md));
+  ok = k->data != NULL && dnnl_memory_desc_clone (&k->md, cp->wei_md) == dnnl_success &&
+       dnnl_reorder_primitive_desc_create (&rpd, cp->wei_user_md, engine, cp->wei_md, engine,
+                                           NULL) == dnnl_success &&
+       dnnl_primitive_create (&r, rpd) == dnnl_success &&
+       dnnl_memory_create (&from, cp->wei_user_md, engine, w->data) == dnnl_success &&
+       dnnl_memory_create (&to, cp->wei_md, engine, k->data) == dnnl_success;
+  if (ok)
+    {
+      dnnl_exec_arg_t args[] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
+      omp_set_num_threads (1);
+      ok = dnnl_primitive_execute (r, stream, 2, args) == dnnl_success &&
+           dnnl_stream_wait (stream) == dnnl_success;
+    }
+  if (from != NULL)
+    dnnl_memory_destroy (from);
+  if (to != NULL)
+    dnnl_memory_destroy (to);
+  if (r != NULL)
+    dnnl_primitive_destroy (r);
+  if (rpd != NULL)
+    dnnl_primitive_desc_destroy (rpd);
+  if (!ok)
+    {
+      if (k->md != NULL)
+        dnnl_memory_desc_destroy (k->md);
+      g_free (k->data);
+      g_free (k);
+      return NULL;
+    }
+  wt->cache = g_slist_prepend (list, k);
+  wt->cache_free = packed_list_free;
+  return k->data;
+}
+
+static char *
+prim_key (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, gboolean bias,
+          const GfcgConvPost *post, int threads)
+{
+  char *pk = post == NULL ? g_strdup ("-")
+             : g_strdup_printf ("%a %d %a %d %a %a", post->scale, post->residual != NULL,
+                                post->res_scale, post->act, post->lo, post->hi);
+  char *key = g_strdup_printf ("%d %d %d %d %d %d %d %d %d %d %d %d %d %d %s", n, c, h, w, o, k,
+                               p->stride, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right,
+                               p->groups, bias, threads, pk);
+  g_free (pk);
+  return key;
+}
+
+/* y = conv (x, w) + bias, then post; FALSE when oneDNN has no fast kernel
+ * for it (nothing was written).  Called under the compute lock. */
+gboolean
+cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
+                 const GfcgTensor *bias, const GfcgConvParams *p, const GfcgConvPost *post,
+                 GfcgTensor *y)
+{
+  int n = x->shape[0], c = x->shape[1], h = x->shape[2], wd = x->shape[3];
+  int o = w->shape[0], k = w->ndim == 4 ? w->shape[2] : 1, ho = y->shape[2], wo = y->shape[3];
+  double flops = 2.0 * n * o * ho * wo * (c / p->groups) * k * k;
+  int threads = flops < 4e7 ? 1 : gfcg_backend_cpu_get_threads ();
+  char *key;
+  ConvPrim *cp;
+  gpointer wdata;
+  dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
+  gboolean ok;
+
+  (void) be;
+  if (w->ndim == 4 && w->shape[2] != w->shape[3])
+    return FALSE;
+  omp_set_num_threads (threads);
+  key = prim_key (n, c, h, wd, o, k, p, bias != NULL, post, threads);
+  if (!g_hash_table_lookup_extended (prims, key, NULL, (gpointer *) &cp))
+    {
+      cp = create_prim (n, c, h, wd, o, k, p, bias != NULL, ho, wo, post);
+      g_hash_table_insert (prims, key, cp); /* NULL too: not tried again */
+    }
+  else
+    g_free (key);
+  if (cp == NULL || (wdata = packed_weights (w, cp)) == NULL)
+    return FALSE;
+  if (post != NULL && post->residual != NULL && post->residual->data != y->data)
+    memcpy (y->data, post->residual->data, y->numel * sizeof (float));
+  ok = dnnl_memory_create (&ms, cp->src_md, engine, x->data) == dnnl_success &&
+       dnnl_memory_create (&mw, cp->wei_md, engine, wdata) == dnnl_success &&
+       dnnl_memory_create (&md, cp->dst_md, engine, y->data) == dnnl_success &&
+       (bias == NULL ||
+        dnnl_memory_create (&mb, cp->bias_md, engine, bias->data) == dnnl_success);
+  if (ok)
+    {
+      dnnl_exec_arg_t args[] = { { DNNL_ARG_SRC, ms }, { DNNL_ARG_WEIGHTS, mw },
+                                 { DNNL_ARG_DST, md }, { DNNL_ARG_BIAS, mb } };
+      ok = dnnl_primitive_execute (cp->prim, stream, bias != NULL ? 4 : 3, args) == dnnl_success &&
+           dnnl_stream_wait (stream) == dnnl_success;
+    }
+  dnnl_memory_destroy (ms);
+  dnnl_memory_destroy (mw);
+  dnnl_memory_destroy (mb);
+  dnnl_memory_destroy (md);
+  if (!ok)
+    gfcg_backend_fail (be, GFCG_ERROR_DEVICE, "oneDNN: a convolution failed");
+  return TRUE;
+}
+
+#else /* !GFCG_HAVE_ONEDNN */
+
+gboolean
+cpu_onednn_enabled (void)
+{
+  return FALSE;
+}
+
+gboolean
+gfcg_backend_cpu_set_conv (const char *path)
+{
+  return strcmp (path, "blas") == 0;
+}
+
+#endif
