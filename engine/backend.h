@@ -290,6 +290,21 @@ GfcgTensor *gfcg_op_channel_affine (const GfcgTensor *x, const float *scale, con
 GfcgTensor *gfcg_op_attention_qkv (const GfcgTensor *q, const GfcgTensor *k,
                                    const GfcgTensor *v, int heads, float scale);
 
+/* The usual posts: an activation alone; a residual added, then an activation. */
+static inline GfcgConvPost
+gfcg_post_act (GfcgAct act)
+{
+  GfcgConvPost p = { 1.0f, NULL, 0.0f, act, 0.0f, 0.0f };
+  return p;
+}
+
+static inline GfcgConvPost
+gfcg_post_add (const GfcgTensor *residual, GfcgAct act)
+{
+  GfcgConvPost p = { 1.0f, residual, 1.0f, act, 0.0f, 0.0f };
+  return p;
+}
+
 /* Replace *dst by src, freeing the old tensor (keeps network code short). */
 static inline void
 gfcg_tensor_set (GfcgTensor **dst, GfcgTensor *src)
