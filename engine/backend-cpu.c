@@ -445,3 +445,15 @@ gfcg_backend_cpu_new (int n_threads)
   gfcg_backend_cpu_set_threads (n_threads);
   return be;
 }
+
+const char *
+gfcg_cpu_conv_path (void)
+{
+  return cpu_onednn_enabled () ? "onednn" : "blas";
+}
+
+int
+gfcg_cpu_threads (void)
+{
+  return gfcg_backend_cpu_get_threads ();
+}

@@ -114,6 +114,12 @@ cpu_onednn_enabled (void)
 }
 
 gboolean
+cpu_onednn_available (void)
+{
+  return ensure_engine ();
+}
+
+gboolean
 gfcg_backend_cpu_set_conv (const char *path)
 {
   if (strcmp (path, "blas") == 0)
@@ -403,6 +409,12 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
 
 gboolean
 cpu_onednn_enabled (void)
+{
+  return FALSE;
+}
+
+gboolean
+cpu_onednn_available (void)
 {
   return FALSE;
 }

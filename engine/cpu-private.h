@@ -38,6 +38,7 @@ void cpu_attention_qkv (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *
  * switched off (GFCG_CPU_CONV=blas).  cpu_onednn_conv returns FALSE when it
  * did nothing (no fast oneDNN kernel for this shape). */
 gboolean cpu_onednn_enabled (void);
+gboolean cpu_onednn_available (void); /* in this build and started, whatever the switch */
 #ifdef GFCG_HAVE_ONEDNN
 char    *cpu_onednn_version (void);
 gboolean cpu_onednn_conv    (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
