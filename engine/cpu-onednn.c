@@ -81,17 +81,18 @@ packed_list_free (gpointer p)
 static gboolean
 ensure_engine (void)
 {
-  static int state; /* 0 untried, 1 ok, -1 failed */
-  if (state == 0)
+  static gsize state; /* 0 untried, 1 ok, 2 failed */
+  if (g_once_init_enter (&state))
     {
-      state = dnnl_engine_create (&engine, dnnl_cpu, 0) == dnnl_success &&
-              dnnl_stream_create (&stream, engine, dnnl_stream_default_flags) == dnnl_success
-              ? 1 : -1;
+      gsize s = dnnl_engine_create (&engine, dnnl_cpu, 0) == dnnl_success &&
+                dnnl_stream_create (&stream, engine, dnnl_stream_default_flags) == dnnl_success
+                ? 1 : 2;
       prims = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, conv_prim_free);
-      if (state < 0)
+      if (s != 1)
         g_printerr ("gfcg: oneDNN did not start; convolutions use OpenBLAS\n");
+      g_once_init_leave (&state, s);
     }
-  return state > 0;
+  return state == 1;
 }
 
 /* GFCG_CPU_CONV=blas|onednn (default onednn): read once, or set by
@@ -405,7 +406,20 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
   return TRUE;
 }
 
+int
+cpu_par_threads (gsize work)
+{
+  return work >= 65536 && cpu_onednn_enabled () ? gfcg_backend_cpu_get_threads () : 1;
+}
+
 #else /* !GFCG_HAVE_ONEDNN */
+
+int
+cpu_par_threads (gsize work)
+{
+  (void) work;
+  return 1;
+}
 
 gboolean
 cpu_onednn_enabled (void)

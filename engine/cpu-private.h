@@ -34,6 +34,17 @@ gboolean cpu_conv2d_post (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor
 void cpu_attention_qkv (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,
                         const GfcgTensor *v, int heads, float scale, GfcgTensor *y);
 
+/* Threads for an element-wise op over `work` values: the OpenMP team that
+ * oneDNN uses, when oneDNN runs the products (no OpenBLAS pool left to spin
+ * against) and the op is large enough to gain (CPU_PAR_FOR before a loop
+ * with a local `nt`); else 1. */
+int cpu_par_threads (gsize work);
+#ifdef GFCG_HAVE_ONEDNN
+#define CPU_PAR_FOR _Pragma ("omp parallel for num_threads (nt) if (nt > 1) schedule (static)")
+#else
+#define CPU_PAR_FOR
+#endif
+
 /* cpu-onednn.c: oneDNN's convolutions and SGEMM, when built with it and not
  * switched off (GFCG_CPU_CONV=blas).  cpu_onednn_conv returns FALSE when it
  * did nothing (no fast oneDNN kernel for this shape). */
