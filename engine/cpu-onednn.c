@@ -409,7 +409,19 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
 int
 cpu_par_threads (gsize work)
 {
-  return work >= 65536 && cpu_onednn_enabled () ? gfcg_backend_cpu_get_threads () : 1;
+  /* GFCG_CPU_PAR_MIN=N: element-wise ops of at least N values get the team.
+   * Off by default: on the shared 2-core build machine (load 8) it made
+   * EDM2-XS 1.6x slower (12.8 s against 7.9 s per evaluation; the time
+   * outside the convolutions went from 0.5 to 4 s), OpenMP's threads
+   * waiting at every op's barrier for a core. */
+  static gsize min_work;
+  if (min_work == 0)
+    {
+      const char *env = g_getenv ("GFCG_CPU_PAR_MIN");
+      min_work = env != NULL && *env != '\0' ? MAX (g_ascii_strtoull (env, NULL, 10), 1)
+                                              : G_MAXSIZE;
+    }
+  return work >= min_work && cpu_onednn_enabled () ? gfcg_backend_cpu_get_threads () : 1;
 }
 
 #else /* !GFCG_HAVE_ONEDNN */
