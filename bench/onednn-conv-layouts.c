@@ -87,6 +87,8 @@ run (const char *name, int n, int c, int o, int h, int k, int stride, dnnl_forma
   CHK (dnnl_convolution_forward_primitive_desc_create (&pd, eng, dnnl_forward_inference,
        dnnl_convolution_direct, csrc, cwei, bmd, cdst, strides, NULL, pads, pads, NULL));
   CHK (dnnl_primitive_desc_query (pd, dnnl_query_impl_info_str, 0, &impl));
+  if (getenv ("LAYOUTS_TRACE"))
+    printf ("  trying %s N=%d C%d O%d H%d k%d s%d: %s\n", name, n, c, o, h, k, stride, impl), fflush (stdout);
   CHK (dnnl_primitive_create (&conv, pd));
   psrc = dnnl_primitive_desc_query_md (pd, dnnl_query_src_md, 0);
   pwei = dnnl_primitive_desc_query_md (pd, dnnl_query_weights_md, 0);
@@ -168,6 +170,15 @@ main (int argc, char **argv)
     { "edm2 in 3x3 5->128@64", 5, 128, 64, 3, 1 },
     { "out 3x3 128->3@64", 128, 3, 64, 3, 1 },
     { "odd 3x3 20->24@12", 20, 24, 12, 3, 1 },
+    { "s2a 3x3 s2 256@28", 256, 256, 28, 3, 2 },
+    { "s2b 3x3 s2 512@14", 512, 512, 14, 3, 2 },
+    { "s2c 7x7 s2 3->64@224", 3, 64, 224, 7, 2 },
+    { "s2d 3x3 s2 128@56", 128, 128, 56, 3, 2 },
+    { "ds1 1x1 s2 256->512@56", 256, 512, 56, 1, 2 },
+    { "ds2 1x1 s2 1024->2048@14", 1024, 2048, 14, 1, 2 },
+    { "ds3 1x1 s2 64->128@28", 64, 128, 28, 1, 2 },
+    { "ds4 1x1 s2 512->1024@16", 512, 1024, 16, 1, 2 },
+    { "ds5 1x1 s2 512->1024@27", 512, 1024, 27, 1, 2 },
     { "1x1 960->320@7", 960, 320, 7, 1, 1 },
   };
   dnnl_format_tag_t tags[] = { dnnl_nchw, dnnl_format_tag_any, dnnl_nChw16c, dnnl_nhwc };

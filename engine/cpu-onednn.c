@@ -253,11 +253,19 @@ create_prim (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, 
                  wei_any, bias ? cp->bias_md : NULL, cp->dst_md, strides, NULL, pad_l, pad_r,
                  attr) == dnnl_success;
   /* The first implementation oneDNN offers that is neither a reference one
-   * nor brgconv_1x1 (wrong on the AMD AVX-512 hosts, see the top). */
+   * nor one known wrong here (bad_impl).  A 1x1 takes the matmul that
+   * jit_uni_ncsp_convolution offers first or nothing: looking further
+   * reaches brdgmm_dw, whose set-up dies of SIGFPE for 1x1 shapes with
+   * 512 channels or more (oneDNN 3.7.2). */
   while (ok)
     {
       ok = dnnl_primitive_desc_query (cp->pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
            impl != NULL;
+      if (ok && k == 1)
+        {
+          ok = strstr (impl, "matmul") != NULL && !bad_impl (impl, c / g, o / g, g, c);
+          break;
+        }
       if (ok && !bad_impl (impl, c / g, o / g, g, c))
         break;
       ok = ok && dnnl_primitive_desc_next_impl (cp->pd) == dnnl_success;
@@ -369,9 +377,41 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
   dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
   gboolean ok;
 
-  (void) be;
   if (w->ndim == 4 && w->shape[2] != w->shape[3])
     return FALSE;
+  /* 1x1: plain (stride 1, no post-ops) only, which oneDNN runs as a matmul;
+   * the caller does the post-ops (see create_prim). */
+  if (k == 1 && post != NULL)
+    return FALSE;
+  if (k == 1 && p->stride > 1)
+    {
+      /* Strided 1x1 (ResNet-50's downsampling): the pixels it reads, then a
+       * plain 1x1.  oneDNN 3.7.2 dies of SIGFPE creating a strided 1x1
+       * primitive for NCHW with 512 input channels or more (512 -> 1024 at
+       * 28x28, 1024 -> 2048 at 14x14; bench/onednn-conv-layouts.c "ds"),
+       * and gives no matmul for it. */
+      GfcgTensor sub = *x;
+      GfcgConvParams q = *p;
+      gboolean done;
+      if (p->pad_top != 0 || p->pad_left != 0 || p->pad_bottom != 0 || p->pad_right != 0)
+        return FALSE;
+      sub.shape[2] = ho;
+      sub.shape[3] = wo;
+      sub.numel = (gsize) n * c * ho * wo;
+      sub.cache = NULL;
+      sub.cache_free = NULL;
+      if ((sub.data = g_try_malloc (sub.numel * sizeof (float))) == NULL)
+        return FALSE;
+      for (gsize pl = 0; pl < (gsize) n * c; pl++)
+        for (int oy = 0; oy < ho; oy++)
+          for (int ox = 0; ox < wo; ox++)
+            F (&sub)[(pl * ho + oy) * wo + ox] =
+              CF (x)[(pl * h + (gsize) oy * p->stride) * wd + (gsize) ox * p->stride];
+      q.stride = 1;
+      done = cpu_onednn_conv (be, &sub, w, bias, &q, post, y);
+      g_free (sub.data);
+      return done;
+    }
   omp_set_num_threads (threads);
   key = prim_key (n, c, h, wd, o, k, p, bias != NULL, post, threads);
   if (!g_hash_table_lookup_extended (prims, key, NULL, (gpointer *) &cp))
