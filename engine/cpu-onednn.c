@@ -45,6 +45,7 @@ typedef struct
 typedef struct
 {
   dnnl_memory_desc_t md;
+  float              scale; /* the weights times this (see cpu_onednn_conv) */
   gpointer           data;
 } Packed;
 
@@ -183,11 +184,14 @@ make_attr (const GfcgConvPost *post)
     return NULL;
   if (post == NULL)
     return attr;
-  ok = dnnl_post_ops_create (&po) == dnnl_success;
+  /* The sum first: scale (conv + res_scale / scale dst_before) (the direct
+   * AVX-512 kernels want a sum of scale 1 there: see cpu_onednn_conv). */
+  ok = dnnl_post_ops_create (&po) == dnnl_success && post->scale != 0.0f;
+  if (ok && post->residual != NULL)
+    ok = dnnl_post_ops_append_sum (po, post->res_scale / post->scale, 0,
+                                   dnnl_data_type_undef) == dnnl_success;
   if (ok && post->scale != 1.0f)
     ok = dnnl_post_ops_append_eltwise (po, dnnl_eltwise_linear, post->scale, 0.0f) == dnnl_success;
-  if (ok && post->residual != NULL)
-    ok = dnnl_post_ops_append_sum (po, post->res_scale, 0, dnnl_data_type_undef) == dnnl_success;
   ok = ok && append_act (po, post->act, post->lo, post->hi) &&
        dnnl_primitive_attr_set_post_ops (attr, po) == dnnl_success;
   if (po != NULL)
@@ -271,9 +275,10 @@ create_prim (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, 
       ok = ok && dnnl_primitive_desc_next_impl (cp->pd) == dnnl_success;
     }
   if (ok && g_getenv ("GFCG_ONEDNN_VERBOSE") != NULL)
-    g_printerr ("gfcg: oneDNN conv N%d C%d %dx%d -> O%d k%d s%d g%d%s%s: %s\n", n, c, h, w, o, k,
-                p->stride, g, post != NULL ? " post" : "",
-                post != NULL && post->residual != NULL ? "+sum" : "", impl);
+    g_printerr ("gfcg: oneDNN conv N%d C%d %dx%d -> O%d k%d s%d g%d%s%s act %d scale %g: %s\n",
+                n, c, h, w, o, k, p->stride, g, post != NULL ? " post" : "",
+                post != NULL && post->residual != NULL ? "+sum" : "",
+                post != NULL ? (int) post->act : -1, post != NULL ? post->scale : 1.0f, impl);
   ok = ok && dnnl_primitive_create (&cp->prim, cp->pd) == dnnl_success;
   if (ok)
     cp->wei_md = dnnl_primitive_desc_query_md (cp->pd, dnnl_query_weights_md, 0);
@@ -292,7 +297,7 @@ create_prim (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, 
 /* The weights of w in the primitive's layout: reordered on first use and
  * kept with the tensor. */
 static gpointer
-packed_weights (const GfcgTensor *w, ConvPrim *cp)
+packed_weights (const GfcgTensor *w, ConvPrim *cp, float scale)
 {
   GfcgTensor *wt = (GfcgTensor *) w; /* the cache is not the tensor's value */
   GSList *list = wt->cache_free == packed_list_free ? wt->cache : NULL;
@@ -300,23 +305,38 @@ packed_weights (const GfcgTensor *w, ConvPrim *cp)
   dnnl_primitive_desc_t rpd = NULL;
   dnnl_primitive_t r = NULL;
   dnnl_memory_t from = NULL, to = NULL;
+  float *src = NULL; /* scaled weights */
   gboolean ok;
 
   if (wt->cache != NULL && wt->cache_free != packed_list_free)
     return NULL; /* someone else's cache */
   for (GSList *i = list; i != NULL; i = i->next)
-    if (dnnl_memory_desc_equal (((Packed *) i->data)->md, cp->wei_md))
+    if (dnnl_memory_desc_equal (((Packed *) i->data)->md, cp->wei_md) &&
+        ((Packed *) i->data)->scale == scale)
       return ((Packed *) i->data)->data;
-  if (dnnl_memory_desc_equal (cp->wei_md, cp->wei_user_md))
+  if (scale == 1.0f && dnnl_memory_desc_equal (cp->wei_md, cp->wei_user_md))
     return w->data;
   k = g_new0 (Packed, 1);
+  k->scale = scale;
+  if (scale != 1.0f)
+    {
+      src = g_try_malloc (w->numel * sizeof (float));
+      if (src == NULL)
+        {
+          g_free (k);
+          return NULL;
+        }
+      for (gsize i = 0; i < w->numel; i++)
+        src[i] = CF (w)[i] * scale;
+    }
   /* zeroed: blocked layouts pad channels to the block size */
   k->data = g_try_malloc0 (dnnl_memory_desc_get_size (cp->wei_md));
   ok = k->data != NULL && dnnl_memory_desc_clone (&k->md, cp->wei_md) == dnnl_success &&
        dnnl_reorder_primitive_desc_create (&rpd, cp->wei_user_md, engine, cp->wei_md, engine,
                                            NULL) == dnnl_success &&
        dnnl_primitive_create (&r, rpd) == dnnl_success &&
-       dnnl_memory_create (&from, cp->wei_user_md, engine, w->data) == dnnl_success &&
+       dnnl_memory_create (&from, cp->wei_user_md, engine,
+                           src != NULL ? (gpointer) src : w->data) == dnnl_success &&
        dnnl_memory_create (&to, cp->wei_md, engine, k->data) == dnnl_success;
   if (ok)
     {
@@ -333,6 +353,7 @@ packed_weights (const GfcgTensor *w, ConvPrim *cp)
     dnnl_primitive_destroy (r);
   if (rpd != NULL)
     dnnl_primitive_desc_destroy (rpd);
+  g_free (src);
   if (!ok)
     {
       if (k->md != NULL)
@@ -374,6 +395,8 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
   char *key;
   ConvPrim *cp;
   gpointer wdata;
+  GfcgConvPost folded;
+  float wscale = 1.0f;
   dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
   gboolean ok;
 
@@ -412,6 +435,18 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
       g_free (sub.data);
       return done;
     }
+  if (post != NULL && post->residual != NULL && post->res_scale != 1.0f &&
+      post->res_scale != 0.0f && bias == NULL)
+    {
+      /* s conv + r x = r ((s / r) conv + x): the kernels oneDNN has for an
+       * NCHW source take a sum post-op of scale 1 only (else it falls back
+       * to AVX2 ones), so s / r goes into a scaled copy of the weights
+       * (EDM2's mp_sum: r = 0.92, s = 0.39). */
+      folded = *post;
+      wscale = post->scale / post->res_scale;
+      folded.scale = post->res_scale; /* and res_scale stays: sum scale 1 */
+      post = &folded;
+    }
   omp_set_num_threads (threads);
   key = prim_key (n, c, h, wd, o, k, p, bias != NULL, post, threads);
   if (!g_hash_table_lookup_extended (prims, key, NULL, (gpointer *) &cp))
@@ -421,7 +456,7 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
     }
   else
     g_free (key);
-  if (cp == NULL || (wdata = packed_weights (w, cp)) == NULL)
+  if (cp == NULL || (wdata = packed_weights (w, cp, wscale)) == NULL)
     return FALSE;
   if (post != NULL && post->residual != NULL && post->residual->data != y->data)
     memcpy (y->data, post->residual->data, y->numel * sizeof (float));
