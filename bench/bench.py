@@ -32,7 +32,7 @@ weights are loaded) of the PyTorch process, with its resident set before
 loading the network ("idle": the PyTorch runtime), and the engine process's
 max RSS (loading included).  `gfcg cpu` rows also give the whole network's
 GFLOP/s (the engine's own count of its convolutions and products), that as a
-share of this machine's fp32 SGEMM rate (OpenBLAS and oneDNN, 1536^3, measured
+share of this machine's fp32 SGEMM rate (OpenBLAS and oneDNN, 2048^3, measured
 by `gfcg bench` in the same run at the same thread count), and the
 convolutions' own rate; devices cpu@blas and cpu@onednn pick the CPU
 backend's convolution path (GFCG_CPU_CONV).  Prints a markdown table (per evaluation, per image at
@@ -451,7 +451,7 @@ def main():
           f"load average {load0:.1f} before, {info['load_after']:.1f} after\n")
     sg = [r for r in rows if r.get('sgemm_gflops')]
     if sg:
-        print('fp32 SGEMM on this machine (1536^3, measured by each gfcg cpu run): ' +
+        print('fp32 SGEMM on this machine (2048^3, measured by each gfcg cpu run): ' +
               '; '.join(f"{r['runner']} {r['shape']}: OpenBLAS {r['sgemm_gflops_openblas']:.1f}, "
                         f"oneDNN {r['sgemm_gflops_onednn']:.1f} GFLOP/s" for r in sg) + '\n')
     print('| net | runner | ms / eval | ms / image-eval | s / image (63 evals) | peak device MiB '

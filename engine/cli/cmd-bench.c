@@ -157,8 +157,8 @@ cli_bench (int argc, char **argv)
   if (on_cpu)
     {
       /* The machine's SGEMM rate at the same thread count, measured now. */
-      sgemm_blas = gfcg_cpu_sgemm_gflops ("openblas", 1536, 3, threads);
-      sgemm_dnn = gfcg_cpu_sgemm_gflops ("onednn", 1536, 3, threads);
+      sgemm_blas = gfcg_cpu_sgemm_gflops ("openblas", 2048, 5, threads);
+      sgemm_dnn = gfcg_cpu_sgemm_gflops ("onednn", 2048, 5, threads);
     }
   {
     double mean = sum / evals, gemm_ms = gemm_ns / 1e6 / evals;
