@@ -4,9 +4,9 @@
  * the OpenBLAS path on purpose: an OpenMP team beside OpenBLAS's own
  * threads made small networks 200x slower on a busy machine (both spin
  * while waiting).  On the oneDNN path every product runs on OpenMP, and
- * large element-wise ops can share that one team (CPU_PAR_FOR; off unless
- * GFCG_CPU_PAR_MIN is set, see cpu-onednn.c).  Tensors are float arrays in
- * NCHW order. */
+ * element-wise ops of 4M values or more share that one team (CPU_PAR_FOR;
+ * GFCG_CPU_PAR_MIN, see cpu-onednn.c).  Tensors are float arrays in NCHW
+ * order. */
 #include "cpu-private.h"
 
 #include <math.h>

@@ -484,17 +484,18 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
 int
 cpu_par_threads (gsize work)
 {
-  /* GFCG_CPU_PAR_MIN=N: element-wise ops of at least N values get the team.
-   * Off by default: on the shared 2-core build machine (load 8) it made
-   * EDM2-XS 1.6x slower (12.8 s against 7.9 s per evaluation; the time
-   * outside the convolutions went from 0.5 to 4 s), OpenMP's threads
-   * waiting at every op's barrier for a core. */
+  /* GFCG_CPU_PAR_MIN=N: element-wise ops of at least N values get the team
+   * (default 4M: the decoders' 256- and 512-pixel layers).  Not the small
+   * ones: on the shared 2-core build machine (load 8), giving every op of
+   * 64K values or more the team made EDM2-XS 1.6x slower (12.8 s against
+   * 7.9 s per evaluation; the time outside the convolutions went from 0.5
+   * to 4 s), OpenMP's threads waiting at each op's barrier for a core. */
   static gsize min_work;
   if (min_work == 0)
     {
       const char *env = g_getenv ("GFCG_CPU_PAR_MIN");
       min_work = env != NULL && *env != '\0' ? MAX (g_ascii_strtoull (env, NULL, 10), 1)
-                                              : G_MAXSIZE;
+                                              : (gsize) 1 << 22;
     }
   return work >= min_work && cpu_onednn_enabled () ? gfcg_backend_cpu_get_threads () : 1;
 }
