@@ -23,6 +23,7 @@
  * OpenMP's and OpenBLAS's worker pools never spin against each other. */
 #include "cpu-private.h"
 
+#include <math.h>
 #include <string.h>
 
 #ifdef GFCG_HAVE_ONEDNN
@@ -381,6 +382,27 @@ prim_key (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, gbo
   return key;
 }
 
+/* y = act (scale y + res_scale residual), as the separate ops compute it. */
+static void
+post_in_place (GfcgTensor *y, const GfcgConvPost *post)
+{
+  const float *res = post->residual != NULL ? CF (post->residual) : NULL;
+  for (gsize i = 0; i < y->numel; i++)
+    {
+      float v = res != NULL ? post->scale * F (y)[i] + post->res_scale * res[i]
+                            : post->scale * F (y)[i];
+      switch (post->act)
+        {
+        case GFCG_ACT_NONE:  break;
+        case GFCG_ACT_RELU:  v = v > 0.0f ? v : 0.0f; break;
+        case GFCG_ACT_RELU6: v = CLAMP (v, 0.0f, 6.0f); break;
+        case GFCG_ACT_SILU:  v = v / (1.0f + expf (-v)); break;
+        case GFCG_ACT_CLIP:  v = CLAMP (v, post->lo, post->hi); break;
+        }
+      F (y)[i] = v;
+    }
+}
+
 /* y = conv (x, w) + bias, then post; FALSE when oneDNN has no fast kernel
  * for it (nothing was written).  Called under the compute lock. */
 gboolean
@@ -402,10 +424,15 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
 
   if (w->ndim == 4 && w->shape[2] != w->shape[3])
     return FALSE;
-  /* 1x1: plain (stride 1, no post-ops) only, which oneDNN runs as a matmul;
-   * the caller does the post-ops (see create_prim). */
+  /* 1x1: plain (stride 1, no post-ops) only, which oneDNN runs as a matmul
+   * (see create_prim); the post-ops then in one pass over y. */
   if (k == 1 && post != NULL)
-    return FALSE;
+    {
+      if (!cpu_onednn_conv (be, x, w, bias, p, NULL, y))
+        return FALSE;
+      post_in_place (y, post);
+      return TRUE;
+    }
   if (k == 1 && p->stride > 1)
     {
       /* Strided 1x1 (ResNet-50's downsampling): the pixels it reads, then a
