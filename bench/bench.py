@@ -30,7 +30,12 @@ the flop counter watches), then best of --evals.  Peak memory: PyTorch CUDA's
 max allocated bytes; on the CPU the peak resident set (VmHWM, reset once the
 weights are loaded) of the PyTorch process, with its resident set before
 loading the network ("idle": the PyTorch runtime), and the engine process's
-max RSS (loading included).  Prints a markdown table (per evaluation, per image at
+max RSS (loading included).  `gfcg cpu` rows also give the whole network's
+GFLOP/s (the engine's own count of its convolutions and products), that as a
+share of this machine's fp32 SGEMM rate (OpenBLAS and oneDNN, 2048^3, measured
+by `gfcg bench` in the same run at the same thread count), and the
+convolutions' own rate; devices cpu@blas and cpu@onednn pick the CPU
+backend's convolution path (GFCG_CPU_CONV).  Prints a markdown table (per evaluation, per image at
 32 steps = 63 evaluations for UNets, peak memory, GEMM share and efficiency,
 ratio to PyTorch) and writes JSON.  Timing is never part of the tests.
 """
@@ -187,6 +192,11 @@ def pack_for(shape, workdir):
 
 def run_engine(pack, net, device, evals, batch, steps, threads):
     env = dict(os.environ, GFCG_OPENCL_PROFILE='1')
+    # "cpu@blas" / "cpu@onednn": the CPU backend with that convolution path
+    # (GFCG_CPU_CONV), so that both paths of one build run in the same table.
+    device, _, path = device.partition('@')
+    if path:
+        env['GFCG_CPU_CONV'] = path
     if os.environ.get('GFCG_RT_LIBS'):  # runtime libraries shipped to a GPU host (gpu-run.sh)
         env['LD_LIBRARY_PATH'] = os.environ['GFCG_RT_LIBS']
     cmd = [os.environ.get('GFCG_BIN', 'gfcg'), 'bench', '--pack', pack, '--net', net,
@@ -374,7 +384,8 @@ def run_torch(pack, net_name, device, evals, batch, threads=0, tf32=False):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--shapes', default='tiny,default,xs')
-    ap.add_argument('--devices', default='cpu,opencl:0')
+    ap.add_argument('--devices', default='cpu,opencl:0',
+                    help='engine devices; cpu@blas and cpu@onednn pick the CPU convolution path')
     ap.add_argument('--evals', type=int, default=3)
     ap.add_argument('--batch', type=int, default=1)
     ap.add_argument('--steps', type=int, default=32)
@@ -438,12 +449,18 @@ def main():
           f"batch {a.batch}, best of {a.evals}, threads {a.threads or 'all'}"
           f"{', OMP_WAIT_POLICY ' + info['omp_wait_policy'] if info['omp_wait_policy'] else ''}, "
           f"load average {load0:.1f} before, {info['load_after']:.1f} after\n")
+    sg = [r for r in rows if r.get('sgemm_gflops')]
+    if sg:
+        print('fp32 SGEMM on this machine (2048^3, measured by each gfcg cpu run): ' +
+              '; '.join(f"{r['runner']} {r['shape']}: OpenBLAS {r['sgemm_gflops_openblas']:.1f}, "
+                        f"oneDNN {r['sgemm_gflops_onednn']:.1f} GFLOP/s" for r in sg) + '\n')
     print('| net | runner | ms / eval | ms / image-eval | s / image (63 evals) | peak device MiB '
-          '| peak RSS MiB | GEMM share | GEMM GFLOP/s | eff. | x PyTorch CPU | x PyTorch CUDA (TF32 off) |')
-    print('|' + '---|' * 12)
+          '| peak RSS MiB | GEMM share | GEMM GFLOP/s | eff. | net GFLOP/s | % of SGEMM '
+          '| conv GFLOP/s (% SGEMM) | x PyTorch CPU | x PyTorch CUDA (TF32 off) |')
+    print('|' + '---|' * 15)
     for r in rows:
         if r.get('error'):
-            print(f"| {r['shape']} | {r['runner']} | failed |" + ' |' * 9)
+            print(f"| {r['shape']} | {r['runner']} | failed |" + ' |' * 12)
             continue
         per = r['best_ms'] / a.batch
         # Per image at --steps: UNet evaluations only (2 steps - 1 per picture).
@@ -456,11 +473,20 @@ def main():
         gfl = f"{r['gemm_gflops']:.1f}" if r.get('gemm_gflops') else (
             f"{r['flops'] / r['best_ms'] / 1e6:.1f}*" if r.get('flops') and 'PyTorch' in r['runner'] else '')
         eff = f"{100 * r['gemm_gflops'] / a.peak_gflops:.0f}%" if r.get('gemm_gflops') and a.peak_gflops else ''
+        # Whole-network rate: the engine's own count of its products (CPU),
+        # PyTorch's flop counter for PyTorch; as a share of the SGEMM rate
+        # the engine measured in the same run at the same thread count.
+        sgemm = max([q['sgemm_gflops'] for q in sg if q['shape'] == r['shape']] or [0])
+        ngf = r.get('net_gflops') or (r['flops'] / r['best_ms'] / 1e6 if r.get('flops') else 0)
+        net_gf = f"{ngf:.1f}" if ngf else ''
+        pct = f"{100 * ngf / sgemm:.0f}%" if ngf and sgemm else ''
+        conv = (f"{r['conv_gflops']:.1f} ({r['conv_pct_of_sgemm']:.0f}%)"
+                if r.get('conv_gflops') else '')
         rc = f"{r['ratio_vs_torch_cpu']:.2f}" if 'ratio_vs_torch_cpu' in r else ''
         rg = f"{r['ratio_vs_torch_cuda_tf32_off']:.2f}" if 'ratio_vs_torch_cuda_tf32_off' in r else ''
         print(f"| {r['shape']} | {r['runner']} | {r['best_ms']:.1f} | {per:.1f} | "
               f"{img} | {peak / 1048576 if peak else 0:.0f} | {rss} | {gshare} | "
-              f"{gfl} | {eff} | {rc} | {rg} |")
+              f"{gfl} | {eff} | {net_gf} | {pct} | {conv} | {rc} | {rg} |")
     print('\n(* whole-network GFLOP/s of PyTorch, from torch.utils.flop_counter)')
 
 

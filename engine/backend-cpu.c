@@ -1,8 +1,12 @@
-/* backend-cpu.c — the reference backend: plain C, with OpenBLAS (and its
- * threads) for the matrix products, where nearly all the time goes.  The
- * element-wise ops stay single-threaded on purpose: an OpenMP team beside
- * OpenBLAS's own threads made small networks 200x slower on a busy machine
- * (both spin while waiting).  Tensors are float arrays in NCHW order. */
+/* backend-cpu.c — the reference backend: plain C, with OpenBLAS or oneDNN
+ * (and their threads) for the convolutions and matrix products, where
+ * nearly all the time goes.  The element-wise ops are single-threaded on
+ * the OpenBLAS path on purpose: an OpenMP team beside OpenBLAS's own
+ * threads made small networks 200x slower on a busy machine (both spin
+ * while waiting).  On the oneDNN path every product runs on OpenMP, and
+ * element-wise ops of 4M values or more share that one team (CPU_PAR_FOR;
+ * GFCG_CPU_PAR_MIN, see cpu-onednn.c).  Tensors are float arrays in NCHW
+ * order. */
 #include "cpu-private.h"
 
 #include <math.h>
@@ -48,7 +52,9 @@ cpu_pixel_norm (GfcgBackend *be, const GfcgTensor *x, float eps, GfcgTensor *y)
 {
   int n = x->shape[0], c = x->shape[1];
   gsize hw = (gsize) x->shape[2] * x->shape[3];
+  int nt = cpu_par_threads ((gsize) n * hw * c);
   (void) be;
+  CPU_PAR_FOR
   for (gsize i = 0; i < n * hw; i++)
     {
       gsize b = i / hw, p = i % hw;
@@ -67,7 +73,9 @@ cpu_pixel_norm (GfcgBackend *be, const GfcgTensor *x, float eps, GfcgTensor *y)
 static void
 cpu_mp_silu (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y)
 {
+  int nt = cpu_par_threads (x->numel);
   (void) be;
+  CPU_PAR_FOR
   for (gsize i = 0; i < x->numel; i++)
     {
       float v = CF (x)[i];
@@ -78,7 +86,9 @@ cpu_mp_silu (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y)
 static void
 cpu_relu (GfcgBackend *be, const GfcgTensor *x, GfcgTensor *y)
 {
+  int nt = cpu_par_threads (x->numel);
   (void) be;
+  CPU_PAR_FOR
   for (gsize i = 0; i < x->numel; i++)
     F (y)[i] = CF (x)[i] > 0.0f ? CF (x)[i] : 0.0f;
 }
@@ -87,7 +97,9 @@ static void
 cpu_axpby (GfcgBackend *be, float a, const GfcgTensor *x1, float b, const GfcgTensor *x2,
            GfcgTensor *y)
 {
+  int nt = cpu_par_threads (x1->numel);
   (void) be;
+  CPU_PAR_FOR
   for (gsize i = 0; i < x1->numel; i++)
     F (y)[i] = a * CF (x1)[i] + b * CF (x2)[i];
 }
@@ -97,10 +109,14 @@ cpu_axpby_batch (GfcgBackend *be, const float *a, const GfcgTensor *x1, const fl
                  const GfcgTensor *x2, GfcgTensor *y)
 {
   gsize per = x1->numel / x1->shape[0];
+  int nt = cpu_par_threads (x1->numel);
   (void) be;
-  for (int n = 0; n < x1->shape[0]; n++)
-    for (gsize i = n * per; i < (n + 1) * per; i++)
+  CPU_PAR_FOR
+  for (gsize i = 0; i < x1->numel; i++)
+    {
+      gsize n = i / per;
       F (y)[i] = a[n] * CF (x1)[i] + (x2 != NULL ? b[n] * CF (x2)[i] : 0.0f);
+    }
 }
 
 static void
@@ -108,15 +124,14 @@ cpu_cat (GfcgBackend *be, float wa, const GfcgTensor *a, float wb, const GfcgTen
          GfcgTensor *y)
 {
   gsize hw = (gsize) a->shape[2] * a->shape[3];
-  gsize sa = a->shape[1] * hw, sb = b->shape[1] * hw;
+  gsize sa = a->shape[1] * hw, sb = b->shape[1] * hw, total = a->shape[0] * (sa + sb);
+  int nt = cpu_par_threads (total);
   (void) be;
-  for (int n = 0; n < a->shape[0]; n++)
+  CPU_PAR_FOR
+  for (gsize i = 0; i < total; i++)
     {
-      float *dst = F (y) + n * (sa + sb);
-      for (gsize i = 0; i < sa; i++)
-        dst[i] = wa * CF (a)[n * sa + i];
-      for (gsize i = 0; i < sb; i++)
-        dst[sa + i] = wb * CF (b)[n * sb + i];
+      gsize n = i / (sa + sb), j = i % (sa + sb);
+      F (y)[i] = j < sa ? wa * CF (a)[n * sa + j] : wb * CF (b)[n * sb + j - sa];
     }
 }
 
@@ -139,7 +154,9 @@ cpu_resample (GfcgBackend *be, const GfcgTensor *x, GfcgResample mode, GfcgTenso
 {
   int planes = x->shape[0] * x->shape[1];
   int h = x->shape[2], w = x->shape[3], ho = y->shape[2], wo = y->shape[3];
+  int nt = cpu_par_threads (y->numel);
   (void) be;
+  CPU_PAR_FOR
   for (int p = 0; p < planes; p++)
     {
       const float *src = CF (x) + (gsize) p * h * w;
@@ -164,7 +181,9 @@ cpu_scale_channels (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *s, f
 {
   gsize hw = (gsize) x->shape[2] * x->shape[3];
   int planes = x->shape[0] * x->shape[1];
+  int nt = cpu_par_threads (x->numel);
   (void) be;
+  CPU_PAR_FOR
   for (int p = 0; p < planes; p++)
     {
       float f = CF (s)[p] + offset;
@@ -176,7 +195,9 @@ cpu_scale_channels (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *s, f
 static void
 cpu_clip (GfcgBackend *be, GfcgTensor *x, float lo, float hi)
 {
+  int nt = cpu_par_threads (x->numel);
   (void) be;
+  CPU_PAR_FOR
   for (gsize i = 0; i < x->numel; i++)
     F (x)[i] = CLAMP (F (x)[i], lo, hi);
 }
@@ -287,39 +308,43 @@ cpu_group_norm (GfcgBackend *be, const GfcgTensor *x, int groups, float eps,
 {
   int c = x->shape[1], cg = c / groups;
   gsize hw = (gsize) x->shape[2] * x->shape[3], len = cg * hw;
+  int nt = cpu_par_threads (x->numel);
   (void) be;
-  for (int b = 0; b < x->shape[0]; b++)
-    for (int g = 0; g < groups; g++)
-      {
-        gsize off = ((gsize) b * c + (gsize) g * cg) * hw;
-        const float *src = CF (x) + off;
-        float *dst = F (y) + off;
-        double sum = 0.0, ss = 0.0, mean, var;
-        float inv;
-        for (gsize i = 0; i < len; i++)
-          sum += src[i];
-        mean = sum / len;
-        for (gsize i = 0; i < len; i++)
-          ss += (src[i] - mean) * (src[i] - mean);
-        var = ss / len;
-        inv = (float) (1.0 / sqrt (var + eps));
-        for (int ch = 0; ch < cg; ch++)
-          {
-            float ga = CF (gamma)[g * cg + ch] * inv, be_ = CF (beta)[g * cg + ch];
-            float mu = (float) mean;
-            for (gsize i = 0; i < hw; i++)
-              {
-                float v = (src[ch * hw + i] - mu) * ga + be_;
-                dst[ch * hw + i] = silu ? v / (1.0f + expf (-v)) : v;
-              }
-          }
-      }
+  CPU_PAR_FOR
+  for (int bg = 0; bg < x->shape[0] * groups; bg++)
+    {
+      int b = bg / groups, g = bg % groups;
+      gsize off = ((gsize) b * c + (gsize) g * cg) * hw;
+      const float *src = CF (x) + off;
+      float *dst = F (y) + off;
+      double sum = 0.0, ss = 0.0, mean, var;
+      float inv;
+      for (gsize i = 0; i < len; i++)
+        sum += src[i];
+      mean = sum / len;
+      for (gsize i = 0; i < len; i++)
+        ss += (src[i] - mean) * (src[i] - mean);
+      var = ss / len;
+      inv = (float) (1.0 / sqrt (var + eps));
+      for (int ch = 0; ch < cg; ch++)
+        {
+          float ga = CF (gamma)[g * cg + ch] * inv, be_ = CF (beta)[g * cg + ch];
+          float mu = (float) mean;
+          for (gsize i = 0; i < hw; i++)
+            {
+              float v = (src[ch * hw + i] - mu) * ga + be_;
+              dst[ch * hw + i] = silu ? v / (1.0f + expf (-v)) : v;
+            }
+        }
+    }
 }
 
 static void
 cpu_unary (GfcgBackend *be, const GfcgTensor *x, GfcgUnary f, float a, GfcgTensor *y)
 {
+  int nt = cpu_par_threads (x->numel);
   (void) be;
+  CPU_PAR_FOR
   for (gsize i = 0; i < x->numel; i++)
     {
       float v = CF (x)[i];
@@ -337,7 +362,9 @@ static void
 cpu_maxpool (GfcgBackend *be, const GfcgTensor *x, int k, int stride, int pad, GfcgTensor *y)
 {
   int h = x->shape[2], w = x->shape[3], ho = y->shape[2], wo = y->shape[3];
+  int nt = cpu_par_threads (y->numel * k * k);
   (void) be;
+  CPU_PAR_FOR
   for (int pl = 0; pl < x->shape[0] * x->shape[1]; pl++)
     {
       const float *src = CF (x) + (gsize) pl * h * w;
@@ -364,7 +391,9 @@ cpu_channel_affine (GfcgBackend *be, const GfcgTensor *x, const float *scale, co
 {
   int c = x->shape[1];
   gsize hw = (gsize) x->shape[2] * x->shape[3];
+  int nt = cpu_par_threads (x->numel);
   (void) be;
+  CPU_PAR_FOR
   for (int pl = 0; pl < x->shape[0] * c; pl++)
     for (gsize i = 0; i < hw; i++)
       F (y)[pl * hw + i] = CF (x)[pl * hw + i] * scale[pl % c] + shift[pl % c];
@@ -374,6 +403,16 @@ static char *
 cpu_describe (GfcgBackend *be)
 {
   int n = gfcg_backend_cpu_get_threads ();
+#ifdef GFCG_HAVE_ONEDNN
+  if (cpu_onednn_enabled ())
+    {
+      char *v = cpu_onednn_version ();
+      char *d = g_strdup_printf ("%s (oneDNN %s, %d thread%s)", be->ops->name, v, n,
+                                 n == 1 ? "" : "s");
+      g_free (v);
+      return d;
+    }
+#endif
   return g_strdup_printf ("%s (OpenBLAS, %d thread%s)", be->ops->name, n, n == 1 ? "" : "s");
 }
 
@@ -406,6 +445,7 @@ static const GfcgBackendOps cpu_ops = {
   .maxpool = cpu_maxpool,
   .channel_affine = cpu_channel_affine,
   .attention_qkv = cpu_attention_qkv,
+  .conv2d_post = cpu_conv2d_post,
 };
 
 const GfcgBackendOps *
@@ -433,4 +473,16 @@ gfcg_backend_cpu_new (int n_threads)
   be->ops = &cpu_ops;
   gfcg_backend_cpu_set_threads (n_threads);
   return be;
+}
+
+const char *
+gfcg_cpu_conv_path (void)
+{
+  return cpu_onednn_enabled () ? "onednn" : "blas";
+}
+
+int
+gfcg_cpu_threads (void)
+{
+  return gfcg_backend_cpu_get_threads ();
 }

@@ -135,8 +135,9 @@ gfcg_backend_list_devices (void)
   GString *s = g_string_new (NULL);
   int gpu;
 
-  g_string_append_printf (s, "cpu         the CPU backend (OpenBLAS, %u threads)\n",
-                          g_get_num_processors ());
+  g_string_append_printf (s, "cpu         the CPU backend (%s, %u threads)\n",
+                          strcmp (gfcg_cpu_conv_path (), "onednn") == 0
+                          ? "oneDNN convolutions" : "OpenBLAS", g_get_num_processors ());
 #ifdef GFCG_HAVE_OPENCL
   gpu = list_opencl (s);
 #else

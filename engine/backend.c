@@ -137,6 +137,7 @@ gfcg_tensor_free (GfcgTensor *t)
 {
   if (t == NULL)
     return;
+  gfcg_tensor_drop_cache (t);
   t->be->bytes_live -= t->numel * sizeof (float);
   t->be->ops->release (t->be, t);
   g_free (t);
@@ -153,7 +154,22 @@ void
 gfcg_tensor_upload (GfcgTensor *t, const float *src)
 {
   if (t != NULL && gfcg_backend_ok (t->be))
-    t->be->ops->upload (t->be, t, src);
+    {
+      gfcg_tensor_drop_cache (t);
+      t->be->ops->upload (t->be, t, src);
+    }
+}
+
+void
+gfcg_tensor_drop_cache (GfcgTensor *t)
+{
+  if (t != NULL && t->cache != NULL)
+    {
+      if (t->cache_free != NULL)
+        t->cache_free (t->cache);
+      t->cache = NULL;
+      t->cache_free = NULL;
+    }
 }
 
 gboolean

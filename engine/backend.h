@@ -27,6 +27,11 @@ struct _GfcgTensor
   int          shape[GFCG_MAX_DIMS];
   gsize        numel;
   gpointer     data;   /* backend-owned storage: float* on the CPU */
+  /* Something derived from the data and kept with it, e.g. the CPU
+   * backend's weights packed for oneDNN: freed by cache_free when the
+   * tensor is freed or uploaded to (gfcg_tensor_drop_cache). */
+  gpointer       cache;
+  GDestroyNotify cache_free;
 };
 
 typedef enum { GFCG_RESAMPLE_KEEP, GFCG_RESAMPLE_DOWN, GFCG_RESAMPLE_UP } GfcgResample;
@@ -48,6 +53,29 @@ typedef struct
   int pad_top, pad_left, pad_bottom, pad_right;
   int groups;
 } GfcgConvParams;
+
+/* What a convolution's result goes through before it is stored:
+ *   y = act (scale (conv (x, w) + bias) + res_scale residual)
+ * with act one of the below (CLIP: clamp to [lo, hi]).  The CPU backend
+ * fuses these into the convolution (oneDNN post-ops); elsewhere they are
+ * the separate ops (axpby, relu, unary, clip) in that order. */
+typedef enum
+{
+  GFCG_ACT_NONE,
+  GFCG_ACT_RELU,
+  GFCG_ACT_RELU6,
+  GFCG_ACT_SILU,  /* x * sigmoid(x) */
+  GFCG_ACT_CLIP,
+} GfcgAct;
+
+typedef struct
+{
+  float             scale;     /* 1: none */
+  const GfcgTensor *residual;  /* [N, O, Ho, Wo] or NULL */
+  float             res_scale;
+  GfcgAct           act;
+  float             lo, hi;    /* GFCG_ACT_CLIP */
+} GfcgConvPost;
 
 typedef struct
 {
@@ -131,6 +159,13 @@ typedef struct
    * h*C/heads ..; y = v softmax(scale q^T k)^T over key positions. */
   void (*attention_qkv) (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,
                          const GfcgTensor *v, int heads, float scale, GfcgTensor *y);
+  /* conv2d_ex followed by post (see GfcgConvPost), in one pass where the
+   * backend can.  Returns FALSE when it did nothing (this shape or post is
+   * not fused here): ops-ex.c then runs conv2d_ex and the separate ops.
+   * NULL: always the separate ops. */
+  gboolean (*conv2d_post) (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
+                           const GfcgTensor *bias, const GfcgConvParams *p,
+                           const GfcgConvPost *post, GfcgTensor *y);
 } GfcgBackendOps;
 
 struct _GfcgBackend
@@ -162,6 +197,10 @@ GfcgBackend *gfcg_backend_cpu_new   (int n_threads);
 const GfcgBackendOps *gfcg_backend_cpu_ops (void);
 void         gfcg_backend_cpu_set_threads (int n_threads); /* process-wide: BLAS and OpenMP */
 int          gfcg_backend_cpu_get_threads (void);          /* the threads large products use */
+/* The CPU backend's convolutions and products, process-wide: "onednn" (the
+ * default where built with it) or "blas" (im2col + OpenBLAS SGEMM); the
+ * environment's GFCG_CPU_CONV sets it at start.  FALSE: not in this build. */
+gboolean     gfcg_backend_cpu_set_conv (const char *path);
 void         gfcg_backend_free      (GfcgBackend *be);
 /* Records the first error; later ops are skipped until it is taken. */
 void         gfcg_backend_fail      (GfcgBackend *be, int code, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
@@ -176,6 +215,8 @@ GfcgTensor  *gfcg_tensor_from_host  (GfcgBackend *be, int ndim, const int *shape
 void         gfcg_tensor_free       (GfcgTensor *t);
 void         gfcg_tensor_download   (const GfcgTensor *t, float *dst);
 void         gfcg_tensor_upload     (GfcgTensor *t, const float *src);
+/* Frees t->cache (the data changed, or the tensor goes). */
+void         gfcg_tensor_drop_cache (GfcgTensor *t);
 gboolean     gfcg_tensor_same_shape (const GfcgTensor *a, const GfcgTensor *b);
 
 /* Ops returning a new tensor (NULL-safe: they return NULL once the backend
@@ -225,6 +266,13 @@ GfcgTensor *gfcg_op_image_prep (const GfcgTensor *x, int size, const float *mean
  *   -> y [N, Cout, (H + pad_top + pad_bottom - k) / stride + 1, likewise W] */
 GfcgTensor *gfcg_op_conv2d_ex  (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
                                 const GfcgConvParams *p);
+/* gfcg_op_conv2d_ex, then post (GfcgConvPost; NULL: none):
+ *   y = act (scale (conv (x, w) + bias) + res_scale residual), residual of y's shape */
+GfcgTensor *gfcg_op_conv2d_post (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+                                 const GfcgConvParams *p, const GfcgConvPost *post);
+/* The same with symmetric padding and no groups (gfcg_op_conv2d's arguments). */
+GfcgTensor *gfcg_op_conv2d_fused (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+                                  int stride, int pad, const GfcgConvPost *post);
 /* TensorFlow's SAME padding for a k x k kernel at this stride and input size. */
 GfcgConvParams gfcg_conv_params_same (int k, int stride, int h, int w);
 /* Symmetric padding, groups 1 unless given. */
@@ -241,6 +289,21 @@ GfcgTensor *gfcg_op_channel_affine (const GfcgTensor *x, const float *scale, con
 /* q, k, v [N, C, H, W] (C % heads == 0) -> y [N, C, H, W] */
 GfcgTensor *gfcg_op_attention_qkv (const GfcgTensor *q, const GfcgTensor *k,
                                    const GfcgTensor *v, int heads, float scale);
+
+/* The usual posts: an activation alone; a residual added, then an activation. */
+static inline GfcgConvPost
+gfcg_post_act (GfcgAct act)
+{
+  GfcgConvPost p = { 1.0f, NULL, 0.0f, act, 0.0f, 0.0f };
+  return p;
+}
+
+static inline GfcgConvPost
+gfcg_post_add (const GfcgTensor *residual, GfcgAct act)
+{
+  GfcgConvPost p = { 1.0f, residual, 1.0f, act, 0.0f, 0.0f };
+  return p;
+}
 
 /* Replace *dst by src, freeing the old tensor (keeps network code short). */
 static inline void

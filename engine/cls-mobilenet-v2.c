@@ -136,20 +136,21 @@ conv3x3 (const MobileNetV2 *m, const GfcgTensor *x, const GfcgTensor *w, const G
          int stride, int groups)
 {
   GfcgConvParams p;
+  GfcgConvPost post = gfcg_post_act (GFCG_ACT_RELU6);
   if (x == NULL)
     return NULL;
   p = m->same ? gfcg_conv_params_same (3, stride, x->shape[2], x->shape[3])
               : gfcg_conv_params (stride, 1, 1);
   p.groups = groups;
-  return gfcg_op_conv2d_ex (x, w, b, &p);
+  return gfcg_op_conv2d_post (x, w, b, &p, &post); /* ReLU6 fused */
 }
 
+/* A 1x1 conv, then ReLU6 (fused). */
 static GfcgTensor *
-relu6 (GfcgTensor *t)
+conv1x1_relu6 (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *b)
 {
-  GfcgTensor *y = gfcg_op_unary (t, GFCG_UNARY_RELU6, 0.0f);
-  gfcg_tensor_free (t);
-  return y;
+  GfcgConvPost post = gfcg_post_act (GFCG_ACT_RELU6);
+  return gfcg_op_conv2d_fused (x, w, b, 1, 0, &post);
 }
 
 static GfcgTensor *
@@ -157,25 +158,25 @@ mobilenet_v2_forward (gpointer p, const GfcgTensor *x)
 {
   MobileNetV2 *m = p;
   /* x [N, 3, R, R] (R = resolution) -> t [N, 32, ceil(R/2), ceil(R/2)] */
-  GfcgTensor *t = relu6 (conv3x3 (m, x, m->stem_w, m->stem_b, 2, 1));
+  GfcgTensor *t = conv3x3 (m, x, m->stem_w, m->stem_b, 2, 1);
 
   for (int i = 0; i < N_BLOCKS; i++)
     {
       InvRes *b = &m->blocks[i];
       /* t [N, cin, H, W] -> h [N, hidden, H, W] -> d [N, hidden, H', W'] -> h, then t
        * [N, cout, H', W'], H' = ceil(H / stride) */
-      GfcgTensor *h = b->ew != NULL ? relu6 (gfcg_op_conv2d (t, b->ew, b->eb, 1, 0)) : NULL;
-      GfcgTensor *d = relu6 (conv3x3 (m, b->ew != NULL ? h : t, b->dw, b->db, b->stride,
-                                      b->hidden));
+      GfcgTensor *h = b->ew != NULL ? conv1x1_relu6 (t, b->ew, b->eb) : NULL;
+      GfcgTensor *d = conv3x3 (m, b->ew != NULL ? h : t, b->dw, b->db, b->stride, b->hidden);
+      GfcgConvPost add = gfcg_post_add (t, GFCG_ACT_NONE);
       gfcg_tensor_free (h);
-      h = gfcg_op_conv2d (d, b->pw, b->pb, 1, 0);
+      /* the projection, with the residual added by it when there is one */
+      h = gfcg_op_conv2d_fused (d, b->pw, b->pb, 1, 0,
+                                b->stride == 1 && b->cin == b->cout ? &add : NULL);
       gfcg_tensor_free (d);
-      if (b->stride == 1 && b->cin == b->cout)
-        gfcg_tensor_set (&h, gfcg_op_axpby (1.0f, h, 1.0f, t));
       gfcg_tensor_set (&t, h);
     }
   /* t [N, 320, ceil(R/32), ceil(R/32)] (224: 7 x 7) */
-  gfcg_tensor_set (&t, relu6 (gfcg_op_conv2d (t, m->head_w, m->head_b, 1, 0))); /* [N, 1280, ..] */
+  gfcg_tensor_set (&t, conv1x1_relu6 (t, m->head_w, m->head_b)); /* [N, 1280, ..] */
   gfcg_tensor_set (&t, gfcg_op_avgpool_global (t));           /* [N, 1280] */
   gfcg_tensor_set (&t, gfcg_op_linear (t, m->fc_w, m->fc_b)); /* [N, n_outputs] */
   return t;

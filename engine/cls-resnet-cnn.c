@@ -118,22 +118,21 @@ resnet_cnn_forward (gpointer p, const GfcgTensor *x)
 {
   ResnetCnn *c = p;
   /* x [N, 3, R, R] (R = resolution) -> t [N, widths[0], R, R] */
-  GfcgTensor *t = gfcg_op_conv2d (x, c->stem_w, c->stem_b, 1, 1);
+  GfcgConvPost relu = gfcg_post_act (GFCG_ACT_RELU);
+  GfcgTensor *t = gfcg_op_conv2d_fused (x, c->stem_w, c->stem_b, 1, 1, &relu);
 
-  gfcg_tensor_set (&t, gfcg_op_relu (t));
   for (guint i = 0; i < c->blocks->len; i++)
     {
       ResBlock *b = &g_array_index (c->blocks, ResBlock, i);
       GfcgTensor *r, *skip;
+      GfcgConvPost add;
       /* t [N, cin, H, W] -> r, skip, t [N, cout, H', W'], H' = (H - 1) / stride + 1 */
-      r = gfcg_op_conv2d (t, b->w1, b->b1, b->stride, 1);
-      gfcg_tensor_set (&r, gfcg_op_relu (r));
-      gfcg_tensor_set (&r, gfcg_op_conv2d (r, b->w2, b->b2, 1, 1));
+      r = gfcg_op_conv2d_fused (t, b->w1, b->b1, b->stride, 1, &relu);
       skip = b->ws != NULL ? gfcg_op_conv2d (t, b->ws, b->bs, b->stride, 0) : NULL;
-      gfcg_tensor_set (&r, gfcg_op_axpby (1.0f, r, 1.0f, skip != NULL ? skip : t));
+      add = gfcg_post_add (skip != NULL ? skip : t, GFCG_ACT_RELU);
+      gfcg_tensor_set (&r, gfcg_op_conv2d_fused (r, b->w2, b->b2, 1, 1, &add));
       gfcg_tensor_free (skip);
-      gfcg_tensor_set (&t, gfcg_op_relu (r));
-      gfcg_tensor_free (r);
+      gfcg_tensor_set (&t, r); /* relu (conv2 + skip) */
     }
   gfcg_tensor_set (&t, gfcg_op_avgpool_global (t));           /* [N, C] */
   gfcg_tensor_set (&t, gfcg_op_linear (t, c->fc_w, c->fc_b)); /* [N, n_outputs] */

@@ -182,19 +182,12 @@ fail:
 }
 
 static GfcgTensor *
-relu (GfcgTensor *t)
-{
-  GfcgTensor *y = gfcg_op_relu (t);
-  gfcg_tensor_free (t);
-  return y;
-}
-
-static GfcgTensor *
 resnet50_forward (gpointer p, const GfcgTensor *x)
 {
   ResNet50 *r = p;
   /* x [N, 3, R, R] (R = resolution) -> t [N, 64, ceil(R/2), ceil(R/2)] */
-  GfcgTensor *t = relu (gfcg_op_conv2d (x, r->stem_w, r->stem_b, 2, 3));
+  GfcgConvPost stem = gfcg_post_act (GFCG_ACT_RELU);
+  GfcgTensor *t = gfcg_op_conv2d_fused (x, r->stem_w, r->stem_b, 2, 3, &stem);
 
   gfcg_tensor_set (&t, gfcg_op_maxpool (t, 3, 2, 1)); /* [N, 64, ceil(R/4), ceil(R/4)] */
   for (guint i = 0; i < r->blocks->len; i++)
@@ -202,13 +195,14 @@ resnet50_forward (gpointer p, const GfcgTensor *x)
       Bottleneck *b = &g_array_index (r->blocks, Bottleneck, i);
       /* t [N, cin, H, W] -> h [N, width, H, W] -> h [N, width, H', W'] -> h, skip, then t
        * [N, 4 width, H', W'], H' = ceil(H / stride) */
-      GfcgTensor *h = relu (gfcg_op_conv2d (t, b->w1, b->b1, 1, 0));
+      GfcgConvPost r_ = gfcg_post_act (GFCG_ACT_RELU), add;
+      GfcgTensor *h = gfcg_op_conv2d_fused (t, b->w1, b->b1, 1, 0, &r_);
       GfcgTensor *skip = b->wd != NULL ? gfcg_op_conv2d (t, b->wd, b->bd, b->stride, 0) : NULL;
-      gfcg_tensor_set (&h, relu (gfcg_op_conv2d (h, b->w2, b->b2, b->stride, 1)));
-      gfcg_tensor_set (&h, gfcg_op_conv2d (h, b->w3, b->b3, 1, 0));
-      gfcg_tensor_set (&h, gfcg_op_axpby (1.0f, h, 1.0f, skip != NULL ? skip : t));
+      gfcg_tensor_set (&h, gfcg_op_conv2d_fused (h, b->w2, b->b2, b->stride, 1, &r_));
+      add = gfcg_post_add (skip != NULL ? skip : t, GFCG_ACT_RELU);
+      gfcg_tensor_set (&h, gfcg_op_conv2d_fused (h, b->w3, b->b3, 1, 0, &add));
       gfcg_tensor_free (skip);
-      gfcg_tensor_set (&t, relu (h));
+      gfcg_tensor_set (&t, h); /* relu (conv3 + skip) */
     }
   /* t [N, 2048, ceil(R/32), ceil(R/32)] (224: 7 x 7) */
   gfcg_tensor_set (&t, gfcg_op_avgpool_global (t));           /* [N, 2048] */

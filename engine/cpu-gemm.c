@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 /* Small products run on one thread: waking OpenBLAS's pool costs more than
  * they do, and on a loaded machine its spinning threads made a tiny network
@@ -27,16 +28,145 @@ gemm_threads (double flops)
  * is unsafe (the plug-in times a pack in a worker thread while another may
  * be sampling), so products are serialised: each one uses every core it
  * should anyway. */
-static GMutex gemm_lock;
+GMutex cpu_compute_lock;
+
+/* ---- counters (gfcg bench): time and flops in convolutions (whole ops,
+ * im2col included) and in the other matrix products, process-wide --------- */
+
+static GMutex   count_lock;
+static guint64  n_conv_ns, n_conv_flops, n_gemm_ns, n_gemm_flops;
+static GPrivate in_conv; /* set while a convolution runs: its SGEMMs are its own */
+
+static gint64
+now_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (gint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+count (gboolean conv, gint64 t0, double flops)
+{
+  guint64 ns = (guint64) MAX (now_ns () - t0, 0);
+  g_mutex_lock (&count_lock);
+  if (conv)
+    n_conv_ns += ns, n_conv_flops += (guint64) flops;
+  else
+    n_gemm_ns += ns, n_gemm_flops += (guint64) flops;
+  g_mutex_unlock (&count_lock);
+}
+
+void
+gfcg_cpu_take_counters (GfcgCpuCounters *c)
+{
+  g_mutex_lock (&count_lock);
+  c->conv_ns = n_conv_ns;
+  c->conv_flops = n_conv_flops;
+  c->gemm_ns = n_gemm_ns;
+  c->gemm_flops = n_gemm_flops;
+  n_conv_ns = n_conv_flops = n_gemm_ns = n_gemm_flops = 0;
+  g_mutex_unlock (&count_lock);
+}
+
+static double
+conv_flops (const GfcgTensor *x, const GfcgTensor *w, int groups, const GfcgTensor *y)
+{
+  int k = w->ndim == 4 ? w->shape[2] : 1;
+  return 2.0 * y->numel * (x->shape[1] / groups) * k * k;
+}
 
 void
 cpu_sgemm (CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
        const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-  g_mutex_lock (&gemm_lock);
-  gemm_threads (2.0 * m * n * k);
-  cblas_sgemm (CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  g_mutex_unlock (&gemm_lock);
+  gint64 t0 = now_ns ();
+  g_mutex_lock (&cpu_compute_lock);
+#ifdef GFCG_HAVE_ONEDNN
+  /* One thread pool in the process: OpenMP's when oneDNN runs the convolutions. */
+  if (cpu_onednn_enabled ())
+    cpu_onednn_sgemm (ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  else
+#endif
+    {
+      gemm_threads (2.0 * m * n * k);
+      cblas_sgemm (CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+  g_mutex_unlock (&cpu_compute_lock);
+  if (g_private_get (&in_conv) == NULL)
+    count (FALSE, t0, 2.0 * m * n * k);
+}
+
+/* The SGEMM rate of this machine: C = A B, n x n, best of reps, on
+ * OpenBLAS ("openblas") or oneDNN ("onednn") at n_threads; 0 where the
+ * library is not in this build. */
+double
+gfcg_cpu_sgemm_gflops (const char *lib, int n, int reps, int n_threads)
+{
+  gsize sz = (gsize) n * n;
+  float *a, *b, *c;
+  double best = 0.0;
+  gboolean dnn = strcmp (lib, "onednn") == 0;
+  int saved = gfcg_backend_cpu_get_threads ();
+
+  if (dnn && !cpu_onednn_available ())
+    return 0.0;
+  a = g_new (float, sz);
+  b = g_new (float, sz);
+  c = g_new0 (float, sz);
+  for (gsize i = 0; i < sz; i++)
+    a[i] = b[i] = (float) ((i * 7919) % 1000) / 1000.0f - 0.5f;
+  gfcg_backend_cpu_set_threads (n_threads);
+  g_mutex_lock (&cpu_compute_lock);
+  for (int r = 0; r < reps + 1; r++) /* the first wakes the threads */
+    {
+      gint64 t0 = now_ns ();
+#ifdef GFCG_HAVE_ONEDNN
+      if (dnn)
+        cpu_onednn_sgemm (CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+      else
+#endif
+        {
+          gemm_threads (2.0 * n * n * n);
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n,
+                       0.0f, c, n);
+        }
+      if (r > 0)
+        best = MAX (best, 2.0 * n * n * n / (double) MAX (now_ns () - t0, 1));
+    }
+  g_mutex_unlock (&cpu_compute_lock);
+  gfcg_backend_cpu_set_threads (saved == (int) g_get_num_processors () ? 0 : saved);
+  g_free (a);
+  g_free (b);
+  g_free (c);
+  return best;
+}
+
+/* oneDNN's convolution when it has one for this shape; FALSE: do it here. */
+static gboolean
+onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+             const GfcgConvParams *p, const GfcgConvPost *post, GfcgTensor *y)
+{
+#ifdef GFCG_HAVE_ONEDNN
+  gboolean done;
+  if (!cpu_onednn_enabled ())
+    return FALSE;
+  g_mutex_lock (&cpu_compute_lock);
+  done = cpu_onednn_conv (be, x, w, bias, p, post, y);
+  g_mutex_unlock (&cpu_compute_lock);
+  return done;
+#else
+  (void) be, (void) x, (void) w, (void) bias, (void) p, (void) post, (void) y;
+  return FALSE;
+#endif
+}
+
+static gboolean
+conv2d_post_body (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
+                 const GfcgTensor *bias, const GfcgConvParams *p, const GfcgConvPost *post,
+                 GfcgTensor *y)
+{
+  return onednn_conv (be, x, w, bias, p, post, y);
 }
 
 
@@ -110,8 +240,8 @@ conv_gemm (const float *xb, int c, int h, int w, int k, int stride, int pad_t, i
     }
 }
 
-void
-cpu_conv2d (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+static void
+conv2d_body (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
             int stride, int pad, GfcgTensor *y)
 {
   int n = x->shape[0], c = x->shape[1], h = x->shape[2], wd = x->shape[3];
@@ -120,8 +250,12 @@ cpu_conv2d (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const Gfc
   int kdim = c * k * k, npix = ho * wo;
   gboolean direct = (k == 1 && stride == 1 && pad == 0);
   int rows = band_rows (kdim, ho, wo);
-  float *cols = direct ? NULL : g_try_malloc ((gsize) kdim * rows * wo * sizeof (float));
+  GfcgConvParams cp = gfcg_conv_params (stride, pad, 1);
+  float *cols;
 
+  if (onednn_conv (be, x, w, bias, &cp, NULL, y))
+    return;
+  cols = direct ? NULL : g_try_malloc ((gsize) kdim * rows * wo * sizeof (float));
   if (!direct && cols == NULL)
     {
       gfcg_backend_fail (be, GFCG_ERROR_NO_MEMORY, "out of memory for a convolution");
@@ -259,8 +393,8 @@ depthwise (const float *x, const float *w, const float *bias, int c, int h, int 
     }
 }
 
-void
-cpu_conv2d_ex (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+static void
+conv2d_ex_body (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
                const GfcgConvParams *p, GfcgTensor *y)
 {
   int n = x->shape[0], c = x->shape[1], h = x->shape[2], wd = x->shape[3];
@@ -269,6 +403,8 @@ cpu_conv2d_ex (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const 
   int cg = c / g, og = o / g, kdim = cg * k * k, npix = ho * wo, rows;
   float *cols;
 
+  if (onednn_conv (be, x, w, bias, p, NULL, y))
+    return;
   if (g == c && g == o)
     {
       for (int b = 0; b < n; b++)
@@ -324,4 +460,43 @@ cpu_attention_qkv (GfcgBackend *be, const GfcgTensor *q, const GfcgTensor *k,
                    CF (v) + off, hw, att, hw, 0.0f, F (y) + off, hw);
       }
   g_free (att);
+}
+
+/* ---- the convolution entries: counted, then the work above ---------------- */
+
+void
+cpu_conv2d (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+            int stride, int pad, GfcgTensor *y)
+{
+  gint64 t0 = now_ns ();
+  g_private_set (&in_conv, GINT_TO_POINTER (1));
+  conv2d_body (be, x, w, bias, stride, pad, y);
+  g_private_set (&in_conv, NULL);
+  count (TRUE, t0, conv_flops (x, w, 1, y));
+}
+
+void
+cpu_conv2d_ex (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+               const GfcgConvParams *p, GfcgTensor *y)
+{
+  gint64 t0 = now_ns ();
+  g_private_set (&in_conv, GINT_TO_POINTER (1));
+  conv2d_ex_body (be, x, w, bias, p, y);
+  g_private_set (&in_conv, NULL);
+  count (TRUE, t0, conv_flops (x, w, p->groups, y));
+}
+
+gboolean
+cpu_conv2d_post (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
+                 const GfcgTensor *bias, const GfcgConvParams *p, const GfcgConvPost *post,
+                 GfcgTensor *y)
+{
+  gint64 t0 = now_ns ();
+  gboolean done;
+  g_private_set (&in_conv, GINT_TO_POINTER (1));
+  done = conv2d_post_body (be, x, w, bias, p, post, y);
+  g_private_set (&in_conv, NULL);
+  if (done)
+    count (TRUE, t0, conv_flops (x, w, p->groups, y));
+  return done;
 }

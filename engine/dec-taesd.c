@@ -159,13 +159,13 @@ fail:
 GfcgTensor *
 taesd_block (const TaesdBlock *bl, const GfcgTensor *x)
 {
-  GfcgTensor *h = gfcg_op_conv2d (x, bl->w[0], bl->b[0], 1, 1);
-  gfcg_tensor_set (&h, gfcg_op_relu (h));
-  gfcg_tensor_set (&h, gfcg_op_conv2d (h, bl->w[1], bl->b[1], 1, 1));
-  gfcg_tensor_set (&h, gfcg_op_relu (h));
-  gfcg_tensor_set (&h, gfcg_op_conv2d (h, bl->w[2], bl->b[2], 1, 1));
-  gfcg_tensor_set (&h, gfcg_op_axpby (1.0f, h, 1.0f, x));
-  gfcg_tensor_set (&h, gfcg_op_relu (h));
+  /* each conv's ReLU, and the residual add and its ReLU, fused into the convs */
+  GfcgConvPost relu = gfcg_post_act (GFCG_ACT_RELU);
+  GfcgConvPost add_relu = gfcg_post_add (x, GFCG_ACT_RELU);
+  GfcgTensor *h = gfcg_op_conv2d_fused (x, bl->w[0], bl->b[0], 1, 1, &relu);
+
+  gfcg_tensor_set (&h, gfcg_op_conv2d_fused (h, bl->w[1], bl->b[1], 1, 1, &relu));
+  gfcg_tensor_set (&h, gfcg_op_conv2d_fused (h, bl->w[2], bl->b[2], 1, 1, &add_relu));
   return h;
 }
 
@@ -176,9 +176,10 @@ taesd_forward (gpointer p, const GfcgTensor *z)
   /* z, x [N, latent_channels, h, w] -> x [N, C, h, w] (conv, ReLU) */
   GfcgTensor *x = gfcg_op_unary (z, GFCG_UNARY_TANH, 3.0f);
   int k = 0;
+  /* each conv's ReLU fused into it (and the blocks', in taesd_block) */
+  GfcgConvPost relu = gfcg_post_act (GFCG_ACT_RELU);
 
-  gfcg_tensor_set (&x, gfcg_op_conv2d (x, t->in_w, t->in_b, 1, 1));
-  gfcg_tensor_set (&x, gfcg_op_relu (x));
+  gfcg_tensor_set (&x, gfcg_op_conv2d_fused (x, t->in_w, t->in_b, 1, 1, &relu));
   for (int s = 0; s < t->n_stages; s++)
     {
       /* x, h [N, C, 2^s h, 2^s w]; 2x after each stage but the last */

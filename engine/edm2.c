@@ -326,6 +326,18 @@ fail:
   return NULL;
 }
 
+/* mp_sum (x, conv output, t) as a conv's post: the conv output times
+ * t / d plus x times (1 - t) / d (gfcg_op_mp_sum's weights), then clamped
+ * to [-clip, clip] when clip > 0. */
+static GfcgConvPost
+mp_sum_post (const GfcgTensor *x, float t, double clip)
+{
+  double d = sqrt ((1.0 - t) * (1.0 - t) + (double) t * t);
+  GfcgConvPost p = { (float) (t / d), x, (float) ((1.0 - t) / d),
+                     clip > 0.0 ? GFCG_ACT_CLIP : GFCG_ACT_NONE, (float) -clip, (float) clip };
+  return p;
+}
+
 /* x_in [N, cin, H, W], emb [N, cemb] -> [N, cout, R, R], R = H/2 (DOWN), 2H (UP), H. */
 static GfcgTensor *
 block_forward (Edm2Net *net, Layer *l, const GfcgTensor *x_in, const GfcgTensor *emb)
@@ -333,6 +345,7 @@ block_forward (Edm2Net *net, Layer *l, const GfcgTensor *x_in, const GfcgTensor 
   const Edm2Config *c = &net->cfg;
   GfcgTensor *x = gfcg_op_resample (x_in, l->resample); /* [N, cin, R, R] */
   GfcgTensor *y, *t, *scale;
+  GfcgConvPost post;
 
   if (l->enc)
     {
@@ -347,10 +360,12 @@ block_forward (Edm2Net *net, Layer *l, const GfcgTensor *x_in, const GfcgTensor 
   gfcg_tensor_set (&y, gfcg_op_scale_channels (y, scale, 1.0f));
   gfcg_tensor_free (scale);
   gfcg_tensor_set (&y, gfcg_op_mp_silu (y));
-  gfcg_tensor_set (&y, gfcg_op_conv2d (y, l->conv_res1, NULL, 1, 1));
   if (!l->enc && l->conv_skip != NULL)
     gfcg_tensor_set (&x, gfcg_op_conv2d (x, l->conv_skip, NULL, 1, 0));
-  t = gfcg_op_mp_sum (x, y, (float) c->res_balance); /* [N, cout, R, R] */
+  /* mp_sum (x, conv_res1 (y)) [N, cout, R, R], the sum (and the clip that
+   * ends the block when no attention follows) fused into the conv */
+  post = mp_sum_post (x, (float) c->res_balance, l->heads > 0 ? 0.0 : c->clip_act);
+  t = gfcg_op_conv2d_fused (y, l->conv_res1, NULL, 1, 1, &post);
   gfcg_tensor_free (x);
   gfcg_tensor_free (y);
   x = t;
@@ -359,13 +374,13 @@ block_forward (Edm2Net *net, Layer *l, const GfcgTensor *x_in, const GfcgTensor 
       GfcgTensor *qkv = gfcg_op_conv2d (x, l->attn_qkv, NULL, 1, 0); /* [N, 3 cout, R, R] */
       y = gfcg_op_attention (qkv, l->heads, l->head_dim, EPS);       /* [N, cout, R, R] */
       gfcg_tensor_free (qkv);
-      gfcg_tensor_set (&y, gfcg_op_conv2d (y, l->attn_proj, NULL, 1, 0));
-      t = gfcg_op_mp_sum (x, y, (float) c->attn_balance);
+      /* clip (mp_sum (x, attn_proj (y))) */
+      post = mp_sum_post (x, (float) c->attn_balance, c->clip_act);
+      t = gfcg_op_conv2d_fused (y, l->attn_proj, NULL, 1, 0, &post);
       gfcg_tensor_free (x);
       gfcg_tensor_free (y);
       x = t;
     }
-  gfcg_op_clip (x, (float) -c->clip_act, (float) c->clip_act);
   return x;
 }
 

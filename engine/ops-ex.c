@@ -18,6 +18,8 @@ host_copy (const GfcgTensor *t, gboolean fill)
     return NULL;
   h = g_new (GfcgTensor, 1);
   *h = *t;
+  h->cache = NULL; /* the device tensor's; a host copy makes its own */
+  h->cache_free = NULL;
   h->data = g_try_malloc (t->numel * sizeof (float));
   if (h->data == NULL)
     {
@@ -36,7 +38,10 @@ static void
 host_free (GfcgTensor *h)
 {
   if (h != NULL)
-    g_free (h->data);
+    {
+      gfcg_tensor_drop_cache (h);
+      g_free (h->data);
+    }
   g_free (h);
 }
 
@@ -261,4 +266,77 @@ gfcg_op_attention_qkv (const GfcgTensor *q, const GfcgTensor *k, const GfcgTenso
   else
     run_on_host (host_attention_qkv, &(AttentionArgs) { heads, scale }, y, q, k, v, NULL);
   return y;
+}
+
+/* The post-ops of a convolution as separate ops, in GfcgConvPost's order. */
+static GfcgTensor *
+conv_post_ops (GfcgTensor *y, const GfcgConvPost *post)
+{
+  if (post->residual != NULL)
+    gfcg_tensor_set (&y, gfcg_op_axpby (post->scale, y, post->res_scale, post->residual));
+  else if (post->scale != 1.0f)
+    gfcg_tensor_set (&y, gfcg_op_axpby (post->scale, y, 0.0f, y));
+  switch (post->act)
+    {
+    case GFCG_ACT_NONE:  break;
+    case GFCG_ACT_RELU:  gfcg_tensor_set (&y, gfcg_op_relu (y)); break;
+    case GFCG_ACT_RELU6: gfcg_tensor_set (&y, gfcg_op_unary (y, GFCG_UNARY_RELU6, 0.0f)); break;
+    case GFCG_ACT_SILU:  gfcg_tensor_set (&y, gfcg_op_unary (y, GFCG_UNARY_SILU, 0.0f)); break;
+    case GFCG_ACT_CLIP:  gfcg_op_clip (y, post->lo, post->hi); break;
+    }
+  return y;
+}
+
+GfcgTensor *
+gfcg_op_conv2d_post (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+                     const GfcgConvParams *p, const GfcgConvPost *post)
+{
+  GfcgBackend *be;
+  GfcgTensor *y;
+  int k, ho, wo;
+
+  if (post == NULL)
+    return gfcg_op_conv2d_ex (x, w, bias, p);
+  if (!READY (x) || w == NULL)
+    return NULL;
+  be = x->be;
+  if (!check (be, x->ndim == 4 && p->stride >= 1, "conv2d_post"))
+    return NULL;
+  k = w->ndim == 4 ? w->shape[2] : 1;
+  ho = (x->shape[2] + p->pad_top + p->pad_bottom - k) / p->stride + 1;
+  wo = (x->shape[3] + p->pad_left + p->pad_right - k) / p->stride + 1;
+  if (!check (be, (post->residual == NULL ||
+                                   (post->residual->ndim == 4 &&
+                                    post->residual->shape[0] == x->shape[0] &&
+                                    post->residual->shape[1] == w->shape[0] &&
+                                    post->residual->shape[2] == ho &&
+                                    post->residual->shape[3] == wo)), "conv2d_post"))
+    return NULL;
+  if (be->ops->conv2d_post != NULL && p->groups >= 1 && p->stride >= 1 &&
+      x->shape[1] % p->groups == 0 && w->shape[0] % p->groups == 0 &&
+      w->shape[1] * p->groups == x->shape[1] &&
+      (bias == NULL || bias->numel == (gsize) w->shape[0]) && ho > 0 && wo > 0)
+    {
+      y = gfcg_tensor_new4 (be, x->shape[0], w->shape[0], ho, wo);
+      if (y == NULL || be->ops->conv2d_post (be, x, w, bias, p, post, y))
+        return y;
+      gfcg_tensor_free (y);
+    }
+  /* The separate ops; the plain convolution (every backend's conv2d) when it is one. */
+  if (p->groups == 1 && p->pad_top == p->pad_left && p->pad_top == p->pad_bottom &&
+      p->pad_top == p->pad_right)
+    y = gfcg_op_conv2d (x, w, bias, p->stride, p->pad_top);
+  else
+    y = gfcg_op_conv2d_ex (x, w, bias, p);
+  return conv_post_ops (y, post);
+}
+
+GfcgTensor *
+gfcg_op_conv2d_fused (const GfcgTensor *x, const GfcgTensor *w, const GfcgTensor *bias,
+                      int stride, int pad, const GfcgConvPost *post)
+{
+  GfcgConvParams p = gfcg_conv_params (stride, pad, 1);
+  if (post == NULL)
+    return gfcg_op_conv2d (x, w, bias, stride, pad);
+  return gfcg_op_conv2d_post (x, w, bias, &p, post);
 }

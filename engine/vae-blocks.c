@@ -195,15 +195,17 @@ vae_load_mid (VaeWeights *v, const char *prefix, int c, gboolean attn, VaeMid *m
 GfcgTensor *
 vae_resnet (const VaeResnet *r, int groups, const GfcgTensor *x)
 {
-  GfcgTensor *h = gfcg_op_group_norm (x, groups, VAE_EPS, r->n1g, r->n1b, TRUE), *s, *y;
+  GfcgTensor *h = gfcg_op_group_norm (x, groups, VAE_EPS, r->n1g, r->n1b, TRUE), *s;
+  GfcgConvPost add;
+
   gfcg_tensor_set (&h, gfcg_op_conv2d (h, r->c1w, r->c1b, 1, 1));
   gfcg_tensor_set (&h, gfcg_op_group_norm (h, groups, VAE_EPS, r->n2g, r->n2b, TRUE));
-  gfcg_tensor_set (&h, gfcg_op_conv2d (h, r->c2w, r->c2b, 1, 1));
   s = r->sw != NULL ? gfcg_op_conv2d (x, r->sw, r->sb, 1, 0) : NULL;
-  y = gfcg_op_axpby (1.0f, s != NULL ? s : x, 1.0f, h);
+  /* the shortcut added by conv2 itself */
+  add = gfcg_post_add (s != NULL ? s : x, GFCG_ACT_NONE);
+  gfcg_tensor_set (&h, gfcg_op_conv2d_fused (h, r->c2w, r->c2b, 1, 1, &add));
   gfcg_tensor_free (s);
-  gfcg_tensor_free (h);
-  return y;
+  return h;
 }
 
 /* The mid block's attention over all pixels, one head, with a residual.
@@ -214,17 +216,16 @@ attention (const VaeAttn *a, int groups, const GfcgTensor *x)
   GfcgTensor *h = gfcg_op_group_norm (x, groups, VAE_EPS, a->ng, a->nb, FALSE);
   GfcgTensor *q = gfcg_op_conv2d (h, a->qw, a->qb, 1, 0);
   GfcgTensor *k = gfcg_op_conv2d (h, a->kw, a->kb, 1, 0);
-  GfcgTensor *val = gfcg_op_conv2d (h, a->vw, a->vb, 1, 0), *y;
+  GfcgTensor *val = gfcg_op_conv2d (h, a->vw, a->vb, 1, 0);
   float scale = x != NULL ? (float) (1.0 / sqrt ((double) x->shape[1])) : 1.0f;
+  GfcgConvPost add = gfcg_post_add (x, GFCG_ACT_NONE);
 
   gfcg_tensor_set (&h, gfcg_op_attention_qkv (q, k, val, 1, scale));
-  gfcg_tensor_set (&h, gfcg_op_conv2d (h, a->ow, a->ob, 1, 0));
-  y = gfcg_op_axpby (1.0f, x, 1.0f, h);
+  gfcg_tensor_set (&h, gfcg_op_conv2d_fused (h, a->ow, a->ob, 1, 0, &add)); /* x + proj */
   gfcg_tensor_free (q);
   gfcg_tensor_free (k);
   gfcg_tensor_free (val);
-  gfcg_tensor_free (h);
-  return y;
+  return h;
 }
 
 GfcgTensor *

@@ -56,6 +56,9 @@ cli_bench (int argc, char **argv)
   float *x = NULL, *sigma = NULL, *labels = NULL, *out = NULL;
   double *times = NULL, best = INFINITY, sum = 0.0;
   guint64 gemm_ns = 0, gemm_flops = 0;
+  GfcgCpuCounters cpu = { 0 }, cpu_best = { 0 };
+  gboolean on_cpu;
+  double sgemm_blas = 0.0, sgemm_dnn = 0.0;
   gsize peak_t = 0, peak_d = 0;
   char *desc = NULL;
 
@@ -143,19 +146,24 @@ cli_bench (int argc, char **argv)
         labels[(gsize) i * label_dim + i % label_dim] = 1.0f;
     }
   times = g_new (double, evals);
+  on_cpu = strcmp (gfcg_context_get_backend (ctx), "cpu") == 0;
   for (int i = 0; i < warmup + evals; i++)
     {
       gint64 t0 = g_get_monotonic_time ();
       guint64 ns, fl;
+      gfcg_cpu_take_counters (&cpu);
       if (!evaluate (pack, kind, net, batch, res, x, sigma, labels, out, &error))
         {
           cli_fail ("bench", error);
           goto done;
         }
       ns = gfcg_context_sync (ctx, &fl);
+      gfcg_cpu_take_counters (&cpu);
       if (i < warmup)
         continue;
       times[i - warmup] = (g_get_monotonic_time () - t0) / 1e3;
+      if (times[i - warmup] < best)
+        cpu_best = cpu; /* the products of the best evaluation */
       best = MIN (best, times[i - warmup]);
       sum += times[i - warmup];
       gemm_ns += ns;
@@ -163,6 +171,12 @@ cli_bench (int argc, char **argv)
     }
   gfcg_context_get_memory (ctx, &peak_t, &peak_d);
   desc = gfcg_context_describe (ctx);
+  if (on_cpu)
+    {
+      /* The machine's SGEMM rate at the same thread count, measured now. */
+      sgemm_blas = gfcg_cpu_sgemm_gflops ("openblas", 2048, 5, threads);
+      sgemm_dnn = gfcg_cpu_sgemm_gflops ("onednn", 2048, 5, threads);
+    }
   {
     double mean = sum / evals, gemm_ms = gemm_ns / 1e6 / evals;
     /* Sampling costs 2 steps - 1 UNet evaluations; the other networks run a
@@ -177,9 +191,22 @@ cli_bench (int argc, char **argv)
                 desc, gfcg_pack_get_name (pack), net, batch, best, mean, best / batch, per_img,
                 peak_t / 1048576.0, peak_d / 1048576.0);
     g_free (per_img);
+    double flops = (double) cpu_best.conv_flops + cpu_best.gemm_flops;
+    double net_gflops = flops / (best * 1e6), sgemm = MAX (sgemm_blas, sgemm_dnn);
+    double conv_gflops = cpu_best.conv_ns > 0 ? cpu_best.conv_flops / (double) cpu_best.conv_ns : 0.0;
     if (gemm_ns > 0)
       g_printerr ("  GEMM: %.2f ms per evaluation (%.0f%% of the mean), %.1f GFLOP/s\n", gemm_ms,
                   100.0 * gemm_ms / mean, gemm_flops / (double) gemm_ns);
+    if (on_cpu && flops > 0)
+      {
+        g_printerr ("  %.2f GFLOP per evaluation: %.1f GFLOP/s = %.0f%% of this machine's fp32 "
+                    "SGEMM rate (%.1f GFLOP/s: OpenBLAS %.1f, oneDNN %.1f; %d thread%s)\n",
+                    flops / 1e9, net_gflops, 100.0 * net_gflops / sgemm, sgemm, sgemm_blas,
+                    sgemm_dnn, gfcg_cpu_threads (), gfcg_cpu_threads () == 1 ? "" : "s");
+        g_printerr ("  convolutions (%s): %.0f ms, %.1f GFLOP/s = %.0f%% of SGEMM; other "
+                    "products %.0f ms\n", gfcg_cpu_conv_path (), cpu_best.conv_ns / 1e6,
+                    conv_gflops, 100.0 * conv_gflops / sgemm, cpu_best.gemm_ns / 1e6);
+      }
     {
       /* Device names are the user's text: built and escaped, not printf'd. */
       JsonObject *o = json_object_new ();
@@ -201,6 +228,21 @@ cli_bench (int argc, char **argv)
       json_object_set_double_member (o, "gemm_ms", gemm_ms);
       json_object_set_double_member (o, "gemm_gflops",
                                      gemm_ns > 0 ? gemm_flops / (double) gemm_ns : 0.0);
+      if (on_cpu)
+        {
+          json_object_set_string_member (o, "cpu_conv_path", gfcg_cpu_conv_path ());
+          json_object_set_int_member (o, "threads", gfcg_cpu_threads ());
+          json_object_set_double_member (o, "product_flops", flops);
+          json_object_set_double_member (o, "net_gflops", net_gflops);
+          json_object_set_double_member (o, "conv_ms", cpu_best.conv_ns / 1e6);
+          json_object_set_double_member (o, "conv_gflops", conv_gflops);
+          json_object_set_double_member (o, "other_products_ms", cpu_best.gemm_ns / 1e6);
+          json_object_set_double_member (o, "sgemm_gflops", sgemm);
+          json_object_set_double_member (o, "sgemm_gflops_openblas", sgemm_blas);
+          json_object_set_double_member (o, "sgemm_gflops_onednn", sgemm_dnn);
+          json_object_set_double_member (o, "pct_of_sgemm", sgemm > 0 ? 100.0 * net_gflops / sgemm : 0.0);
+          json_object_set_double_member (o, "conv_pct_of_sgemm", sgemm > 0 ? 100.0 * conv_gflops / sgemm : 0.0);
+        }
       text = gfcg_json_to_data (root, FALSE, NULL);
       printf ("%s\n", text);
       g_free (text);

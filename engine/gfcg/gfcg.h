@@ -145,6 +145,22 @@ const char  *gfcg_context_get_backend (GfcgContext *ctx);
 /* Threads used by the CPU backend (0 = all cores). */
 void         gfcg_context_set_threads (GfcgContext *ctx, int n_threads);
 
+/* The CPU backend's own timing (gfcg bench), process-wide: nanoseconds and
+ * flops in convolutions (whole ops) and in the other matrix products since
+ * the last call. */
+typedef struct
+{
+  guint64 conv_ns, conv_flops, gemm_ns, gemm_flops;
+} GfcgCpuCounters;
+void         gfcg_cpu_take_counters   (GfcgCpuCounters *c);
+/* This machine's fp32 SGEMM rate in GFLOP/s: an n x n x n product, best of
+ * reps, through "openblas" or "onednn" on n_threads (0 = all cores); 0 when
+ * that library is not in this build. */
+double       gfcg_cpu_sgemm_gflops    (const char *lib, int n, int reps, int n_threads);
+/* The CPU backend's convolution path now: "onednn" or "blas"; its threads. */
+const char  *gfcg_cpu_conv_path       (void);
+int          gfcg_cpu_threads         (void);
+
 /* ---- Model packs --------------------------------------------------------- */
 
 typedef struct _GfcgPack GfcgPack;
