@@ -58,3 +58,21 @@ def test_samples_are_recognised_by_the_pack_classifier(tmp_path):
     print(verdicts)
     assert sum(top1 == k for k, top1, _ in verdicts) >= 2, verdicts
     assert sum(p for _, _, p in verdicts) / len(verdicts) > 0.3, verdicts
+
+
+def test_modes_get_weights_that_do_something(tmp_path):
+    """CFG and ATG at the default pack's weights are on (w > 1): their
+    pictures differ from unguided ones, and the trace records the pack's
+    weight for the mode (an artist picking CFG must not get 'none')."""
+    pictures = {}
+    for mode, want in [('none', None), ('cfg', 2.0), ('atg', 1.5)]:
+        out, trace = tmp_path / f'{mode}.png', tmp_path / f'{mode}.json'
+        p = gfcg('sample', '--class', 'church', '--mode', mode, '--steps', 2, '--seed', 4,
+                 '--quiet', '--out', out, '--trace', trace)
+        assert p.returncode == 0, p.stderr
+        if want is not None:
+            assert json.loads(trace.read_text())['options']['guidance'] == want
+        from PIL import Image
+        with Image.open(out) as im:
+            pictures[mode] = im.tobytes()
+    assert pictures['cfg'] != pictures['none'] and pictures['atg'] != pictures['none']
