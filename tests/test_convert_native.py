@@ -344,7 +344,8 @@ def _cut(data, frac):
                                   'long4', 'binbytes8', 'binunicode8', 'frame', 'zip', 'not-snapshot',
                                   'config-mismatch', 'unconditional-main', 'tensor-exceeds-storage',
                                   'negative-binstring', 'unknown-opcode', 'memo', 'no-stop',
-                                  'stack-underflow', 'bad-utf8', 'big-proto', 'inner-truncated'])
+                                  'stack-underflow', 'bad-utf8', 'big-proto', 'inner-truncated',
+                                  'non-ascii-string'])
 def test_same_message_for_damaged_pickles(tmp_path, nets, case):
     cfg, net = nets['main']
     src = _payload(tmp_path / 'marker')
@@ -391,6 +392,8 @@ def test_same_message_for_damaged_pickles(tmp_path, nets, case):
         path.write_bytes(b'\x80\x02s.')
     elif case == 'bad-utf8':
         path.write_bytes(b'\x80\x02X\x02\x00\x00\x00\xff\xfe.')
+    elif case == 'non-ascii-string':   # fuzz-pickle's first find (a use after free)
+        path.write_bytes(b"(dp0\nS'ema\xff'\np1\nS'trus.")
     elif case == 'big-proto':
         path.write_bytes(b'\x80\x09}.')
     elif case == 'inner-truncated':

@@ -986,3 +986,8 @@ def test_shipped_catalog_is_valid(tmp_path):
             except SystemExit as e:
                 pytest.fail(f'{name}: {step["tool"]} refuses its arguments {args}: {e}')
             assert rc != 0
+            # ... and so does the native one (gfcg convert, what fetch runs)
+            q = subprocess.run([GFCG, 'convert', step['tool'].split('-', 1)[1]] + args,
+                               capture_output=True, text=True, timeout=60)
+            assert q.returncode != 0 and 'No such file or directory' in q.stderr, (name, q.stderr)
+            assert '--help' not in q.stderr, (name, q.stderr)

@@ -804,7 +804,8 @@ edm2_config (Net *n, Pv *net, JsonObject **extra, GError **error)
 }
 
 static Net *
-convert_net_inner (const char *path, const char *role, volatile sig_atomic_t *cancel, GError **error)
+convert_net_inner (const char *path, const char *role, const guint8 *data_in, gsize len_in,
+                   volatile sig_atomic_t *cancel, GError **error)
 {
   Net        *n = g_new0 (Net, 1);
   CvUnpickler u = { 0 };
@@ -818,10 +819,15 @@ convert_net_inner (const char *path, const char *role, volatile sig_atomic_t *ca
 
   n->path = g_strdup (path);
   n->heap = cv_heap_new ();
-  if ((n->map = cv_map_file (path, error)) == NULL)
-    goto fail;
-  bytes = (const guint8 *) g_mapped_file_get_contents (n->map);
-  len = g_mapped_file_get_length (n->map);
+  if (data_in != NULL)
+    bytes = data_in, len = len_in;
+  else
+    {
+      if ((n->map = cv_map_file (path, error)) == NULL)
+        goto fail;
+      bytes = (const guint8 *) g_mapped_file_get_contents (n->map);
+      len = g_mapped_file_get_length (n->map);
+    }
   if (len == 0)
     {
       g_set_error (error, CV_ERROR, CV_ERROR_BAD, "empty file (0 bytes), not a pickle");
@@ -985,7 +991,7 @@ fail:
 static Net *
 convert_net (const char *path, const char *role, volatile sig_atomic_t *cancel, GError **error)
 {
-  Net *n = convert_net_inner (path, role, cancel, error);
+  Net *n = convert_net_inner (path, role, NULL, 0, cancel, error);
 
   if (n == NULL && error != NULL && *error != NULL && (*error)->code != CV_ERROR_CANCELLED)
     {
@@ -996,6 +1002,29 @@ convert_net (const char *path, const char *role, volatile sig_atomic_t *cancel, 
       g_free (p2);
     }
   return n;
+}
+
+/* Everything convert-edm2 does with one snapshot but writing it, on bytes in
+ * memory, every tensor read (the pickle fuzzer's target). */
+gboolean
+cv_edm2_inspect (const guint8 *data, gsize len, GError **error)
+{
+  Net     *n = convert_net_inner ("<input>", "main", data != NULL ? data : (const guint8 *) "",
+                                  len, NULL, error);
+  gboolean ok = n != NULL;
+
+  if (n == NULL)
+    return FALSE;
+  for (guint i = 0; i < n->tensors->tensors->len; i++)
+    {
+      CvOutTensor *t = n->tensors->tensors->pdata[i];
+      volatile float sink = 0;
+      for (gint64 e = 0; e < t->src.numel; e++)
+        sink += cv_tensor_get_f32 (&t->src, e);
+      (void) sink;
+    }
+  net_free (n);
+  return ok;
 }
 
 /* ---- the pack ------------------------------------------------------------------------------------ */

@@ -388,10 +388,10 @@ str_ascii (Vm *vm, const guint8 *p, gsize n, gboolean owned)
   for (gsize i = 0; i < n; i++)
     if (p[i] >= 0x80)
       {
-        if (owned)
-          g_free ((gpointer) p);
         vm_pyerr (vm, "UnicodeDecodeError: 'ascii' codec can't decode byte 0x%02x in position %"
-                  G_GSIZE_FORMAT, p[i], i);
+                  G_GSIZE_FORMAT ": ordinal not in range(128)", p[i], i);
+        if (owned)
+          g_free ((gpointer) p); /* after the message that quotes it */
         return NULL;
       }
   return new_str (vm, p, n, owned);
@@ -957,6 +957,25 @@ rebuild_tensor (Vm *vm, Pv **args, guint nargs)
         need = (__int128) t->t.offset + 1;
         for (int i = 0; i < ndim; i++)
           need += (__int128) (t->t.size[i] - 1) * (__int128) t->t.stride[i];
+      }
+  }
+  {
+    /* More elements than the storage holds (overlapping or zero strides):
+     * never a trained network's parameter, and a way to make a few bytes
+     * of input into terabytes of output.  Refused too. */
+    __int128 numel = 1;
+    for (int i = 0; i < ndim && numel <= (__int128) G_MAXINT64; i++)
+      numel *= t->t.size[i];
+    if (t->t.offset >= 0 && need <= (__int128) st->storage.numel && numel > (__int128) st->storage.numel)
+      {
+        char *sz = format_ints (t->t.size, ndim), *sd = format_ints (t->t.stride, ndim);
+        Pv   *bad = cv_pv_new (vm->heap, PV_BADTENSOR);
+        bad->bad.problem = cv_heap_printf (vm->heap, "repeats elements: size %s, stride %s make more "
+                                           "elements than the %" G_GINT64_FORMAT " its storage holds",
+                                           sz, sd, st->storage.numel);
+        g_free (sz);
+        g_free (sd);
+        return bad;
       }
   }
   if (t->t.offset < 0 || need > (__int128) st->storage.numel)

@@ -260,6 +260,9 @@ typedef struct
 } CvContext;
 
 int cv_edm2_main       (CvContext *cx, int argc, char **argv, GError **error);
+/* convert-edm2's reading and checking of one snapshot in memory, every
+ * tensor read, nothing written (for the fuzzer). */
+gboolean cv_edm2_inspect (const guint8 *data, gsize len, GError **error);
 int cv_classifier_main (CvContext *cx, int argc, char **argv, GError **error);
 
 #endif

@@ -108,8 +108,68 @@ def pack_seeds():
     out('pack', 'no-files', container(base, {}))
 
 
+def nvidia_generator():
+    """tests/test_convert_edm2.py's NVIDIA-format generator (by file, not by
+    import path), with its stand-in torch_utils.persistence registered."""
+    import importlib.util
+    import sys
+    spec = importlib.util.spec_from_file_location(
+        'test_convert_edm2', os.path.join(HERE, '..', 'test_convert_edm2.py'))
+    t = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(t)
+    pkg = type(sys)('torch_utils')
+    pkg.persistence = t._fake_persistence
+    sys.modules['torch_utils'] = pkg
+    sys.modules['torch_utils.persistence'] = t._fake_persistence
+    return t
+
+
+def pickle_seeds():
+    """EDM2 snapshots (a tiny network, protocols 2 and 4), hostile and odd pickles."""
+    import collections
+    import pickle
+    t = nvidia_generator()
+    cfg = dict(img_resolution=4, img_channels=3, label_dim=2, model_channels=4, channel_mult=[1],
+               num_blocks=1, attn_resolutions=[])
+    net = make_packs.make_unet(1, **cfg)[1].half()
+    snap = t.nv_snapshot(net, cfg, 'class Precond: pass\n')
+    out('pickle', 'snapshot-p4', pickle.dumps(snap, protocol=4))
+    out('pickle', 'snapshot-p2', pickle.dumps(snap, protocol=2))
+    out('pickle', 'os-system', b"(dp0\nS'ema'\np1\ncos\nsystem\n(S'true'\ntR.")
+    out('pickle', 'persistent-id', b"(dp0\nS'ema'\np1\nPstorage\np2\ns.")
+    out('pickle', 'build-set', b"c__builtin__\nset\n(tR(S'x'\ntb.")
+    out('pickle', 'ext1', b'\x80\x02\x82\x01.')
+    odd = {'s': {1, 2}, 'f': frozenset([3]), 't': (1.5, -2, 2**70, None, True), 'u': 'é\U0001f600',
+           'b': b'\x00\xff', 'o': collections.OrderedDict(a=[1, [2, [3]]])}
+    out('pickle', 'plain-p0', pickle.dumps(odd, protocol=0))
+    out('pickle', 'plain-p4', pickle.dumps(odd, protocol=4))
+
+
+def zip_seeds():
+    """torch.save state dicts: zip archives (with torch's zip64 end records) and
+    the legacy format, with views into one storage and several dtypes."""
+    import collections
+    sd = collections.OrderedDict()
+    sd._metadata = collections.OrderedDict([('', {'version': 1})])
+    base = torch.arange(24, dtype=torch.float32)
+    sd['fc.weight'] = base[:12].view(3, 4)
+    sd['fc.bias'] = base[12:15]
+    sd['t'] = base[15:21].view(2, 3).t()
+    sd['h'] = torch.ones(2, dtype=torch.float16)
+    sd['n'] = torch.tensor(7)
+    for name, legacy in (('zip', False), ('legacy', True)):
+        b = io.BytesIO()
+        torch.save(sd, b, _use_new_zipfile_serialization=not legacy)
+        out('zip', name, b.getvalue())
+    b = io.BytesIO()
+    torch.save({'state_dict': {'w': torch.zeros(2, 2, dtype=torch.bfloat16)}}, b)
+    out('zip', 'wrapped', b.getvalue())
+
+
 if __name__ == '__main__':
     torch.manual_seed(0)
     safetensors_seeds()
     png_seeds()
     pack_seeds()
+    pickle_seeds()
+    zip_seeds()
