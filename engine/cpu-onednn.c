@@ -3,13 +3,14 @@
  * instead of im2col + SGEMM, with the bias and what follows the convolution
  * (GfcgConvPost: scale, residual sum, activation) fused as post-ops.
  *
- * Layout: the engine's tensors stay NCHW and are handed to oneDNN as they
- * are; oneDNN picks its implementation for an NCHW source
- * (jit_uni_ncsp_convolution: blocked direct kernels for k x k, a brgemm
- * matmul for 1x1).  Letting the primitive choose the source layout
- * ("any") was no faster and picks brgconv_1x1 with NHWC, which oneDNN
- * 3.7.2 computes wrongly for batches of 8 or more on the AMD AVX-512 build
- * hosts (bench/onednn-1x1-check.c, bench/onednn-conv-layouts.c).
+ * Layout: the engine's tensors stay NCHW.  k x k convolutions run on
+ * 16-channel blocks (nChw16c), reordered in and out here (see create_prim);
+ * 1x1, grouped and depthwise ones get the NCHW tensors, for which oneDNN
+ * wraps blocked kernels itself (jit_uni_ncsp_convolution: a brgemm matmul
+ * for 1x1).  Letting the primitive choose the layout ("any") picks
+ * brgconv_1x1 with NHWC, which oneDNN 3.7.2 computes wrongly for batches of
+ * 8 or more on the AMD AVX-512 build hosts (bench/onednn-1x1-check.c,
+ * bench/onednn-conv-layouts.c).
  *
  * Weights are reordered once into the layout the primitive wants and kept
  * with the weight tensor (GfcgTensor.cache); primitives are cached by
