@@ -42,7 +42,7 @@ int cpu_par_threads (gsize work);
 #ifdef GFCG_HAVE_ONEDNN
 #define CPU_PAR_FOR _Pragma ("omp parallel for num_threads (nt) if (nt > 1) schedule (static)")
 #else
-#define CPU_PAR_FOR
+#define CPU_PAR_FOR (void) nt;
 #endif
 
 /* cpu-onednn.c: oneDNN's convolutions and SGEMM, when built with it and not
