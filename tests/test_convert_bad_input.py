@@ -322,3 +322,24 @@ def test_odd_pickles(tmp_path, case):
     p = native('edm2', '--main', path, '--out', tmp_path / 'o')
     assert p.returncode in (1, 2), p.stderr
     one_line(p, f'gfcg convert edm2: {path}: ', p.returncode)
+
+
+CORPUS = REPO / 'tests' / 'fuzz' / 'corpus'
+
+
+@pytest.mark.parametrize('seed', sorted(f'{p.parent.name}/{p.name}' for d in ('pickle', 'zip')
+                                        for p in (CORPUS / d).glob('crash-*')))
+def test_fuzzer_finds_stay_fixed(tmp_path, base_pack, seed):
+    """What fuzz-pickle and fuzz-zip found (kept in their seed corpora): a clean
+    refusal now."""
+    path = CORPUS / seed
+    if path.parent.name == 'pickle':
+        p = native('edm2', '--main', path, '--out', tmp_path / 'o')
+        prefix = f'gfcg convert edm2: {path}: '
+    else:
+        pack = tmp_path / 'pack'
+        shutil.copytree(base_pack, pack)
+        p = native('classifier', '--pack', pack, '--resnet50', path)
+        prefix = f'gfcg convert classifier: {path}: '
+    assert p.returncode in (1, 2), p.stderr
+    one_line(p, prefix, p.returncode)

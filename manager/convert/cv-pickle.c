@@ -364,6 +364,12 @@ new_str (Vm *vm, const guint8 *p, gsize n, gboolean owned)
 {
   Pv *v = cv_pv_new (vm->heap, PV_STR);
 
+  if (p == NULL)
+    {
+      /* an empty GByteArray hands out no buffer: the empty string */
+      p = (const guint8 *) "";
+      owned = FALSE;
+    }
   v->s.p = p;
   v->s.n = n;
   v->owned = owned;

@@ -337,7 +337,11 @@ pv_hash_depth (const Pv *v, int depth)
           gint64 i = (gint64) v->f;
           return (guint) (i ^ (i >> 32));
         }
-      return (guint) (v->f * 1000003.0);
+      {
+        guint64 bits;
+        memcpy (&bits, &v->f, 8); /* not a cast: NaN and the infinities hash too */
+        return (guint) (bits ^ (bits >> 32));
+      }
     case PV_BIGINT: return bytes_hash (v->s.p, bigint_len (v));
     case PV_STR: case PV_BYTES: return bytes_hash (v->s.p, v->s.n);
     case PV_TUPLE:
