@@ -550,10 +550,10 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
   if (post != NULL && post->residual != NULL && post->res_scale != 1.0f &&
       post->res_scale != 0.0f && bias == NULL)
     {
-      /* s conv + r x = r ((s / r) conv + x): the kernels oneDNN has for an
-       * NCHW source take a sum post-op of scale 1 only (else it falls back
-       * to AVX2 ones), so s / r goes into a scaled copy of the weights
-       * (EDM2's mp_sum: r = 0.92, s = 0.39). */
+      /* s conv + r x = r ((s / r) conv + x), s / r in a scaled copy of the
+       * weights, so that the sum post-op has scale 1: oneDNN's NCHW wrapper
+       * sent a sum of any other scale to AVX2 kernels, and a scale-1 sum is
+       * what every kernel takes (EDM2's mp_sum: r = 0.92, s = 0.39). */
       folded = *post;
       wscale = post->scale / post->res_scale;
       folded.scale = post->res_scale; /* and res_scale stays: sum scale 1 */
