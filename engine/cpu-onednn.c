@@ -230,13 +230,6 @@ make_attr (const GfcgConvPost *post)
   return attr;
 }
 
-/* Implementations never used: the reference ones (slow); brgconv_1x1,
- * which oneDNN 3.7.2 computes wrongly on the AMD AVX-512 build hosts (NHWC
- * at batch >= 8, inside jit_uni_ncsp_convolution at stride 2 or with
- * post-ops); jit:avx512_core where a group's input channels are more than
- * 16 but not a multiple of 16 (20, 24, 40: results ~30% off), or for
- * grouped non-depthwise convolutions whose groups are not whole blocks of
- * 16.  bench/onednn-conv-layouts.c (its "grid") finds these. */
 /* jit_bf16:avx512_core_bf16 (oneDNN 3.7.2, this AMD host) is 10-35%
  * off when the output channels are not a multiple of 16 (24, 8, 3, 40) or
  * the input channels are above 16 and not one (20); tests/test-cpu-bf16.c
@@ -247,6 +240,14 @@ bf16_tail (int cg, int og)
   return og % 16 != 0 || (cg > 16 && cg % 16 != 0);
 }
 
+/* Implementations never used: the reference ones (slow); brgconv_1x1,
+ * which oneDNN 3.7.2 computes wrongly on the AMD AVX-512 build hosts (NHWC
+ * at batch >= 8, inside jit_uni_ncsp_convolution at stride 2 or with
+ * post-ops); jit:avx512_core where a group's input channels are more than
+ * 16 but not a multiple of 16 (20, 24, 40: results ~30% off), or for
+ * grouped non-depthwise convolutions whose groups are not whole blocks of
+ * 16.  bench/onednn-conv-layouts.c (its "grid") finds these.  In bf16:
+ * jit_bf16 where bf16_tail says. */
 static gboolean
 bad_impl (const char *impl, int cg, int og, int groups, int c)
 {
