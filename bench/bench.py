@@ -35,7 +35,8 @@ GFLOP/s (the engine's own count of its convolutions and products), that as a
 share of this machine's fp32 SGEMM rate (OpenBLAS and oneDNN, 2048^3, measured
 by `gfcg bench` in the same run at the same thread count), and the
 convolutions' own rate; devices cpu@blas and cpu@onednn pick the CPU
-backend's convolution path (GFCG_CPU_CONV).  Prints a markdown table (per evaluation, per image at
+backend's convolution path (GFCG_CPU_CONV), and cpu:bf16 is the CPU backend
+with bf16 convolutions (where the CPU has them).  Prints a markdown table (per evaluation, per image at
 32 steps = 63 evaluations for UNets, peak memory, GEMM share and efficiency,
 ratio to PyTorch) and writes JSON.  Timing is never part of the tests.
 """
@@ -385,7 +386,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--shapes', default='tiny,default,xs')
     ap.add_argument('--devices', default='cpu,opencl:0',
-                    help='engine devices; cpu@blas and cpu@onednn pick the CPU convolution path')
+                    help='engine devices; cpu@blas and cpu@onednn pick the CPU convolution path, '
+                    'cpu:bf16 its bf16 convolutions')
     ap.add_argument('--evals', type=int, default=3)
     ap.add_argument('--batch', type=int, default=1)
     ap.add_argument('--steps', type=int, default=32)

@@ -407,7 +407,8 @@ cpu_describe (GfcgBackend *be)
   if (cpu_onednn_enabled ())
     {
       char *v = cpu_onednn_version ();
-      char *d = g_strdup_printf ("%s (oneDNN %s, %d thread%s)", be->ops->name, v, n,
+      char *d = g_strdup_printf ("%s (oneDNN %s%s, %d thread%s)", be->ops->name, v,
+                                 cpu_bf16_wanted (be) ? ", bf16 convolutions" : "", n,
                                  n == 1 ? "" : "s");
       g_free (v);
       return d;

@@ -476,6 +476,7 @@ gfcg_backend_opencl_new (int index, const GfcgClOptions *options, GError **error
   be = g_new0 (GfcgBackend, 1);
   be->ops = &cl_ops;
   be->priv = p;
+  be->precision = p->opt.fp16_weights ? GFCG_PRECISION_FP16_WEIGHTS : GFCG_PRECISION_FP32;
   return be;
 }
 

@@ -79,12 +79,24 @@ gfcg_backend_open (const char *device, GError **error)
   if (device == NULL || *device == '\0')
     device = "auto";
   is_auto = strcmp (device, "auto") == 0;
-  if (!is_auto && strcmp (device, "cpu") != 0 &&
+  if (!is_auto && strcmp (device, "cpu") != 0 && strcmp (device, "cpu:bf16") != 0 &&
       !(g_str_has_prefix (device, "opencl:") && parse_opencl (device, &index, &fp16, &tiled)))
     {
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
-                   "unknown device '%s' (auto, cpu or opencl:N[:fp16][:tiled])", device);
+                   "unknown device '%s' (auto, cpu, cpu:bf16 or opencl:N[:fp16][:tiled])",
+                   device);
       return NULL;
+    }
+  /* Not a fallback: bf16 changes the numbers (see cpu-bf16.c). */
+  if (strcmp (device, "cpu:bf16") == 0)
+    {
+      be = gfcg_backend_cpu_new (0);
+      if (!gfcg_backend_cpu_set_bf16 (be, error))
+        {
+          gfcg_backend_free (be);
+          return NULL;
+        }
+      return be;
     }
   if (is_auto)
     index = auto_gpu ();
@@ -138,6 +150,11 @@ gfcg_backend_list_devices (void)
   g_string_append_printf (s, "cpu         the CPU backend (%s, %u threads)\n",
                           strcmp (gfcg_cpu_conv_path (), "onednn") == 0
                           ? "oneDNN convolutions" : "OpenBLAS", g_get_num_processors ());
+  if (gfcg_cpu_bf16_unsupported () == NULL)
+    g_string_append (s, "cpu:bf16    the CPU backend with bf16 convolutions (fp32 accumulation; "
+                        "~3e-3 relative error each)\n");
+  else
+    g_string_append_printf (s, "cpu:bf16    unavailable: %s\n", gfcg_cpu_bf16_unsupported ());
 #ifdef GFCG_HAVE_OPENCL
   gpu = list_opencl (s);
 #else

@@ -50,6 +50,18 @@ gfcg_backend_free (GfcgBackend *be)
   g_free (be);
 }
 
+const char *
+gfcg_precision_name (GfcgPrecision p)
+{
+  switch (p)
+    {
+    case GFCG_PRECISION_FP32:         return "fp32";
+    case GFCG_PRECISION_BF16:         return "bf16";
+    case GFCG_PRECISION_FP16_WEIGHTS: return "fp16-weights";
+    }
+  return "fp32";
+}
+
 char *
 gfcg_backend_describe (GfcgBackend *be)
 {

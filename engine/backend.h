@@ -168,9 +168,22 @@ typedef struct
                            const GfcgConvPost *post, GfcgTensor *y);
 } GfcgBackendOps;
 
+/* The arithmetic a backend's products use (the trace records it).  The
+ * element-wise ops, norms and the sampler are fp32 in every one. */
+typedef enum
+{
+  GFCG_PRECISION_FP32,         /* everything fp32 */
+  GFCG_PRECISION_BF16,         /* cpu:bf16: convolutions on bf16 weights and
+                                * activations, fp32 accumulation (cpu-bf16.c) */
+  GFCG_PRECISION_FP16_WEIGHTS, /* opencl:N:fp16: fp16 storage, fp32 arithmetic */
+} GfcgPrecision;
+
+const char *gfcg_precision_name (GfcgPrecision p); /* "fp32", "bf16", "fp16-weights" */
+
 struct _GfcgBackend
 {
   const GfcgBackendOps *ops;
+  GfcgPrecision         precision;
   GError               *error;      /* sticky: first failure */
   gsize                 bytes_live; /* device memory now in tensors */
   gsize                 bytes_peak;
@@ -181,10 +194,12 @@ struct _GfcgBackend
   gpointer              priv;
 };
 
-/* A backend for a device string: "auto", "cpu" or "opencl:N[:fp16][:tiled]"
+/* A backend for a device string: "auto", "cpu[:bf16]" or "opencl:N[:fp16][:tiled]"
  * (engine/backend-select.c).  A device that cannot be used falls back to the
  * CPU backend after one message on stderr; only a malformed string is an
- * error (GFCG_ERROR_INVALID_ARGUMENT). */
+ * error (GFCG_ERROR_INVALID_ARGUMENT), and cpu:bf16 where this build or CPU
+ * cannot run it (GFCG_ERROR_DEVICE: the numbers would not be the ones asked
+ * for). */
 GfcgBackend *gfcg_backend_open      (const char *device, GError **error);
 /* The devices `gfcg devices` lists, as text (one entry per device). */
 char        *gfcg_backend_list_devices (void);
@@ -201,6 +216,10 @@ int          gfcg_backend_cpu_get_threads (void);          /* the threads large 
  * default where built with it) or "blas" (im2col + OpenBLAS SGEMM); the
  * environment's GFCG_CPU_CONV sets it at start.  FALSE: not in this build. */
 gboolean     gfcg_backend_cpu_set_conv (const char *path);
+/* cpu:bf16 for this CPU backend (engine/cpu-bf16.c): FALSE with a clear
+ * error where the build lacks oneDNN, the oneDNN path is switched off or the
+ * CPU has neither avx512_bf16 nor AMX (gfcg_cpu_bf16_unsupported). */
+gboolean     gfcg_backend_cpu_set_bf16 (GfcgBackend *be, GError **error);
 void         gfcg_backend_free      (GfcgBackend *be);
 /* Records the first error; later ops are skipped until it is taken. */
 void         gfcg_backend_fail      (GfcgBackend *be, int code, const char *fmt, ...) G_GNUC_PRINTF (3, 4);

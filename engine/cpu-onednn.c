@@ -17,6 +17,10 @@
  * shape, batch, post-ops and thread count.  Reference implementations
  * ("ref:") are never used: such a shape goes to the OpenBLAS path.
  *
+ * cpu:bf16 (cpu-bf16.c): the same primitives with bf16 source and weights
+ * and an fp32 destination; the source's reorder converts, the weights are
+ * packed to bf16 once like the fp32 ones.
+ *
  * Debian's oneDNN runs on OpenMP: the thread count is set with
  * omp_set_num_threads before each call (gfcg_backend_cpu_get_threads,
  * one thread for small products as with OpenBLAS), and every product of the
@@ -226,18 +230,31 @@ make_attr (const GfcgConvPost *post)
   return attr;
 }
 
+/* jit_bf16:avx512_core_bf16 (oneDNN 3.7.2, this AMD host) is 10-35%
+ * off when the output channels are not a multiple of 16 (24, 8, 3, 40) or
+ * the input channels are above 16 and not one (20); tests/test-cpu-bf16.c
+ * found it. */
+static gboolean
+bf16_tail (int cg, int og)
+{
+  return og % 16 != 0 || (cg > 16 && cg % 16 != 0);
+}
+
 /* Implementations never used: the reference ones (slow); brgconv_1x1,
  * which oneDNN 3.7.2 computes wrongly on the AMD AVX-512 build hosts (NHWC
  * at batch >= 8, inside jit_uni_ncsp_convolution at stride 2 or with
  * post-ops); jit:avx512_core where a group's input channels are more than
  * 16 but not a multiple of 16 (20, 24, 40: results ~30% off), or for
  * grouped non-depthwise convolutions whose groups are not whole blocks of
- * 16.  bench/onednn-conv-layouts.c (its "grid") finds these. */
+ * 16.  bench/onednn-conv-layouts.c (its "grid") finds these.  In bf16:
+ * jit_bf16 where bf16_tail says. */
 static gboolean
 bad_impl (const char *impl, int cg, int og, int groups, int c)
 {
   if (g_str_has_prefix (impl, "ref") || strstr (impl, ":ref") != NULL ||
       strstr (impl, "+ref") != NULL || strstr (impl, "brgconv_1x1") != NULL)
+    return TRUE;
+  if (strstr (impl, "jit_bf16:") != NULL && bf16_tail (cg, og))
     return TRUE;
   if (strstr (impl, "jit:avx512_core") != NULL)
     return (cg > 16 && cg % 16 != 0) ||
@@ -289,9 +306,11 @@ run_reorder (dnnl_primitive_t r, const_dnnl_memory_desc_t from_md, gpointer from
   return ok;
 }
 
+/* bf16: the convolution reads bf16 source and weights (cpu-bf16.c) and
+ * writes fp32; the source's reorder converts it. */
 static ConvPrim *
 create_prim (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, gboolean bias,
-             int ho, int wo, const GfcgConvPost *post)
+             int ho, int wo, const GfcgConvPost *post, gboolean bf16)
 {
   ConvPrim *cp = g_new0 (ConvPrim, 1);
   dnnl_dims_t sd = { n, c, h, w }, dd = { n, o, ho, wo }, bd = { o };
@@ -307,27 +326,31 @@ create_prim (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, 
    * oneDNN's NCHW wrapper for TAESD's 64 channels at 512x512: 174 against
    * 363 ms, one thread); the source stays NCHW below 16 channels (the
    * kernels read it directly).  Not "any": that may pick brgconv with NHWC.
-   * GFCG_ONEDNN_LAYOUT=nchw gives oneDNN the NCHW tensors (for timing). */
-  gboolean blocked = k > 1 && g == 1 && g_strcmp0 (g_getenv ("GFCG_ONEDNN_LAYOUT"), "nchw") != 0;
+   * GFCG_ONEDNN_LAYOUT=nchw gives oneDNN the NCHW tensors (for timing).
+   * bf16 with channels that are not whole blocks stays NCHW too (bad_impl):
+   * oneDNN's gemm convolution then, right where jit_bf16 is not. */
+  gboolean blocked = k > 1 && g == 1 && !(bf16 && bf16_tail (c, o)) &&
+                     g_strcmp0 (g_getenv ("GFCG_ONEDNN_LAYOUT"), "nchw") != 0;
   dnnl_format_tag_t stag = blocked && c >= 16 ? dnnl_nChw16c : dnnl_nchw;
   dnnl_format_tag_t dtag = blocked ? dnnl_nChw16c : dnnl_nchw;
+  dnnl_data_type_t in_type = bf16 ? dnnl_bf16 : dnnl_f32;
 
   ok = ok && dnnl_memory_desc_create_with_tag (&cp->src_md, 4, sd, dnnl_f32, dnnl_nchw) == dnnl_success &&
        dnnl_memory_desc_create_with_tag (&cp->dst_md, 4, dd, dnnl_f32, dnnl_nchw) == dnnl_success &&
-       dnnl_memory_desc_create_with_tag (&cp->csrc_md, 4, sd, dnnl_f32, stag) == dnnl_success &&
+       dnnl_memory_desc_create_with_tag (&cp->csrc_md, 4, sd, in_type, stag) == dnnl_success &&
        dnnl_memory_desc_create_with_tag (&cp->cdst_md, 4, dd, dnnl_f32, dtag) == dnnl_success &&
        dnnl_memory_desc_create_with_tag (&cp->bias_md, 1, bd, dnnl_f32, dnnl_a) == dnnl_success;
   if (ok && g == 1)
     {
       dnnl_dims_t wd = { o, c, k, k };
       ok = dnnl_memory_desc_create_with_tag (&cp->wei_user_md, 4, wd, dnnl_f32, dnnl_oihw) == dnnl_success &&
-           dnnl_memory_desc_create_with_tag (&wei_any, 4, wd, dnnl_f32, dnnl_format_tag_any) == dnnl_success;
+           dnnl_memory_desc_create_with_tag (&wei_any, 4, wd, in_type, dnnl_format_tag_any) == dnnl_success;
     }
   else if (ok)
     {
       dnnl_dims_t wd = { g, o / g, c / g, k, k };
       ok = dnnl_memory_desc_create_with_tag (&cp->wei_user_md, 5, wd, dnnl_f32, dnnl_goihw) == dnnl_success &&
-           dnnl_memory_desc_create_with_tag (&wei_any, 5, wd, dnnl_f32, dnnl_format_tag_any) == dnnl_success;
+           dnnl_memory_desc_create_with_tag (&wei_any, 5, wd, in_type, dnnl_format_tag_any) == dnnl_success;
     }
   ok = ok && dnnl_convolution_forward_primitive_desc_create (
                  &cp->pd, engine, dnnl_forward_inference, dnnl_convolution_direct, cp->csrc_md,
@@ -337,14 +360,16 @@ create_prim (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, 
    * nor one known wrong here (bad_impl).  A 1x1 takes the matmul that
    * jit_uni_ncsp_convolution offers first or nothing: looking further
    * reaches brdgmm_dw, whose set-up dies of SIGFPE for 1x1 shapes with
-   * 512 channels or more (oneDNN 3.7.2). */
+   * 512 channels or more (oneDNN 3.7.2).  In bf16 the first one for NCHW
+   * is the gemm convolution (x64:gemm:jit, bf16 GEMM with fp32 sums). */
   while (ok)
     {
       ok = dnnl_primitive_desc_query (cp->pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
            impl != NULL;
       if (ok && k == 1)
         {
-          ok = strstr (impl, "matmul") != NULL && !bad_impl (impl, c / g, o / g, g, c);
+          ok = (strstr (impl, "matmul") != NULL || (bf16 && strstr (impl, "gemm:jit") != NULL)) &&
+               !bad_impl (impl, c / g, o / g, g, c);
           break;
         }
       if (ok && !bad_impl (impl, c / g, o / g, g, c))
@@ -352,12 +377,12 @@ create_prim (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, 
       ok = ok && dnnl_primitive_desc_next_impl (cp->pd) == dnnl_success;
     }
   if (ok && g_getenv ("GFCG_ONEDNN_VERBOSE") != NULL)
-    g_printerr ("gfcg: oneDNN conv N%d C%d %dx%d -> O%d k%d s%d g%d%s%s act %d scale %g: %s\n",
-                n, c, h, w, o, k, p->stride, g, post != NULL ? " post" : "",
+    g_printerr ("gfcg: oneDNN conv%s N%d C%d %dx%d -> O%d k%d s%d g%d%s%s act %d scale %g: %s\n",
+                bf16 ? " bf16" : "", n, c, h, w, o, k, p->stride, g, post != NULL ? " post" : "",
                 post != NULL && post->residual != NULL ? "+sum" : "",
                 post != NULL ? (int) post->act : -1, post != NULL ? post->scale : 1.0f, impl);
   ok = ok && dnnl_primitive_create (&cp->prim, cp->pd) == dnnl_success;
-  if (ok && stag != dnnl_nchw)
+  if (ok && (stag != dnnl_nchw || bf16))
     ok = make_reorder (cp->src_md, cp->csrc_md, &cp->src_in);
   if (ok && dtag != dnnl_nchw)
     ok = make_reorder (cp->cdst_md, cp->dst_md, &cp->dst_out) &&
@@ -452,16 +477,34 @@ packed_weights (const GfcgTensor *w, ConvPrim *cp, float scale)
 
 static char *
 prim_key (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, gboolean bias,
-          const GfcgConvPost *post, int threads)
+          const GfcgConvPost *post, int threads, gboolean bf16)
 {
   char *pk = post == NULL ? g_strdup ("-")
              : g_strdup_printf ("%a %d %a %d %a %a", post->scale, post->residual != NULL,
                                 post->res_scale, post->act, post->lo, post->hi);
-  char *key = g_strdup_printf ("%d %d %d %d %d %d %d %d %d %d %d %d %d %d %s", n, c, h, w, o, k,
-                               p->stride, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right,
-                               p->groups, bias, threads, pk);
+  char *key = g_strdup_printf ("%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %s", n, c, h, w, o,
+                               k, p->stride, p->pad_top, p->pad_left, p->pad_bottom, p->pad_right,
+                               p->groups, bias, threads, bf16, pk);
   g_free (pk);
   return key;
+}
+
+/* The cached primitive for this convolution, made on first use; NULL where
+ * oneDNN has no good kernel for it (remembered too). */
+static ConvPrim *
+find_prim (int n, int c, int h, int w, int o, int k, const GfcgConvParams *p, gboolean bias,
+           int ho, int wo, const GfcgConvPost *post, int threads, gboolean bf16)
+{
+  char *key = prim_key (n, c, h, w, o, k, p, bias, post, threads, bf16);
+  ConvPrim *cp;
+  if (!g_hash_table_lookup_extended (prims, key, NULL, (gpointer *) &cp))
+    {
+      cp = create_prim (n, c, h, w, o, k, p, bias, ho, wo, post, bf16);
+      g_hash_table_insert (prims, key, cp); /* NULL too: not tried again */
+    }
+  else
+    g_free (key);
+  return cp;
 }
 
 /* y = act (scale y + res_scale residual), as the separate ops compute it. */
@@ -496,7 +539,7 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
   int o = w->shape[0], k = w->ndim == 4 ? w->shape[2] : 1, ho = y->shape[2], wo = y->shape[3];
   double flops = 2.0 * n * o * ho * wo * (c / p->groups) * k * k;
   int threads = flops < 4e7 ? 1 : gfcg_backend_cpu_get_threads ();
-  char *key;
+  gboolean bf16 = cpu_bf16_wanted (be);
   ConvPrim *cp;
   gpointer wdata;
   GfcgConvPost folded;
@@ -566,14 +609,11 @@ cpu_onednn_conv (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,
       post = &folded;
     }
   omp_set_num_threads (threads);
-  key = prim_key (n, c, h, wd, o, k, p, bias != NULL, post, threads);
-  if (!g_hash_table_lookup_extended (prims, key, NULL, (gpointer *) &cp))
-    {
-      cp = create_prim (n, c, h, wd, o, k, p, bias != NULL, ho, wo, post);
-      g_hash_table_insert (prims, key, cp); /* NULL too: not tried again */
-    }
-  else
-    g_free (key);
+  cp = find_prim (n, c, h, wd, o, k, p, bias != NULL, ho, wo, post, threads, bf16);
+  /* A shape without a good bf16 kernel runs in fp32 (more precise, never
+   * less). */
+  if (cp == NULL && bf16)
+    cp = find_prim (n, c, h, wd, o, k, p, bias != NULL, ho, wo, post, threads, FALSE);
   if (cp == NULL || (wdata = packed_weights (w, cp, wscale)) == NULL)
     return FALSE;
   pad_md = dnnl_primitive_desc_query_md (cp->pd, dnnl_query_scratchpad_md, 0);

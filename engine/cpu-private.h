@@ -50,6 +50,8 @@ int cpu_par_threads (gsize work);
  * did nothing (no fast oneDNN kernel for this shape). */
 gboolean cpu_onednn_enabled (void);
 gboolean cpu_onednn_available (void); /* in this build and started, whatever the switch */
+/* cpu-bf16.c: whether this backend's convolutions run in bf16 (cpu:bf16). */
+gboolean cpu_bf16_wanted    (const GfcgBackend *be);
 #ifdef GFCG_HAVE_ONEDNN
 char    *cpu_onednn_version (void);
 gboolean cpu_onednn_conv    (GfcgBackend *be, const GfcgTensor *x, const GfcgTensor *w,

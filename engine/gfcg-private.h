@@ -408,6 +408,10 @@ struct _GfcgImage
   GArray       *trace; /* GfcgStepInfo */
   GfcgSampleOptions options;
   char         *pack_name;
+  /* Where it was computed: the device string asked for, the backend as it
+   * ended the run (after any fallback) and its arithmetic. */
+  char         *device, *backend;
+  GfcgPrecision precision;
   int           imagenet;
   char         *class_name;
   int           final_top1;

@@ -29,6 +29,8 @@ gfcg_image_free (GfcgImage *img)
   g_free (img->rgb);
   g_free (img->raw);
   g_free (img->pack_name);
+  g_free (img->device);
+  g_free (img->backend);
   g_free (img->class_name);
   g_free (img);
 }
@@ -92,6 +94,17 @@ gfcg_image_get_trace_json (const GfcgImage *img)
   json_builder_add_string_value (b, "gfcg " GFCG_VERSION);
   json_builder_set_member_name (b, "pack");
   json_builder_add_string_value (b, img->pack_name);
+  /* The arithmetic changes the numbers (cpu:bf16, opencl:N:fp16): a
+   * picture says what drew it. */
+  json_builder_set_member_name (b, "device");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "requested");
+  json_builder_add_string_value (b, img->device != NULL ? img->device : "");
+  json_builder_set_member_name (b, "backend");
+  json_builder_add_string_value (b, img->backend != NULL ? img->backend : "");
+  json_builder_set_member_name (b, "precision");
+  json_builder_add_string_value (b, gfcg_precision_name (img->precision));
+  json_builder_end_object (b);
   json_builder_set_member_name (b, "mode");
   json_builder_add_string_value (b, gfcg_mode_to_string (o->mode));
   add_int (b, "seed", (gint64) o->seed);

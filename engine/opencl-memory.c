@@ -160,6 +160,7 @@ ocl_fallback (GfcgBackend *be, cl_int err, const char *where)
   g_hash_table_remove_all (p->live);
   ocl_priv_free (p);
   be->priv = NULL;
+  be->precision = GFCG_PRECISION_FP32; /* the CPU ops finish the run in fp32 */
   if (ok)
     {
       fell_back_ops = *gfcg_backend_cpu_ops ();

@@ -227,6 +227,9 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
       img->rgb = g_new (guchar, (gsize) size * size * 3);
       gfcg_to_rgb8 (pic, latent ? 3 : c, size, size, img->rgb);
       img->pack_name = g_strdup (pack->name);
+      img->device = g_strdup (pack->ctx->device);
+      img->backend = gfcg_backend_describe (pack->ctx->be);
+      img->precision = pack->ctx->be->precision;
       img->imagenet = pack->classes[o->class_index].imagenet;
       img->class_name = g_strdup (pack->classes[o->class_index].name);
       img->final_top1 = -1;

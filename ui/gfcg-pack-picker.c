@@ -4,6 +4,7 @@
 #include <gfcg/gfcg.h>
 #include <libgimp/gimpui.h>
 #include <glib/gi18n-lib.h>
+#include <string.h>
 
 typedef struct
 {
@@ -89,10 +90,12 @@ GtkWidget *
 gfcg_device_picker_new (GObject *config, const char *property)
 {
   GtkWidget  *combo = gtk_combo_box_text_new_with_entry ();
-  const char *ids[] = { "auto", "cpu", "opencl:0", "opencl:1" };
+  const char *ids[] = { "auto", "cpu", "cpu:bf16", "opencl:0", "opencl:1" };
 
   for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
-    gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (combo), ids[i]);
+    /* cpu:bf16 only where it runs: elsewhere it is an error, not a fallback */
+    if (strcmp (ids[i], "cpu:bf16") != 0 || gfcg_cpu_bf16_unsupported () == NULL)
+      gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (combo), ids[i]);
   g_object_bind_property (config, property, gtk_bin_get_child (GTK_BIN (combo)), "text",
                           G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
   gtk_widget_set_tooltip_text (combo, _("auto: the first OpenCL GPU, else the CPU; "

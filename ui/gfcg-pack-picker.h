@@ -1,7 +1,7 @@
 /* gfcg-pack-picker.h — entry widgets bound to the string properties `pack`
  * (a folder or an installed pack's name: the packs gfcg_installed_packs()
  * lists, or Browse..., with a line on how to fetch more) and
- * `device` (auto, cpu, opencl:N, or typed). */
+ * `device` (auto, cpu, cpu:bf16 where it runs, opencl:N, or typed). */
 #ifndef GFCG_PACK_PICKER_H
 #define GFCG_PACK_PICKER_H
 

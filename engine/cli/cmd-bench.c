@@ -39,7 +39,7 @@ cli_bench (int argc, char **argv)
   GOptionEntry entries[] = {
     { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
     { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main (default), guide, uncond, decoder, preview, encoder, preview-encoder or classifier", "NET" },
-    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N[:fp16][:tiled]", "DEV" },
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu, cpu:bf16 or opencl:N[:fp16][:tiled]", "DEV" },
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Images per network evaluation (1)", "N" },
     { "evals", 'n', 0, G_OPTION_ARG_INT, &evals, "Timed evaluations (3)", "N" },
     { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "Untimed evaluations first (1)", "N" },

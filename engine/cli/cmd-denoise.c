@@ -95,7 +95,7 @@ cli_denoise (int argc, char **argv)
     { "net", 0, 0, G_OPTION_ARG_STRING, &net, "main, guide, uncond, classifier, decoder, preview, encoder or preview-encoder", "NET" },
     { "in", 'i', 0, G_OPTION_ARG_FILENAME, &in, "Input safetensors: x [N,C,H,W], sigma [N], labels [N,L]", "FILE" },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, "Output safetensors: D [N,C,H,W] (classifier: logits [N,K]; decoders: image, decoded [N,3,fH,fW]; encoders: latent [N,C,H/f,W/f])", "FILE" },
-    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu, cpu:bf16 or opencl:N[:fp16]", "DEV" },
     { NULL }
   };
   GfcgContext *ctx = NULL;
@@ -227,7 +227,7 @@ cli_classify (int argc, char **argv)
   char *pack_dir = NULL, *device = NULL;
   GOptionEntry entries[] = {
     { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
-    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu, cpu:bf16 or opencl:N[:fp16]", "DEV" },
     { NULL }
   };
   GfcgContext *ctx = NULL;

@@ -225,7 +225,7 @@ cli_sample (int argc, char **argv)
     { "trace", 0, 0, G_OPTION_ARG_FILENAME, &trace, "Write the per-evaluation trace as JSON", "FILE" },
     { "previews", 0, 0, G_OPTION_ARG_FILENAME, &previews, "Write every evaluation's preview (the denoised estimate; latent packs: through the preview decoder) as DIR/preview-IMAGE-EVAL.png", "DIR" },
     { "preview-every", 0, 0, G_OPTION_ARG_INT, &preview_every, "With --previews: only every Nth evaluation's preview, and the last (1)", "N" },
-    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu or opencl:N", "DEV" },
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu, cpu:bf16 or opencl:N[:fp16]", "DEV" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all cores)", "N" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "No progress on stderr", NULL },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Also print the device, time and peak memory", NULL },

@@ -160,6 +160,10 @@ double       gfcg_cpu_sgemm_gflops    (const char *lib, int n, int reps, int n_t
 /* The CPU backend's convolution path now: "onednn" or "blas"; its threads. */
 const char  *gfcg_cpu_conv_path       (void);
 int          gfcg_cpu_threads         (void);
+/* Why the device "cpu:bf16" (bf16 convolutions) cannot run here: no oneDNN
+ * in this build, its path switched off, or a CPU without avx512_bf16 / AMX;
+ * NULL where it can. */
+const char  *gfcg_cpu_bf16_unsupported (void);
 
 /* ---- Model packs --------------------------------------------------------- */
 
