@@ -53,6 +53,7 @@ pack_free (gpointer data)
   g_free (p->licence);
   g_free (p->memory);
   g_free (p->time);
+  g_free (p->classes);
   g_strfreev (p->roles);
   g_ptr_array_unref (p->files);
   g_ptr_array_unref (p->steps);
@@ -307,6 +308,59 @@ is_role_placeholder (const char *s, GHashTable *roles)
   return ok;
 }
 
+/* What the pack draws, so that a pack can be chosen before its gigabytes
+ * are downloaded: optional "resolution" (pixels) and "classes"
+ * ("imagenet-1k", or a list of ImageNet indices). */
+static gboolean
+parse_draws (JsonObject *o, CatalogPack *p)
+{
+  JsonNode *r = json_object_get_member (o, "resolution");
+  JsonNode *c = json_object_get_member (o, "classes");
+
+  if (r != NULL && !JSON_NODE_HOLDS_NULL (r))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (r) || json_node_get_value_type (r) != G_TYPE_INT64
+          || json_node_get_int (r) < 1 || json_node_get_int (r) > 65536)
+        return FALSE;
+      p->resolution = (int) json_node_get_int (r);
+    }
+  if (c == NULL || JSON_NODE_HOLDS_NULL (c))
+    return TRUE;
+  if (JSON_NODE_HOLDS_VALUE (c) && json_node_get_value_type (c) == G_TYPE_STRING)
+    {
+      p->n_classes = MODELS_N_IMAGENET;
+      return strcmp (json_node_get_string (c), "imagenet-1k") == 0;
+    }
+  if (!JSON_NODE_HOLDS_ARRAY (c) || json_array_get_length (json_node_get_array (c)) == 0
+      || json_array_get_length (json_node_get_array (c)) > MODELS_N_IMAGENET)
+    return FALSE;
+  p->n_classes = (int) json_array_get_length (json_node_get_array (c));
+  p->classes = g_new (int, p->n_classes);
+  for (int i = 0; i < p->n_classes; i++)
+    {
+      JsonNode *e = json_array_get_element (json_node_get_array (c), i);
+
+      if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_INT64
+          || json_node_get_int (e) < 0 || json_node_get_int (e) >= MODELS_N_IMAGENET)
+        return FALSE;
+      p->classes[i] = (int) json_node_get_int (e);
+    }
+  return TRUE;
+}
+
+gboolean
+catalog_pack_draws (const CatalogPack *pack, int imagenet)
+{
+  if (pack->n_classes == 0 || imagenet < 0 || imagenet >= MODELS_N_IMAGENET)
+    return FALSE;
+  if (pack->classes == NULL)
+    return TRUE;
+  for (int i = 0; i < pack->n_classes; i++)
+    if (pack->classes[i] == imagenet)
+      return TRUE;
+  return FALSE;
+}
+
 static CatalogPack *
 parse_pack (Catalog *cat, const char *name, JsonNode *node, GError **error)
 {
@@ -342,6 +396,12 @@ parse_pack (Catalog *cat, const char *name, JsonNode *node, GError **error)
   if (!opt_bytes (o, "installed_size", &p->installed_size))
     {
       bad (error, cat->path, where, "'installed_size' must be a byte count");
+      goto out;
+    }
+  if (!parse_draws (o, p))
+    {
+      bad (error, cat->path, where, "'resolution' must be a number of pixels and 'classes' "
+           "\"imagenet-1k\" or a list of ImageNet class indices (0 to 999)");
       goto out;
     }
   if (!json_object_has_member (o, "files") || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "files")))

@@ -44,6 +44,9 @@ typedef struct
   char       *memory;    /* human estimates                                    */
   char       *time;
   gint64      installed_size; /* approximate bytes of the converted pack       */
+  int         resolution;     /* pixels of a side; 0 when the catalog says not */
+  int         n_classes;      /* classes it draws; 0 when the catalog says not */
+  int        *classes;        /* their ImageNet indices; NULL: all 1000        */
   char      **roles;     /* "main", "guide", ... in catalog order              */
   GPtrArray  *files;     /* CatalogFile * per role (not owned)                 */
   GPtrArray  *steps;     /* CatalogStep *                                      */
@@ -73,6 +76,16 @@ char        *catalog_expand_string (const CatalogPack *pack, const char *s, cons
  * keeping the partial download and removing the staging folder. */
 extern volatile sig_atomic_t models_interrupted;
 void     models_catch_signals (void);
+
+/* Download progress of the file being fetched (libcurl's thread: the
+ * caller marshals it to its own).  One hook per process: the CLI and the
+ * plug-in's Get models window run one install at a time.  NULL: none. */
+typedef void (*ModelsProgressFunc) (const char *file, gint64 done, gint64 total,
+                                    gpointer user_data);
+void     models_set_progress  (ModelsProgressFunc func, gpointer user_data);
+/* TRUE when the catalog says pack draws ImageNet class imagenet (FALSE
+ * when it does not say which classes it draws). */
+gboolean catalog_pack_draws   (const CatalogPack *pack, int imagenet);
 
 /* Human sizes: "1.2 GB", "340 MB", "12 kB". */
 char    *models_format_size   (gint64 bytes);
@@ -105,6 +118,9 @@ gboolean models_remove        (const char *name, GError **error);
 void     models_sweep_stale   (void);
 /* Deletes a folder tree without following symbolic links. */
 gboolean models_rm_rf         (const char *path, GError **error);
+
+/* Classes of ImageNet-1k: what "classes": "imagenet-1k" means. */
+#define MODELS_N_IMAGENET 1000
 
 #define MODELS_MANIFEST "install-manifest.json"
 

@@ -14,6 +14,16 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+static ModelsProgressFunc progress_func;
+static gpointer           progress_data;
+
+void
+models_set_progress (ModelsProgressFunc func, gpointer user_data)
+{
+  progress_func = func;
+  progress_data = user_data;
+}
+
 #ifdef GFCG_HAVE_CURL
 
 /* ---- one transfer ---------------------------------------------------------------------- */
@@ -240,6 +250,8 @@ on_progress (void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultota
 
   if (models_interrupted)
     return 1;
+  if (progress_func != NULL)
+    progress_func (x->label, base + dlnow, total, progress_data);
   print_progress (x, base + dlnow, total, FALSE);
   return 0;
 }

@@ -260,6 +260,11 @@ def test_fetch_installs_and_list_shows_it(env, tiny):
     p = env.run('models', 'list', check=0)
     line = next(l for l in p.stdout.splitlines() if l.startswith(PACK + ' '))
     assert 'not installed' in line and 'Tiny test pack' in p.stdout and 'CC0-1.0' in p.stdout
+    assert 'draws:' not in p.stdout  # the catalog does not say
+    cat = json.loads(env.catalog.read_text())
+    cat['packs'][PACK].update(resolution=16, classes=[0, 217, 482, 491])
+    env.catalog.write_text(json.dumps(cat))
+    assert '    draws: 4 ImageNet classes at 16x16 px\n' in env.run('models', 'list', check=0).stdout
     p = env.run('models', 'fetch', PACK, check=0)
     assert f'installed {PACK}' in p.stdout
     d = env.models / PACK
@@ -741,6 +746,9 @@ def test_bad_catalogs_are_refused(env, tiny):
         (lambda c: c['packs'][PACK]['files'].update(main='nope'), "which is not in 'files'"),
         (lambda c: c['packs'][PACK]['convert'].append({'tool': 'convert-edm2', 'args': ['{what}']}),
          'unknown placeholder {what}'),
+        (lambda c: c['packs'][PACK].update(classes=[217, 1000]), "'classes' \"imagenet-1k\" or"),
+        (lambda c: c['packs'][PACK].update(classes='all'), "'classes' \"imagenet-1k\" or"),
+        (lambda c: c['packs'][PACK].update(resolution='64'), "'resolution' must be a number"),
     ]
     for change, message in cases:
         c = copy.deepcopy(cat)

@@ -53,6 +53,10 @@ struct _GfcgClassPicker
   gboolean     *drawable;   /* [1000], as in the store, for quick looks     */
   PackState     state;
   gboolean      updating;
+  GfcgClassOffersFunc      offers;
+  GfcgClassOfferChosenFunc chosen;
+  gpointer                 offers_data;
+  int                      explained; /* the class the offers are for     */
 };
 
 G_DEFINE_TYPE (GfcgClassPicker, gfcg_class_picker, GTK_TYPE_BOX)
@@ -151,6 +155,22 @@ explain_not_drawable (GfcgClassPicker *p, int imagenet, const char *typed)
                              p->n_drawable);
   text = g_strconcat (what, " ", draws, NULL);
   markup = g_markup_escape_text (text, -1);
+  /* Where else the class can be drawn: an installed pack to switch to, or
+   * one to download. */
+  if (imagenet >= 0 && p->offers != NULL)
+    {
+      char *more = p->offers (imagenet, p->offers_data);
+
+      p->explained = imagenet;
+      if (more != NULL)
+        {
+          char *all = g_strconcat (markup, " ", more, NULL);
+
+          g_free (markup);
+          markup = all;
+        }
+      g_free (more);
+    }
   set_hint (p, markup);
   g_free (markup);
   g_free (text);
@@ -193,6 +213,8 @@ on_hint_link (GtkLabel *label, const char *uri, GfcgClassPicker *p)
 
   if (g_ascii_string_to_signed (uri, 10, 0, GFCG_N_IMAGENET_CLASSES - 1, &k, NULL))
     gtk_entry_set_text (GTK_ENTRY (p->entry), gfcg_classes_name ((int) k));
+  else if (p->chosen != NULL)
+    p->chosen (uri, p->explained, p->offers_data);
   return TRUE;
 }
 
@@ -699,4 +721,48 @@ gfcg_class_picker_describe (GfcgClassPicker *p)
                           ? gtk_label_get_text (GTK_LABEL (p->hint)) : "",
                           gtk_label_get_text (GTK_LABEL (p->count)),
                           gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (p->only_drawable)));
+}
+
+void
+gfcg_class_picker_set_offers (GfcgClassPicker *p, GfcgClassOffersFunc offers,
+                              GfcgClassOfferChosenFunc chosen, gpointer user_data)
+{
+  p->offers = offers;
+  p->chosen = chosen;
+  p->offers_data = user_data;
+}
+
+void
+gfcg_class_picker_activate_link (GfcgClassPicker *p, const char *prefix)
+{
+  char       *pattern = g_strdup_printf ("href=\"(%s[^\"]*)\"", prefix);
+  GRegex     *re = g_regex_new (pattern, 0, 0, NULL);
+  GMatchInfo *match = NULL;
+
+  /* The first link shown whose target starts with prefix, as a click. */
+  if (re != NULL && gtk_widget_get_visible (p->hint)
+      && g_regex_match (re, gtk_label_get_label (GTK_LABEL (p->hint)), 0, &match))
+    {
+      char    *escaped = g_match_info_fetch (match, 1);
+      GString *plain = g_string_new (NULL);
+
+      /* Undo the markup's escape of '&' in a folder name. */
+      for (const char *c = escaped; *c != '\0'; c++)
+        {
+          if (g_str_has_prefix (c, "&amp;"))
+            {
+              g_string_append_c (plain, '&');
+              c += 4;
+            }
+          else
+            g_string_append_c (plain, *c);
+        }
+      on_hint_link (GTK_LABEL (p->hint), plain->str, p);
+      g_string_free (plain, TRUE);
+      g_free (escaped);
+    }
+  g_match_info_free (match);
+  if (re != NULL)
+    g_regex_unref (re);
+  g_free (pattern);
 }

@@ -6,6 +6,8 @@
 #include "gfcg-args.h"
 #include "gfcg-classes.h"
 #include "gfcg-class-picker.h"
+#include "gfcg-models-window.h"
+#include "gfcg-pack-offers.h"
 #include "gfcg-pack-picker.h"
 #include "gfcg-pack-probe.h"
 
@@ -18,6 +20,7 @@ typedef struct
   GimpProcedureConfig *config;
   GtkWidget           *dialog;
   GtkWidget           *picker;
+  GtkWidget           *pack_picker;
   GtkWidget           *pack_status;
   GtkWidget           *mode_combo;
   GtkWidget           *estimate;
@@ -166,24 +169,55 @@ on_reset_defaults (GtkButton *button, Dialog *d)
                 "steps", d->probe->defaults.steps, NULL);
 }
 
-static gboolean
-capture (gpointer data)
+/* A picture of window w as path (PNG): the screenshots. */
+static void
+save_window (GtkWidget *w, const char *path)
 {
-  Dialog    *d = data;
-  GdkWindow *win = gtk_widget_get_window (d->dialog);
+  GdkWindow *win = gtk_widget_get_window (w);
   GdkPixbuf *pb;
   GError    *error = NULL;
 
   gdk_display_sync (gdk_window_get_display (win));
   pb = gdk_pixbuf_get_from_window (win, 0, 0, gdk_window_get_width (win),
                                    gdk_window_get_height (win));
-  if (pb == NULL || !gdk_pixbuf_save (pb, d->capture, "png", &error, NULL))
-    g_printerr ("gfcg-render: could not capture the dialog to %s: %s\n", d->capture,
+  if (pb == NULL || !gdk_pixbuf_save (pb, path, "png", &error, NULL))
+    g_printerr ("gfcg-render: could not capture the window to %s: %s\n", path,
                 error ? error->message : "no picture");
   g_clear_error (&error);
   g_clear_object (&pb);
+}
+
+static gboolean
+capture (gpointer data)
+{
+  Dialog *d = data;
+
+  save_window (d->dialog, d->capture);
   gtk_dialog_response (GTK_DIALOG (d->dialog), GTK_RESPONSE_CANCEL);
   return G_SOURCE_REMOVE;
+}
+
+/* ---- other packs for a class this one cannot draw ------------------------ */
+
+static char *
+offers (int imagenet, gpointer data)
+{
+  Dialog *d = data;
+
+  return gfcg_pack_offers_markup (imagenet, d->probe != NULL ? d->probe->dir : NULL);
+}
+
+/* use:FOLDER switches to an installed pack and the class it was offered
+ * for; get:NAME opens Get models with that pack chosen. */
+static void
+on_offer (const char *uri, int imagenet, gpointer data)
+{
+  Dialog *d = data;
+
+  if (g_str_has_prefix (uri, "use:"))
+    g_object_set (d->config, "pack", uri + 4, "class-index", imagenet, NULL);
+  else if (g_str_has_prefix (uri, "get:"))
+    gfcg_pack_picker_get_models (d->pack_picker, uri + 4);
 }
 
 /* ---- tests: $GFCG_TEST_DIALOG ------------------------------------------ */
@@ -194,31 +228,78 @@ static void
 print_state (Dialog *d)
 {
   char     *picker = gfcg_class_picker_describe (GFCG_CLASS_PICKER (d->picker));
-  char     *mode = NULL;
+  char     *mode = NULL, *pack = NULL;
+  char     *packs = gfcg_pack_picker_describe (d->pack_picker);
   double    guidance;
   int       seed;
   gboolean  random;
   GtkWidget *ok = gtk_dialog_get_widget_for_response (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK);
 
   g_object_get (d->config, "mode", &mode, "guidance", &guidance, "seed", &seed,
-                "random-seed", &random, NULL);
+                "random-seed", &random, "pack", &pack, NULL);
   g_printerr ("DIALOG %s\tmode=%s\tguidance=%g\tweight=%s%s\tstrength=%s%s\tseed=%d"
-              "\trandom=%d\tdraw=%d\testimate=%s\tpack=%s\n", picker, mode, guidance,
+              "\trandom=%d\tdraw=%d\testimate=%s\tpack=%s\tpack-setting=%s\tpacks=%s\n", picker,
+              mode, guidance,
               gimp_spin_scale_get_label (GIMP_SPIN_SCALE (d->weight)),
               gtk_widget_get_sensitive (d->weight) ? "" : " (greyed)",
               gimp_spin_scale_get_label (GIMP_SPIN_SCALE (d->strength)),
               gtk_widget_get_sensitive (d->strength) ? "" : " (greyed)", seed, random,
               ok != NULL && gtk_widget_get_sensitive (ok),
               gtk_label_get_text (GTK_LABEL (d->estimate)),
-              gtk_label_get_text (GTK_LABEL (d->pack_status)));
+              gtk_label_get_text (GTK_LABEL (d->pack_status)), pack, packs);
+  g_free (packs);
+  g_free (pack);
   g_free (mode);
   g_free (picker);
+}
+
+/* Get models steps: models[:NAME] opens the window (NAME chosen), m-print
+ * prints its state ("MODELS " and KEY=VALUE), m-wait waits for its action
+ * to end, m-wait-bytes:FILE:N until N bytes of FILE are downloaded (or
+ * the action ended), m-capture:PNG saves a picture of it
+ * (tools/capture-dialog), m-STEP is the window's step
+ * (gfcg_models_window_step).  FALSE: wait, run this step again later. */
+static gboolean
+models_step (Dialog *d, const char *step)
+{
+  GtkWidget *w = gfcg_pack_picker_models_window (d->pack_picker);
+
+  if (strcmp (step, "models") == 0 || g_str_has_prefix (step, "models:"))
+    gfcg_pack_picker_get_models (d->pack_picker, step[6] == ':' ? step + 7 : NULL);
+  else if (w == NULL)
+    g_printerr ("gfcg-render: '%s' without a Get models window\n", step);
+  else if (strcmp (step, "m-wait") == 0)
+    return !gfcg_models_window_is_busy (w);
+  else if (g_str_has_prefix (step, "m-wait-bytes:") && strchr (step + 13, ':') != NULL)
+    {
+      const char *n = strrchr (step, ':') + 1;
+      char       *file = g_strndup (step + 13, n - 1 - (step + 13));
+      gboolean    done = !gfcg_models_window_is_busy (w)
+                         || gfcg_models_window_bytes (w, file) >= g_ascii_strtoll (n, NULL, 10);
+
+      g_free (file);
+      return done;
+    }
+  else if (g_str_has_prefix (step, "m-capture:"))
+    save_window (w, step + 10);
+  else if (strcmp (step, "m-print") == 0)
+    {
+      char *state = gfcg_models_window_describe (w);
+
+      g_printerr ("MODELS %s\n", state);
+      g_free (state);
+    }
+  else
+    gfcg_models_window_step (w, step + 2);
+  return TRUE;
 }
 
 /* The script's steps, one at a time, each once the pack is in: ok (press
  * Draw), cancel, print, type:TEXT (in the class search), click:N (class N's
  * row), only:0|1 ("Only classes this pack can draw"), mode:NAME, seed:N
- * (typed in the seed field), random:0|1 (Randomize), pack:PATH. */
+ * (typed in the seed field), random:0|1 (Randomize), pack:PATH, link:PREFIX
+ * (the first link of the class picker's explanation to PREFIX...), pause:MS,
+ * and the Get models window's (models_step). */
 static gboolean
 script_step (gpointer data)
 {
@@ -230,6 +311,13 @@ script_step (gpointer data)
     return G_SOURCE_REMOVE;              /* on_probe_done calls again */
   if (d->script == NULL || (step = d->script[d->step]) == NULL)
     return G_SOURCE_REMOVE;
+  if (g_str_has_prefix (step, "models") || g_str_has_prefix (step, "m-"))
+    {
+      if (models_step (d, step))
+        d->step++;
+      d->script_source = g_timeout_add (100, script_step, d);
+      return G_SOURCE_REMOVE;
+    }
   d->step++;
   if (strcmp (step, "ok") == 0)
     {
@@ -257,6 +345,14 @@ script_step (gpointer data)
     gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (d->randomize), atoi (step + 7));
   else if (g_str_has_prefix (step, "pack:"))
     g_object_set (d->config, "pack", step + 5, NULL);
+  else if (g_str_has_prefix (step, "link:"))
+    gfcg_class_picker_activate_link (GFCG_CLASS_PICKER (d->picker), step + 5);
+  else if (g_str_has_prefix (step, "pause:"))
+    {
+      /* Time for a window to be drawn before a picture of it. */
+      d->script_source = g_timeout_add (atoi (step + 6), script_step, d);
+      return G_SOURCE_REMOVE;
+    }
   else
     g_printerr ("gfcg-render: unknown test step '%s'\n", step);
   d->script_source = g_timeout_add (100, script_step, d);
@@ -492,8 +588,8 @@ settings (Dialog *d)
   gtk_grid_set_row_spacing (GTK_GRID (grid), 6);
   gtk_grid_set_column_spacing (GTK_GRID (grid), 12);
 
-  attach (GTK_GRID (grid), row++, _("_Model pack:"),
-          gfcg_pack_picker_new (G_OBJECT (d->config), "pack"));
+  d->pack_picker = gfcg_pack_picker_new (G_OBJECT (d->config), "pack");
+  attach (GTK_GRID (grid), row++, _("_Model pack:"), d->pack_picker);
   d->pack_status = gtk_label_new (_("Loading the pack..."));
   gtk_label_set_xalign (GTK_LABEL (d->pack_status), 0.0);
   gtk_label_set_line_wrap (GTK_LABEL (d->pack_status), TRUE);
@@ -614,6 +710,7 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
   frame = gimp_frame_new (_("Class"));
   gtk_box_pack_start (GTK_BOX (hbox), frame, TRUE, TRUE, 0);
   d->picker = gfcg_class_picker_new ();
+  gfcg_class_picker_set_offers (GFCG_CLASS_PICKER (d->picker), offers, on_offer, d);
   gtk_container_add (GTK_CONTAINER (frame), d->picker);
   g_object_bind_property (config, "class-index", d->picker, "class-index",
                           G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
@@ -648,6 +745,13 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
   d->reprobe = FALSE;
   while (d->probing)
     g_main_context_iteration (NULL, TRUE);
+  /* A download still running stops cleanly (its .part kept) first. */
+  if (gfcg_pack_picker_models_window (d->pack_picker) != NULL)
+    {
+      gfcg_models_window_stop (gfcg_pack_picker_models_window (d->pack_picker));
+      if (gfcg_pack_picker_models_window (d->pack_picker) != NULL)
+        gtk_widget_destroy (gfcg_pack_picker_models_window (d->pack_picker));
+    }
   gtk_widget_destroy (d->dialog);
   *loaded = run && d->probe != NULL ? g_steal_pointer (&d->probe->loaded) : NULL;
   gfcg_pack_probe_free (d->probe);

@@ -1,5 +1,6 @@
 /* gfcg-pack-picker.c — the pack folder and device pickers. */
 #include "gfcg-pack-picker.h"
+#include "gfcg-models-window.h"
 
 #include <gfcg/gfcg.h>
 #include <libgimp/gimpui.h>
@@ -8,8 +9,10 @@
 
 typedef struct
 {
-  GObject *config;
-  char    *property;
+  GObject   *config;
+  char      *property;
+  GtkWidget *combo;
+  GtkWidget *models;   /* the Get models window, while open */
 } Picker;
 
 static void
@@ -17,8 +20,122 @@ picker_free (gpointer data)
 {
   Picker *p = data;
 
+  if (p->models != NULL)
+    {
+      /* Stopped before the plug-in ends: the manager then removes its
+       * staging folder and keeps the partial download for next time. */
+      gfcg_models_window_stop (p->models);
+      if (p->models != NULL)
+        gtk_widget_destroy (p->models);
+    }
   g_free (p->property);
   g_free (p);
+}
+
+/* The default pack, those shipped beside it, then those `gfcg models
+ * fetch` or Get models installed: the engine's list, so the names match
+ * the command's. */
+static void
+fill_packs (Picker *p)
+{
+  char **packs = gfcg_installed_packs ();
+
+  gtk_combo_box_text_remove_all (GTK_COMBO_BOX_TEXT (p->combo));
+  for (char **d = packs; *d != NULL; d++)
+    gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (p->combo), *d);
+  g_strfreev (packs);
+}
+
+static void
+on_models_changed (gpointer data)
+{
+  Picker *p = data;
+  char   *pack = NULL;
+
+  /* Removing the entries must not clear the pack the entry shows. */
+  g_object_get (p->config, p->property, &pack, NULL);
+  fill_packs (p);
+  g_object_set (p->config, p->property, pack, NULL);
+  g_free (pack);
+}
+
+static void
+on_models_use (const char *name, gpointer data)
+{
+  Picker *p = data;
+
+  g_object_set (p->config, p->property, name, NULL);
+}
+
+static void
+on_models_destroyed (GtkWidget *window, Picker *p)
+{
+  p->models = NULL;
+}
+
+static GtkWidget *
+open_models (Picker *p, GtkWidget *from, const char *select)
+{
+  if (p->models == NULL)
+    {
+      char *device = NULL;
+
+      if (g_object_class_find_property (G_OBJECT_GET_CLASS (p->config), "device") != NULL)
+        g_object_get (p->config, "device", &device, NULL);
+      p->models = gfcg_models_window_new (GTK_WINDOW (gtk_widget_get_toplevel (from)), device,
+                                          on_models_changed, on_models_use, p);
+      g_signal_connect (p->models, "destroy", G_CALLBACK (on_models_destroyed), p);
+      g_free (device);
+    }
+  if (select != NULL)
+    gfcg_models_window_select (p->models, select);
+  gtk_window_present (GTK_WINDOW (p->models));
+  return p->models;
+}
+
+static void
+on_get_models (GtkButton *button, Picker *p)
+{
+  open_models (p, GTK_WIDGET (button), NULL);
+}
+
+GtkWidget *
+gfcg_pack_picker_get_models (GtkWidget *picker, const char *select)
+{
+  Picker *p = g_object_get_data (G_OBJECT (picker), "gfcg-pack-picker");
+
+  return open_models (p, picker, select);
+}
+
+GtkWidget *
+gfcg_pack_picker_models_window (GtkWidget *picker)
+{
+  Picker *p = g_object_get_data (G_OBJECT (picker), "gfcg-pack-picker");
+
+  return p->models;
+}
+
+char *
+gfcg_pack_picker_describe (GtkWidget *picker)
+{
+  Picker       *p = g_object_get_data (G_OBJECT (picker), "gfcg-pack-picker");
+  GtkTreeModel *model = gtk_combo_box_get_model (GTK_COMBO_BOX (p->combo));
+  GString      *s = g_string_new (NULL);
+  GtkTreeIter   iter;
+  gboolean      more = gtk_tree_model_get_iter_first (model, &iter);
+
+  while (more)
+    {
+      char *dir = NULL, *name;
+
+      gtk_tree_model_get (model, &iter, 0, &dir, -1);
+      name = g_path_get_basename (dir);
+      g_string_append_printf (s, "%s%s", s->len > 0 ? "," : "", name);
+      g_free (name);
+      g_free (dir);
+      more = gtk_tree_model_iter_next (model, &iter);
+    }
+  return g_string_free (s, FALSE);
 }
 
 static void
@@ -50,20 +167,15 @@ gfcg_pack_picker_new (GObject *config, const char *property)
 {
   GtkWidget *outer = gtk_box_new (GTK_ORIENTATION_VERTICAL, 2);
   GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-  GtkWidget *combo, *entry, *button, *more;
+  GtkWidget *combo, *entry, *button;
   Picker    *p = g_new0 (Picker, 1);
   char      *def = gfcg_default_pack_dir (), *hint;
-  char     **packs = gfcg_installed_packs ();
 
   p->config = config;
   p->property = g_strdup (property);
   g_object_set_data_full (G_OBJECT (outer), "gfcg-pack-picker", p, picker_free);
-  combo = gtk_combo_box_text_new_with_entry ();
-  /* The default pack, those shipped beside it, then those `gfcg models
-   * fetch` installed: the engine's list, so the names match the command's. */
-  for (char **d = packs; *d != NULL; d++)
-    gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (combo), *d);
-  g_strfreev (packs);
+  combo = p->combo = gtk_combo_box_text_new_with_entry ();
+  fill_packs (p);
   entry = gtk_bin_get_child (GTK_BIN (combo));
   hint = g_strdup_printf (_("Default: %s"), def);
   gtk_entry_set_placeholder_text (GTK_ENTRY (entry), hint);
@@ -75,12 +187,12 @@ gfcg_pack_picker_new (GObject *config, const char *property)
   button = gtk_button_new_with_mnemonic (_("_Browse..."));
   g_signal_connect (button, "clicked", G_CALLBACK (on_browse), p);
   gtk_box_pack_start (GTK_BOX (box), button, FALSE, FALSE, 0);
+  button = gtk_button_new_with_mnemonic (_("_Get Models..."));
+  gtk_widget_set_tooltip_text (button, _("Download and install the published model packs "
+                                         "(as gfcg models fetch NAME does)"));
+  g_signal_connect (button, "clicked", G_CALLBACK (on_get_models), p);
+  gtk_box_pack_start (GTK_BOX (box), button, FALSE, FALSE, 0);
   gtk_box_pack_start (GTK_BOX (outer), box, FALSE, FALSE, 0);
-  more = gtk_label_new (_("More models: gfcg models list, then gfcg models fetch NAME"));
-  gtk_label_set_xalign (GTK_LABEL (more), 0.0);
-  gtk_label_set_selectable (GTK_LABEL (more), TRUE);
-  gimp_label_set_attributes (GTK_LABEL (more), PANGO_ATTR_SCALE, PANGO_SCALE_SMALL, -1);
-  gtk_box_pack_start (GTK_BOX (outer), more, FALSE, FALSE, 0);
   g_free (hint);
   g_free (def);
   return outer;

@@ -86,6 +86,9 @@ models_list (int argc, char **argv)
               exact ? "" : "~", dls, p->installed_size >= 0 ? "~" : "", ins);
       if (p->title != NULL)
         printf ("    %s\n", p->title);
+      if (p->n_classes > 0 && p->resolution > 0)
+        printf ("    draws: %d ImageNet class%s at %dx%d px\n", p->n_classes,
+                p->n_classes == 1 ? "" : "es", p->resolution, p->resolution);
       printf ("    licence: %s\n", p->licence != NULL ? p->licence : "not stated");
       if (p->memory != NULL)
         printf ("    memory: %s\n", p->memory);

@@ -83,7 +83,7 @@ def dialog_states(log):
             for line in re.findall(r'^DIALOG (.*)$', log, re.M)]
 
 
-def run_dialog(gimp, script, pack, more='', **args):
+def run_dialog(gimp, script, pack, more='', env=None, **args):
     """One interactive call on a new image with the dialog driven by script;
     returns (the DIALOG states, the layer names after it and more)."""
     forget_last_values(gimp)
@@ -94,19 +94,24 @@ def run_dialog(gimp, script, pack, more='', **args):
         {more}
         (for-each (lambda (l) (display (string-append "LAYER " (car (gimp-item-get-name l)) "\\n")))
                   (vector->list (car (gimp-image-get-layers img)))))''',
-                      env={'GFCG_TEST_DIALOG': script}, wrap=('xvfb-run', '-a'))
+                      env={**(env or {}), 'GFCG_TEST_DIALOG': script}, wrap=('xvfb-run', '-a'))
     return dialog_states(log), re.findall(r'^LAYER (.*)$', log, re.M)
 
 
-def test_class_picker(gimp, tiny_packs):
+def test_class_picker(gimp, tiny_packs, tmp_path):
     """The class picker of a 4-class pack: only its classes listed, a line
     saying what Draw will draw, "Did you mean" for a typo, typing picks the
     first class the pack draws (so Draw draws it), a click on a greyed
-    class says why it cannot be picked."""
+    class says why it cannot be picked.  (No catalog packs and none
+    installed: other packs offered for a class are test_plugin_models.py's.)"""
     pack = tiny_packs / 'tiny-pixel'
+    empty = tmp_path / 'catalog.json'
+    empty.write_text(json.dumps({'format': 'gfcg-catalog', 'format_version': 1,
+                                 'files': {}, 'packs': {}}))
     states, layers = run_dialog(
         gimp, 'print;type:golden retreiver;print;type:chainsaw;print;type:;only:0;click:1;print;'
-        'type:gold;print;type:spring;print;ok', pack, class_index=482, steps=2, mode='"gfcg"')
+        'type:gold;print;type:spring;print;ok', pack, class_index=482, steps=2, mode='"gfcg"',
+        env={'GFCG_CATALOG': str(empty), 'XDG_DATA_HOME': str(tmp_path / 'data')})
     start, typo, chainsaw, click, gold, spring = states
     assert start['will-draw'] == 'Will draw: cassette player'
     assert start['count'] == '4 of 1000 classes can be drawn with this pack'
