@@ -639,10 +639,9 @@ terr (GError **error, const char *fmt, ...)
 }
 
 CvTflite *
-cv_tflite_convert (const char *path, GError **error)
+cv_tflite_read (const guint8 *data, gsize len, const char *path, GError **error)
 {
-  GMappedFile *map = cv_map_file (path, error);
-  Fb           fb;
+  Fb           fb = { data, len };
   Tab          model, sg;
   gboolean     bad = FALSE;
   GArray      *codes = NULL, *bufs = NULL, *subgraphs = NULL, *ts = NULL, *optabs = NULL;
@@ -655,10 +654,6 @@ cv_tflite_convert (const char *path, GError **error)
   guint64      root;
   gint64       bad_act = 0;
 
-  if (map == NULL)
-    goto fail;
-  fb.b = (const guint8 *) g_mapped_file_get_contents (map);
-  fb.len = g_mapped_file_get_length (map);
   if (fb.len < 8 || memcmp (fb.b + 4, "TFL3", 4) != 0)
     {
       terr (error, "not a TFLite flatbuffer (no TFL3 identifier)");
@@ -1002,8 +997,20 @@ done:
       g_array_unref (*a);
   g_ptr_array_unref (tensors);
   g_ptr_array_unref (ops);
+  return out;
+}
+
+CvTflite *
+cv_tflite_convert (const char *path, GError **error)
+{
+  GMappedFile *map = cv_map_file (path, error);
+  CvTflite    *out;
+
+  if (map == NULL)
+    return NULL;
+  out = cv_tflite_read ((const guint8 *) g_mapped_file_get_contents (map),
+                        g_mapped_file_get_length (map), path, error);
   /* the dequantised data lives in out->buffers: the file can go */
-  if (map != NULL)
-    g_mapped_file_unref (map);
+  g_mapped_file_unref (map);
   return out;
 }
