@@ -25,7 +25,7 @@ check:
 	$(DEVENV) tools/check
 
 # Long libFuzzer runs (FUZZ_TIME seconds per target; FUZZ_TARGETS: some of
-# safetensors pack png pickle zip) on a corpus kept in build-fuzz/corpus-*; prints the
+# safetensors pack png pickle zip tflite) on a corpus kept in build-fuzz/corpus-*; prints the
 # executions.  Findings go to build-fuzz/artifacts-*/.
 fuzz:
 	GFCG_DEVENV_NOBUILD=1 $(DEVENV) tools/fuzz $(FUZZ_TIME) $(FUZZ_TARGETS)

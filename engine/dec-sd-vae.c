@@ -68,23 +68,10 @@ sd_vae_load (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st, const cha
   for (int i = 0, cin = top; i < n_ch; i++)
     {
       int cout = ch[n_ch - 1 - i];
-      for (int j = 0; j < v->per_level; j++)
-        {
-          char *p = g_strdup_printf ("decoder.up_blocks.%d.resnets.%d", i, j);
-          gboolean ok = vae_load_resnet (&v->w, p, j == 0 ? cin : cout, cout,
-                                         &v->res[i * v->per_level + j], error);
-          g_free (p);
-          if (!ok)
-            goto fail;
-        }
-      if (i < n_ch - 1)
-        {
-          char *p = g_strdup_printf ("decoder.up_blocks.%d.upsamplers.0.conv", i);
-          gboolean ok = vae_load_pair (&v->w, p, cout, cout, 3, &v->up_w[i], &v->up_b[i], error);
-          g_free (p);
-          if (!ok)
-            goto fail;
-        }
+      if (!vae_load_level (&v->w, "decoder.up_blocks", i, v->per_level, cin, cout,
+                           &v->res[i * v->per_level], i < n_ch - 1 ? "upsamplers" : NULL,
+                           &v->up_w[i], &v->up_b[i], error))
+        goto fail;
       cin = cout;
     }
   if (!vae_load_pair (&v->w, "decoder.conv_norm_out", ch[0], 0, 0, &v->out_ng, &v->out_nb,

@@ -12,23 +12,12 @@
  * is [-1, 1]; decoder.c applies both conventions. */
 #include "gfcg-private.h"
 
-#include <string.h>
-
-#define TAESD_MAX_STAGES 8
-
 typedef struct
 {
-  GfcgBackend     *be;
-  GfcgSafetensors *st;       /* during load only */
-  const char      *prefix;   /* "" (standalone) or "decoder.layers." (diffusers) */
-  int              offset;   /* index shift: 0 standalone, -1 diffusers */
-  GPtrArray       *owned;
-  gsize            n_params;
-  int              n_stages, blocks[TAESD_MAX_STAGES];
+  TaesdNet    net;
   /* in_w [C, latent_channels, 3, 3], in_b [C]; out_w [3, C, 3, 3], out_b [3];
    * up_w[s] [C, C, 3, 3] (no bias) for s < n_stages - 1 */
-  GfcgTensor      *in_w, *in_b, *out_w, *out_b, *up_w[TAESD_MAX_STAGES];
-  TaesdBlock      *block;    /* all stages' blocks in order */
+  GfcgTensor *in_w, *in_b, *out_w, *out_b, *up_w[TAESD_MAX_STAGES];
 } Taesd;
 
 
@@ -38,135 +27,54 @@ taesd_free (gpointer p)
   Taesd *t = p;
   if (t == NULL)
     return;
-  if (t->owned != NULL)
-    g_ptr_array_unref (t->owned);
-  g_free (t->block);
+  taesd_net_clear (&t->net);
   g_free (t);
-}
-
-/* Layer `index` of the standalone Sequential, ".suffix" appended. */
-static GfcgTensor *
-load (Taesd *t, int index, const char *suffix, int ndim, const gint64 *shape, GError **error)
-{
-  char *key = g_strdup_printf ("%s%d%s", t->prefix, index + t->offset, suffix);
-  GfcgTensor *w = weight_load (t->be, t->st, key, ndim, shape, error);
-  g_free (key);
-  if (w != NULL)
-    {
-      g_ptr_array_add (t->owned, w);
-      t->n_params += w->numel;
-    }
-  return w;
 }
 
 static gpointer
 taesd_load (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st, const char *where,
             int *latent_channels, int *factor, gsize *n_params, GError **error)
 {
+  static const int default_blocks[4] = { 3, 3, 3, 1 };
   Taesd *t = g_new0 (Taesd, 1);
-  int *nb = NULL, n_nb = 0, lc, c, idx, total = 0, k = 0;
+  TaesdNet *n = &t->net;
+  int lc, c, idx, k = 0;
 
-  t->be = be;
-  t->st = st;
-  t->owned = g_ptr_array_new_with_free_func ((GDestroyNotify) gfcg_tensor_free);
-  if (json_object_has_member (config, "num_blocks"))
-    {
-      if (!cfg_int_list (config, "num_blocks", TRUE, 0, 64, &nb, &n_nb, where, error))
-        goto fail;
-    }
-  else
-    {
-      static const int def[] = { 3, 3, 3, 1 };
-      nb = g_memdup2 (def, sizeof def);
-      n_nb = G_N_ELEMENTS (def);
-    }
-  if (!cfg_int (config, "latent_channels", 4, FALSE, 1, GFCG_MAX_LATENT_CHANNELS, &lc, where,
-                error) ||
-      !cfg_int (config, "channels", 64, FALSE, 1, 8192, &c, where, error))
+  /* layer 0 of the standalone Sequential is the clamp, 1 the first conv */
+  if (!taesd_net_init (n, be, config, st, where, "decoder", default_blocks, 1, error))
     goto fail;
-  if (n_nb < 1 || n_nb > TAESD_MAX_STAGES)
-    {
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
-                   "%s: 'num_blocks' needs 1 to %d entries", where, TAESD_MAX_STAGES);
-      goto fail;
-    }
-  t->n_stages = n_nb;
-  for (int s = 0; s < n_nb; s++)
-    total += t->blocks[s] = nb[s];
-  t->block = g_new0 (TaesdBlock, MAX (total, 1));
-
-  /* Which naming: diffusers' AutoencoderTiny has no clamp layer in its
-   * Sequential, so every index is one less. */
-  if (gfcg_st_lookup (st, "decoder.layers.0.weight") != NULL)
-    {
-      t->prefix = "decoder.layers.";
-      t->offset = -1;
-    }
-  else if (gfcg_st_lookup (st, "1.weight") != NULL)
-    t->prefix = "";
-  else
-    {
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_MODEL,
-                   "%s: %s holds neither TAESD decoder naming (tensor '1.weight' of the "
-                   "standalone file, or 'decoder.layers.0.weight' of diffusers' AutoencoderTiny)",
-                   where, gfcg_st_path (st));
-      goto fail;
-    }
-
-  if ((t->in_w = load (t, 1, ".weight", 4, SHAPE (c, lc, 3, 3), error)) == NULL ||
-      (t->in_b = load (t, 1, ".bias", 1, SHAPE (c), error)) == NULL)
+  lc = n->latent_channels;
+  c = n->channels;
+  if ((t->in_w = taesd_net_load (n, 1, ".weight", 4, SHAPE (c, lc, 3, 3), error)) == NULL ||
+      (t->in_b = taesd_net_load (n, 1, ".bias", 1, SHAPE (c), error)) == NULL)
     goto fail;
   idx = 3; /* after the clamp, conv and ReLU */
-  for (int s = 0; s < n_nb; s++)
+  for (int s = 0; s < n->n_stages; s++)
     {
-      for (int b = 0; b < t->blocks[s]; b++, k++, idx++)
-        for (int j = 0; j < 3; j++)
-          {
-            char *sw = g_strdup_printf (".conv.%d.weight", 2 * j);
-            char *sb = g_strdup_printf (".conv.%d.bias", 2 * j);
-            gboolean ok = (t->block[k].w[j] = load (t, idx, sw, 4, SHAPE (c, c, 3, 3), error)) &&
-                          (t->block[k].b[j] = load (t, idx, sb, 1, SHAPE (c), error));
-            g_free (sw);
-            g_free (sb);
-            if (!ok)
-              goto fail;
-          }
-      if (s < n_nb - 1)
+      for (int b = 0; b < n->blocks[s]; b++, k++, idx++)
+        if (!taesd_net_load_block (n, idx, &n->block[k], error))
+          goto fail;
+      if (s < n->n_stages - 1)
         {
           /* idx is the upsampling layer (no weights), idx + 1 its conv. */
-          if ((t->up_w[s] = load (t, idx + 1, ".weight", 4, SHAPE (c, c, 3, 3), error)) == NULL)
+          if ((t->up_w[s] = taesd_net_load (n, idx + 1, ".weight", 4, SHAPE (c, c, 3, 3),
+                                            error)) == NULL)
             goto fail;
           idx += 2;
         }
-      else if ((t->out_w = load (t, idx, ".weight", 4, SHAPE (3, c, 3, 3), error)) == NULL ||
-               (t->out_b = load (t, idx, ".bias", 1, SHAPE (3), error)) == NULL)
+      else if ((t->out_w = taesd_net_load (n, idx, ".weight", 4, SHAPE (3, c, 3, 3), error)) == NULL ||
+               (t->out_b = taesd_net_load (n, idx, ".bias", 1, SHAPE (3), error)) == NULL)
         goto fail;
     }
   *latent_channels = lc;
-  *factor = 1 << (n_nb - 1);
-  *n_params = t->n_params;
-  t->st = NULL;
-  g_free (nb);
+  *factor = 1 << (n->n_stages - 1);
+  *n_params = n->n_params;
+  n->st = NULL;
   return t;
 
 fail:
-  g_free (nb);
   taesd_free (t);
   return NULL;
-}
-
-/* relu(conv(relu(conv(relu(conv(x))))) + x); x, h [N, C, H, W] (also enc-taesd.c's). */
-GfcgTensor *
-taesd_block (const TaesdBlock *bl, const GfcgTensor *x)
-{
-  /* each conv's ReLU, and the residual add and its ReLU, fused into the convs */
-  GfcgConvPost relu = gfcg_post_act (GFCG_ACT_RELU);
-  GfcgConvPost add_relu = gfcg_post_add (x, GFCG_ACT_RELU);
-  GfcgTensor *h = gfcg_op_conv2d_fused (x, bl->w[0], bl->b[0], 1, 1, &relu);
-
-  gfcg_tensor_set (&h, gfcg_op_conv2d_fused (h, bl->w[1], bl->b[1], 1, 1, &relu));
-  gfcg_tensor_set (&h, gfcg_op_conv2d_fused (h, bl->w[2], bl->b[2], 1, 1, &add_relu));
-  return h;
 }
 
 static GfcgTensor *
@@ -180,12 +88,12 @@ taesd_forward (gpointer p, const GfcgTensor *z)
   GfcgConvPost relu = gfcg_post_act (GFCG_ACT_RELU);
 
   gfcg_tensor_set (&x, gfcg_op_conv2d_fused (x, t->in_w, t->in_b, 1, 1, &relu));
-  for (int s = 0; s < t->n_stages; s++)
+  for (int s = 0; s < t->net.n_stages; s++)
     {
       /* x, h [N, C, 2^s h, 2^s w]; 2x after each stage but the last */
-      for (int b = 0; b < t->blocks[s]; b++, k++)
-        gfcg_tensor_set (&x, taesd_block (&t->block[k], x));
-      if (s < t->n_stages - 1)
+      for (int b = 0; b < t->net.blocks[s]; b++, k++)
+        gfcg_tensor_set (&x, taesd_block (&t->net.block[k], x));
+      if (s < t->net.n_stages - 1)
         {
           gfcg_tensor_set (&x, gfcg_op_resample (x, GFCG_RESAMPLE_UP));
           gfcg_tensor_set (&x, gfcg_op_conv2d (x, t->up_w[s], NULL, 1, 1));

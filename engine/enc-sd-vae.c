@@ -98,24 +98,10 @@ sd_vae_enc_load (GfcgBackend *be, JsonObject *config, GfcgSafetensors *st, const
   for (int i = 0, cin = ch[0]; i < n_ch; i++)
     {
       int cout = ch[i];
-      for (int j = 0; j < v->per_level; j++)
-        {
-          char *p = g_strdup_printf ("encoder.down_blocks.%d.resnets.%d", i, j);
-          gboolean ok = vae_load_resnet (&v->w, p, j == 0 ? cin : cout, cout,
-                                         &v->res[i * v->per_level + j], error);
-          g_free (p);
-          if (!ok)
-            goto fail;
-        }
-      if (i < n_ch - 1)
-        {
-          char *p = g_strdup_printf ("encoder.down_blocks.%d.downsamplers.0.conv", i);
-          gboolean ok = vae_load_pair (&v->w, p, cout, cout, 3, &v->down_w[i], &v->down_b[i],
-                                       error);
-          g_free (p);
-          if (!ok)
-            goto fail;
-        }
+      if (!vae_load_level (&v->w, "encoder.down_blocks", i, v->per_level, cin, cout,
+                           &v->res[i * v->per_level], i < n_ch - 1 ? "downsamplers" : NULL,
+                           &v->down_w[i], &v->down_b[i], error))
+        goto fail;
       cin = cout;
     }
   if (!vae_load_mid (&v->w, "encoder.mid_block", top, c.mid_attn, &v->mid, error) ||

@@ -230,6 +230,13 @@ gboolean    vae_load_resnet   (VaeWeights *v, const char *prefix, int cin, int c
 /* PREFIX.resnets.{0,1}.*, PREFIX.attentions.0.* (either naming of the projections). */
 gboolean    vae_load_mid      (VaeWeights *v, const char *prefix, int c, gboolean attn,
                                VaeMid *m, GError **error);
+/* Level i of BLOCKS ("decoder.up_blocks", "encoder.down_blocks"): its n
+ * resnets (the first from cin, the others from cout) into res[0 .. n-1],
+ * and with sampler ("upsamplers", "downsamplers"; NULL: none) its
+ * [cout, cout, 3, 3] conv into *sw, *sb. */
+gboolean    vae_load_level    (VaeWeights *v, const char *blocks, int i, int n, int cin,
+                               int cout, VaeResnet *res, const char *sampler, GfcgTensor **sw,
+                               GfcgTensor **sb, GError **error);
 /* x [N, cin, H, W] -> [N, cout, H, W] */
 GfcgTensor *vae_resnet        (const VaeResnet *r, int groups, const GfcgTensor *x);
 /* x [N, C, H, W] -> [N, C, H, W] */
@@ -238,7 +245,10 @@ GfcgTensor *vae_mid           (const VaeMid *m, int groups, const GfcgTensor *x)
 GfcgTensor *vae_norm_out      (const GfcgTensor *x, int groups, const GfcgTensor *gamma,
                                const GfcgTensor *beta);
 
-/* ---- TAESD's block (dec-taesd.c), shared by enc-taesd.c ---- */
+/* ---- TAESD's config, weights and block (taesd-blocks.c), shared by
+ * dec-taesd.c and enc-taesd.c ---- */
+
+#define TAESD_MAX_STAGES 8
 
 /* C = channels (config): w[j] [C, C, 3, 3], b[j] [C]; the layer's .conv.{0,2,4} */
 typedef struct
@@ -246,8 +256,34 @@ typedef struct
   GfcgTensor *w[3], *b[3];
 } TaesdBlock;
 
+typedef struct
+{
+  GfcgBackend     *be;
+  GfcgSafetensors *st;       /* during load only */
+  const char      *prefix;   /* "" (standalone) or "ROLE.layers." (diffusers) */
+  int              offset;   /* diffusers' index minus the standalone file's */
+  GPtrArray       *owned;
+  gsize            n_params;
+  int              channels, latent_channels;
+  int              n_stages, blocks[TAESD_MAX_STAGES];
+  TaesdBlock      *block;    /* all stages' blocks in order */
+} TaesdNet;
+
+/* Reads the config (num_blocks, default default_blocks; channels 64;
+ * latent_channels 4) and finds the naming.  role: "decoder" or "encoder";
+ * first: the standalone Sequential's index of the first conv (the decoder's
+ * is 1, after its clamp), which diffusers' naming numbers 0. */
+gboolean    taesd_net_init       (TaesdNet *t, GfcgBackend *be, JsonObject *config,
+                                  GfcgSafetensors *st, const char *where, const char *role,
+                                  const int default_blocks[4], int first, GError **error);
+void        taesd_net_clear      (TaesdNet *t);
+/* Layer `index` of the standalone Sequential (either naming), ".suffix" appended. */
+GfcgTensor *taesd_net_load       (TaesdNet *t, int index, const char *suffix, int ndim,
+                                  const gint64 *shape, GError **error);
+/* The block at layer `index`: its three [C, C, 3, 3] convs. */
+gboolean    taesd_net_load_block (TaesdNet *t, int index, TaesdBlock *b, GError **error);
 /* relu(conv(relu(conv(relu(conv(x))))) + x): x [N, C, H, W] -> [N, C, H, W] */
-GfcgTensor *taesd_block (const TaesdBlock *b, const GfcgTensor *x);
+GfcgTensor *taesd_block          (const TaesdBlock *b, const GfcgTensor *x);
 
 /* ---- packs (pack.c) ---- */
 

@@ -199,6 +199,12 @@ gfcg_pack_classify (GfcgPack *pack, int n, int height, int width, const float *x
   return classifier_n_outputs (pack->classifier);
 }
 
+gboolean
+gfcg_pack_classifier_is_imagenet (const GfcgPack *pack)
+{
+  return pack->classifier != NULL && classifier_imagenet_space (pack->classifier);
+}
+
 float *
 pack_picture (GfcgPack *pack, gboolean preview, int n, const float *x, int *size, GError **error)
 {

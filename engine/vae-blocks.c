@@ -192,6 +192,28 @@ vae_load_mid (VaeWeights *v, const char *prefix, int c, gboolean attn, VaeMid *m
 
 /* ResnetBlock2D: x' = shortcut(x) + conv2(silu(gn2(conv1(silu(gn1(x)))))).
  * x [N, cin, H, W] -> h, s, y [N, cout, H, W]. */
+gboolean
+vae_load_level (VaeWeights *v, const char *blocks, int i, int n, int cin, int cout,
+                VaeResnet *res, const char *sampler, GfcgTensor **sw, GfcgTensor **sb,
+                GError **error)
+{
+  gboolean ok = TRUE;
+
+  for (int j = 0; j < n && ok; j++)
+    {
+      char *p = g_strdup_printf ("%s.%d.resnets.%d", blocks, i, j);
+      ok = vae_load_resnet (v, p, j == 0 ? cin : cout, cout, &res[j], error);
+      g_free (p);
+    }
+  if (ok && sampler != NULL)
+    {
+      char *p = g_strdup_printf ("%s.%d.%s.0.conv", blocks, i, sampler);
+      ok = vae_load_pair (v, p, cout, cout, 3, sw, sb, error);
+      g_free (p);
+    }
+  return ok;
+}
+
 GfcgTensor *
 vae_resnet (const VaeResnet *r, int groups, const GfcgTensor *x)
 {

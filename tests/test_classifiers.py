@@ -10,6 +10,8 @@
   and by the engine.
 * The real Coral MobileNetV2, when ../shared/models has it: converted, run by
   the engine on Imagenette images and compared with research/eval/tflite_net.py.
+* `gfcg classify`: an ImageNet-space classifier ranks all 1000 classes (a class
+  the pack cannot draw can come first, marked "-"), a pack-space one the pack's.
 
 The engine runs from $GFCG_BIN (else `gfcg` on PATH).
 """
@@ -19,6 +21,7 @@ import math
 import os
 import pickle
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -452,3 +455,97 @@ def test_coral_mobilenet(pack, tmp_path):
     assert float((top_e == top_q).double().mean()) >= 0.85
     assert float((top_e == labels).double().mean()) >= 0.6
     assert float((top10 == labels).double().mean()) >= 0.9
+
+
+# ---------------------------------------------------------------- gfcg classify
+
+CLASSIFY_ROW = re.compile(r'^  +([0-9.]+)%  inet:([0-9]+) +(pack:[0-9]+|-) +(.+)$')
+RESNET_CNN_CFG = dict(in_channels=3, resolution=12, widths=[8, 16], blocks=[1, 1],
+                      mean=[0.5] * 3, std=[0.5] * 3)
+
+
+def classify_rows(pack, png, *args):
+    """`gfcg classify` on one PNG: [(percent, imagenet, 'pack:N' or '-', name)]."""
+    p = run([gfcg_bin(), 'classify', '--pack', pack, '--device', 'cpu', *args, png])
+    lines = p.stdout.splitlines()
+    assert lines[0] == f'{png}:', p.stdout
+    rows = [CLASSIFY_ROW.match(line) for line in lines[1:]]
+    assert all(rows), p.stdout
+    return [(float(m[1]), int(m[2]), m[3], m[4]) for m in rows]
+
+
+def random_png(tmp_path, seed):
+    """A 16x16 RGB picture; returns its path and its network-space pixels."""
+    from PIL import Image
+    g = torch.Generator().manual_seed(seed)
+    u8 = torch.randint(0, 256, (16, 16, 3), generator=g, dtype=torch.uint8)
+    f = tmp_path / 'x.png'
+    Image.fromarray(u8.numpy()).save(f)
+    return f, u8.permute(2, 0, 1)[None].double() / 127.5 - 1
+
+
+def expected_ranking(probs):
+    return sorted(range(len(probs)), key=lambda i: (-float(probs[i]), i))
+
+
+def test_classify_ranks_all_imagenet_classes(pack, tmp_path):
+    """An ImageNet-space classifier: the top classes over all 1000, with
+    probabilities over the 1000, whether the pack can draw them or not.  The
+    classifier is biased toward goldfish (ImageNet 1, not in the pack) and
+    English springer (217, the pack's class 1), so the first row is a class
+    the pack cannot draw; before, only the pack's 4 classes were ranked and
+    the first row was always one of them."""
+    from classifier_ref import ResNetCNN
+    from make_packs import CLASSES
+    torch.manual_seed(21)
+    cfg = dict(RESNET_CNN_CFG, num_classes=1000, label_space='imagenet')
+    net = ResNetCNN(**cfg)
+    with torch.no_grad():
+        net.fc.bias[1] += 9.0
+        net.fc.bias[217] += 8.0
+    set_classifier(pack, 'resnet-cnn', cfg, net.state_dict())
+    png, x = random_png(tmp_path, 3)
+    # The engine's logits of the same pixels (their parity with PyTorch is
+    # checked elsewhere); the ranking and the softmax over 1000 are checked here.
+    probs = torch.softmax(engine_logits(pack, x, tmp_path)[0].double(), 0)
+    want = expected_ranking(probs)
+    drawable = {c['imagenet']: k for k, c in enumerate(CLASSES)}
+
+    rows = classify_rows(pack, png)
+    assert [r[1] for r in rows] == want[:5]
+    assert rows[0][1] == 1 and rows[0][2] == '-' and rows[0][3] == 'goldfish', rows
+    assert rows[1][1] == 217 and rows[1][2] == 'pack:1', rows
+    for pct, inet, mark, _ in rows:
+        assert abs(pct - 100 * float(probs[inet])) <= 0.005 + 1e-9
+        assert mark == (f'pack:{drawable[inet]}' if inet in drawable else '-')
+    # The goldfish's probability is over 1000 classes: well below 100 %.
+    assert 5.0 < rows[0][0] < 95.0, rows
+
+    rows = classify_rows(pack, png, '--top', '12')
+    assert [r[1] for r in rows] == want[:12]
+    rows = classify_rows(pack, png, '--top', '1000')
+    assert sorted(r[1] for r in rows) == list(range(1000))
+    assert sorted(r[2] for r in rows if r[2] != '-') == [f'pack:{k}' for k in range(len(CLASSES))]
+    # Rounded to 0.01 %: each of the 1000 within half of that of its probability.
+    assert max(abs(pct - 100 * float(probs[inet])) for pct, inet, *_ in rows) <= 0.005 + 1e-9
+    for bad in ('0', '1001', 'five'):
+        p = run([gfcg_bin(), 'classify', '--pack', pack, '--top', bad, png], ok=False)
+        assert p.returncode == 2 and '--top' in p.stderr and p.stdout == '', (bad, p.stderr)
+
+
+def test_classify_pack_space_ranks_pack_classes(pack, tmp_path):
+    """A pack-space classifier knows only the pack's classes: all of them
+    ranked (4 rows, not 5), each marked with its pack index, summing to 100 %."""
+    from classifier_ref import ResNetCNN
+    from make_packs import CLASSES
+    torch.manual_seed(22)
+    cfg = dict(RESNET_CNN_CFG, num_classes=len(CLASSES), label_space='pack')
+    set_classifier(pack, 'resnet-cnn', cfg, ResNetCNN(**cfg).state_dict())
+    png, x = random_png(tmp_path, 4)
+    probs = torch.softmax(engine_logits(pack, x, tmp_path)[0].double(), 0)
+    rows = classify_rows(pack, png)
+    want = expected_ranking(probs)
+    assert [r[2] for r in rows] == [f'pack:{k}' for k in want]
+    assert [r[1] for r in rows] == [CLASSES[k]['imagenet'] for k in want]
+    for (pct, *_), k in zip(rows, want):
+        assert abs(pct - 100 * float(probs[k])) <= 0.005 + 1e-9

@@ -1,5 +1,5 @@
-/* cmd-denoise.c — `gfcg denoise` (one network on tensors from a file, the
- * hook for parity tests) and `gfcg classify` (the pack's classifier on PNGs). */
+/* cmd-denoise.c — `gfcg denoise`: one network on tensors from a file, the
+ * hook for parity tests. */
 #include "gfcg-cli.h"
 #include "gfcg/gfcg-safetensors.h"
 
@@ -217,84 +217,6 @@ done:
   g_free (net);
   g_free (in);
   g_free (out);
-  g_free (device);
-  return status;
-}
-
-int
-cli_classify (int argc, char **argv)
-{
-  char *pack_dir = NULL, *device = NULL;
-  GOptionEntry entries[] = {
-    { "pack", 'p', 0, G_OPTION_ARG_FILENAME, &pack_dir, "Model pack folder or installed pack name (default: the default pack)", "PACK" },
-    { "device", 'd', 0, G_OPTION_ARG_STRING, &device, "auto, cpu, cpu:bf16 or opencl:N[:fp16]", "DEV" },
-    { NULL }
-  };
-  GfcgContext *ctx = NULL;
-  GfcgPack *pack = NULL;
-  GError *error = NULL;
-  int status = 0;
-
-  if (!cli_parse ("classify", "PNG...", "Prints the top-5 pack classes of each picture by the "
-                  "pack's classifier.", entries, &argc, &argv))
-    return 2;
-  if (argc < 2)
-    {
-      g_printerr ("gfcg classify: name at least one PNG file\n");
-      return 2;
-    }
-  if ((pack = cli_load_pack ("classify", pack_dir, device, &ctx)) == NULL)
-    return 1;
-  for (int i = 1; i < argc; i++)
-    {
-      int w, h, n = gfcg_pack_get_n_classes (pack);
-      guchar *rgb = gfcg_read_png (argv[i], &w, &h, &error);
-      float *x, *p;
-      int order[5];
-
-      if (rgb == NULL)
-        {
-          status = cli_fail ("classify", error);
-          error = NULL;
-          continue;
-        }
-      x = g_new (float, (gsize) 3 * w * h);
-      for (gsize q = 0; q < (gsize) w * h; q++)
-        for (int c = 0; c < 3; c++)
-          x[(gsize) c * w * h + q] = rgb[q * 3 + c] / 127.5f - 1.0f;
-      p = g_new (float, n);
-      if (!gfcg_pack_class_probs (pack, 1, h, w, x, p, &error))
-        {
-          status = cli_fail ("classify", error);
-          error = NULL;
-        }
-      else
-        {
-          printf ("%s:\n", argv[i]);
-          for (int r = 0; r < MIN (5, n); r++)
-            {
-              const char *name;
-              int inet;
-              order[r] = -1;
-              for (int k = 0; k < n; k++)
-                {
-                  gboolean taken = FALSE;
-                  for (int q = 0; q < r; q++)
-                    taken |= order[q] == k;
-                  if (!taken && (order[r] < 0 || p[k] > p[order[r]]))
-                    order[r] = k;
-                }
-              gfcg_pack_get_class (pack, order[r], &inet, NULL, &name);
-              printf ("  %6.2f%%  %3d  inet:%-4d %s\n", 100.0 * p[order[r]], order[r], inet, name);
-            }
-        }
-      g_free (x);
-      g_free (p);
-      g_free (rgb);
-    }
-  gfcg_pack_free (pack);
-  gfcg_context_free (ctx);
-  g_free (pack_dir);
   g_free (device);
   return status;
 }

@@ -9,7 +9,7 @@
 static const CliCommand commands[] = {
   { "sample", "draw a picture of a class", cli_sample },
   { "denoise", "evaluate one network of a pack on tensors (parity hook)", cli_denoise },
-  { "classify", "top-5 classes of PNG files by the pack's classifier", cli_classify },
+  { "classify", "most likely classes of PNG files by the pack's classifier", cli_classify },
   { "info", "what a model pack holds", cli_info },
   { "devices", "list the compute devices", cli_devices },
   { "bench", "time network evaluations on a device", cli_bench },

@@ -262,6 +262,11 @@ gboolean    gfcg_pack_denoise         (GfcgPack *pack, const char *net, int n,
  * with logits NULL it only returns num_classes. */
 int         gfcg_pack_classify        (GfcgPack *pack, int n, int height, int width,
                                        const float *x, float *logits, GError **error);
+/* Whether the pack's classifier scores the 1000 ImageNet-1k classes in
+ * index order (label_space "imagenet"), so that its logits rank classes the
+ * pack cannot draw too; FALSE when it scores the pack's classes or there is
+ * no classifier. */
+gboolean    gfcg_pack_classifier_is_imagenet (const GfcgPack *pack);
 /* Probabilities over the pack's classes (temperature 1) for the same input:
  * probs [n, n_classes]. */
 gboolean    gfcg_pack_class_probs     (GfcgPack *pack, int n, int height, int width,

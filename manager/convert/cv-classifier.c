@@ -24,21 +24,6 @@
   "2.0; dequantised to float by converters/convert-classifier."
 #define IMAGENET_RES 224
 
-static void
-cerr (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
-static void
-cerr (GError **error, const char *fmt, ...)
-{
-  va_list ap;
-  char   *msg;
-
-  va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error_literal (error, CV_ERROR, CV_ERROR_CONVERT, msg);
-  g_free (msg);
-}
-
 /* The weights of one classifier, ready to write. */
 typedef struct
 {
@@ -69,46 +54,21 @@ classifier_free (Classifier *c)
 
 /* ---- torchvision's ResNet-50 ------------------------------------------------------------------ */
 
-typedef struct
-{
-  char  *name;
-  int    ndim;
-  gint64 shape[4];
-} Want;
-
-static void
-want_free (gpointer p)
-{
-  g_free (((Want *) p)->name);
-  g_free (p);
-}
-
-static void
-want (GPtrArray *w, int ndim, gint64 a, gint64 b, gint64 c, gint64 d, char *name)
-{
-  Want *x = g_new0 (Want, 1);
-
-  x->name = name;
-  x->ndim = ndim;
-  x->shape[0] = a, x->shape[1] = b, x->shape[2] = c, x->shape[3] = d;
-  g_ptr_array_add (w, x);
-}
-
 static void
 conv_bn (GPtrArray *w, const char *conv, const char *bn, gint64 o, gint64 i, gint64 k)
 {
   const char *f[] = { "weight", "bias", "running_mean", "running_var" };
 
-  want (w, 4, o, i, k, k, g_strdup_printf ("%s.weight", conv));
+  cv_want_add (w, 4, o, i, k, k, g_strdup_printf ("%s.weight", conv));
   for (int j = 0; j < 4; j++)
-    want (w, 1, o, 0, 0, 0, g_strdup_printf ("%s.%s", bn, f[j]));
+    cv_want_add (w, 1, o, 0, 0, 0, g_strdup_printf ("%s.%s", bn, f[j]));
 }
 
 /* torchvision ResNet-50 state-dict keys (inference: no num_batches_tracked). */
 static GPtrArray *
 resnet50_shapes (gint64 num_classes)
 {
-  GPtrArray *w = g_ptr_array_new_with_free_func (want_free);
+  GPtrArray *w = g_ptr_array_new_with_free_func (cv_want_free);
   gint64     cin = 64;
   const int  n[] = { 3, 4, 6, 3 }, width[] = { 64, 128, 256, 512 };
 
@@ -132,8 +92,8 @@ resnet50_shapes (gint64 num_classes)
         cin = 4 * wd;
         g_free (p);
       }
-  want (w, 2, num_classes, cin, 0, 0, g_strdup ("fc.weight"));
-  want (w, 1, num_classes, 0, 0, 0, g_strdup ("fc.bias"));
+  cv_want_add (w, 2, num_classes, cin, 0, 0, g_strdup ("fc.weight"));
+  cv_want_add (w, 1, num_classes, 0, 0, 0, g_strdup ("fc.bias"));
   return w;
 }
 
@@ -179,7 +139,7 @@ resnet50_component (const char *path, volatile sig_atomic_t *cancel, GError **er
   set = g_hash_table_new (g_str_hash, g_str_equal);
   for (guint i = 0; i < wanted->len; i++)
     {
-      Want *w = wanted->pdata[i];
+      CvWant *w = wanted->pdata[i];
       g_hash_table_add (set, w->name);
       if (!g_hash_table_contains (have, w->name) && count++ < 8)
         {
@@ -189,8 +149,8 @@ resnet50_component (const char *path, volatile sig_atomic_t *cancel, GError **er
     }
   if (msg != NULL)
     {
-      cerr (error, "%s: not a torchvision ResNet-50: missing tensor %s%s", path, msg->str,
-            count > 8 ? " ..." : "");
+      cv_fail (error, "%s: not a torchvision ResNet-50: missing tensor %s%s", path, msg->str,
+               count > 8 ? " ..." : "");
       goto fail;
     }
   for (guint i = 0; i < keys->len; i++)
@@ -201,33 +161,33 @@ resnet50_component (const char *path, volatile sig_atomic_t *cancel, GError **er
       }
   if (msg != NULL)
     {
-      cerr (error, "%s: tensors a ResNet-50 does not have: %s", path, msg->str);
+      cv_fail (error, "%s: tensors a ResNet-50 does not have: %s", path, msg->str);
       goto fail;
     }
   c->tensors = cv_out_new ();
   for (guint i = 0; i < wanted->len; i++)
     {
-      Want    *w = wanted->pdata[i];
+      CvWant  *w = wanted->pdata[i];
       CvTensor t;
       cv_tensor_from_pv (&t, g_hash_table_lookup (have, w->name));
       if (!cv_shape_equal (&t, w->ndim, w->shape))
         {
           char *a = cv_shape_str (t.ndim, t.shape), *b = cv_shape_str (w->ndim, w->shape);
-          cerr (error, "%s: tensor %s has shape %s, ResNet-50 needs %s", path, w->name, a, b);
+          cv_fail (error, "%s: tensor %s has shape %s, ResNet-50 needs %s", path, w->name, a, b);
           g_free (a);
           g_free (b);
           goto fail;
         }
       if (!cv_dtype_is_float (t.dtype))
         {
-          cerr (error, "%s: tensor %s is %s, not floating point", path, w->name, cv_dtype_torch (t.dtype));
+          cv_fail (error, "%s: tensor %s is %s, not floating point", path, w->name, cv_dtype_torch (t.dtype));
           goto fail;
         }
       cv_out_add (c->tensors, w->name, &t);
     }
   if (num_classes != 1000)
     {
-      cerr (error, "%s: fc has %" G_GINT64_FORMAT " outputs, not 1000", path, num_classes);
+      cv_fail (error, "%s: fc has %" G_GINT64_FORMAT " outputs, not 1000", path, num_classes);
       goto fail;
     }
   {
@@ -293,8 +253,8 @@ mobilenet_component (const char *path, GError **error)
   c->tflite = tf;
   if (!tf->mobilenet)
     {
-      cerr (error, "%s: the graph is not a MobileNetV2 (stem, inverted residual blocks, head, pool, "
-            "classifier)", path);
+      cv_fail (error, "%s: the graph is not a MobileNetV2 (stem, inverted residual blocks, head, pool, "
+               "classifier)", path);
       goto fail;
     }
   inp = tf->input_shape;
@@ -303,8 +263,8 @@ mobilenet_component (const char *path, GError **error)
       (n_out != 1000 && n_out != 1001))
     {
       char *s = cv_shape_str (tf->input_ndim, inp);
-      cerr (error, "%s: input %s, %" G_GINT64_FORMAT " outputs: not an ImageNet-1k %dpx classifier",
-            path, s, n_out, IMAGENET_RES);
+      cv_fail (error, "%s: input %s, %" G_GINT64_FORMAT " outputs: not an ImageNet-1k %dpx classifier",
+               path, s, n_out, IMAGENET_RES);
       g_free (s);
       goto fail;
     }
@@ -366,7 +326,7 @@ attach (CvContext *cx, const ClsArgs *a, GError **error)
 
   if (!json_parser_load_from_file (parser, manifest_path, &err))
     {
-      cerr (error, "%s: %s", manifest_path, err->message);
+      cv_fail (error, "%s: %s", manifest_path, err->message);
       g_error_free (err);
       goto out;
     }
@@ -379,7 +339,7 @@ attach (CvContext *cx, const ClsArgs *a, GError **error)
        !json_object_has_member (manifest, "components") ||
        !JSON_NODE_HOLDS_OBJECT (json_object_get_member (manifest, "components"))))
     {
-      cerr (error, "%s: not a gfcg pack manifest", manifest_path);
+      cv_fail (error, "%s: not a gfcg pack manifest", manifest_path);
       goto out;
     }
   components = json_object_get_object_member (manifest, "components");
@@ -395,8 +355,8 @@ attach (CvContext *cx, const ClsArgs *a, GError **error)
                            ? json_object_get_string_member (old, "file") : "None");
       if (!a->replace)
         {
-          cerr (error, "%s already has a classifier (%s, %s); pass --replace to replace it", a->pack,
-                old_arch, old_file);
+          cv_fail (error, "%s already has a classifier (%s, %s); pass --replace to replace it", a->pack,
+                   old_arch, old_file);
           goto out;
         }
     }
@@ -504,10 +464,5 @@ cv_classifier_main (CvContext *cx, int argc, char **argv, GError **error)
                    "argument --resnet50: not allowed with argument --mobilenet");
       return 2;
     }
-  if (!attach (cx, &a, error))
-    {
-      GError *e = *error;
-      return e->code == CV_ERROR_REFUSED || e->code == CV_ERROR_CONVERT || e->code == CV_ERROR_USAGE ? 2 : 1;
-    }
-  return 0;
+  return attach (cx, &a, error) ? 0 : cv_exit_status (*error);
 }

@@ -26,29 +26,7 @@
   "Converted locally by converters/convert-edm2 from a file the user downloaded; " \
   "gfcg never redistributes these weights."
 
-static void
-cerr (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
-static void
-cerr (GError **error, const char *fmt, ...)
-{
-  va_list ap;
-  char   *msg;
-
-  va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error_literal (error, CV_ERROR, CV_ERROR_CONVERT, msg);
-  g_free (msg);
-}
-
 /* ---- the expected tensors ------------------------------------------------------------- */
-
-typedef struct
-{
-  char   *name;
-  int     ndim;
-  gint64  shape[4];
-} Want;
 
 typedef struct
 {
@@ -67,23 +45,12 @@ static void
 want_add (GPtrArray *w, int ndim, gint64 a, gint64 b, gint64 c, gint64 d, const char *fmt, ...)
 {
   va_list ap;
-  Want   *x = g_new0 (Want, 1);
+  char   *name;
 
   va_start (ap, fmt);
-  x->name = g_strdup_vprintf (fmt, ap);
+  name = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  x->ndim = ndim;
-  x->shape[0] = a, x->shape[1] = b, x->shape[2] = c, x->shape[3] = d;
-  g_ptr_array_add (w, x);
-}
-
-static void
-want_free (gpointer p)
-{
-  Want *x = p;
-
-  g_free (x->name);
-  g_free (x);
+  cv_want_add (w, ndim, a, b, c, d, name);
 }
 
 static gboolean
@@ -112,7 +79,7 @@ in_attn (const UnetShape *u, gint64 r)
 typedef struct
 {
   char      *name;
-  GPtrArray *tensors; /* Want* */
+  GPtrArray *tensors; /* CvWant* */
   gint64     out;     /* its output channels (the skips) */
 } Mod;
 
@@ -143,7 +110,7 @@ mod_put (GPtrArray *mods, char *name, gint64 out)
     {
       m = g_new0 (Mod, 1);
       m->name = name;
-      m->tensors = g_ptr_array_new_with_free_func (want_free);
+      m->tensors = g_ptr_array_new_with_free_func (cv_want_free);
       g_ptr_array_add (mods, m);
     }
   m->out = out;
@@ -173,7 +140,7 @@ block (GPtrArray *w, const UnetShape *u, const char *prefix, gint64 cin, gint64 
 static GPtrArray *
 expected_shapes (const UnetShape *u)
 {
-  GPtrArray *w = g_ptr_array_new_with_free_func (want_free);
+  GPtrArray *w = g_ptr_array_new_with_free_func (cv_want_free);
   GPtrArray *enc = g_ptr_array_new_with_free_func (mod_free);
   GPtrArray *dec = g_ptr_array_new_with_free_func (mod_free);
   GArray    *skips = g_array_new (FALSE, FALSE, sizeof (gint64));
@@ -289,12 +256,12 @@ module_state (Pv *obj, const char *where, GError **error)
     state = obj->standin.state;
   else
     {
-      cerr (error, "%s: expected a torch module, found %s", where, cv_pv_type_name (obj));
+      cv_fail (error, "%s: expected a torch module, found %s", where, cv_pv_type_name (obj));
       return NULL;
     }
   if (state->type != PV_DICT)
     {
-      cerr (error, "%s: module without a state dict", where);
+      cv_fail (error, "%s: module without a state dict", where);
       return NULL;
     }
   return state;
@@ -314,7 +281,7 @@ collect_tensors (Pv *obj, const char *prefix, GPtrArray *names, GHashTable *tens
     return FALSE;
   if (depth > 200)
     {
-      cerr (error, "%s: modules nested too deeply", prefix);
+      cv_fail (error, "%s: modules nested too deeply", prefix);
       return FALSE;
     }
   for (int f = 0; f < 2; f++)
@@ -325,7 +292,7 @@ collect_tensors (Pv *obj, const char *prefix, GPtrArray *names, GHashTable *tens
         continue;
       if (d->type != PV_DICT)
         {
-          cerr (error, "%s%s: not a dict of tensors", prefix, fields[f]);
+          cv_fail (error, "%s%s: not a dict of tensors", prefix, fields[f]);
           return FALSE;
         }
       for (guint i = 0; i < d->dict.n; i++)
@@ -336,14 +303,14 @@ collect_tensors (Pv *obj, const char *prefix, GPtrArray *names, GHashTable *tens
             continue;
           if (k->type != PV_STR)
             {
-              cerr (error, "%s: a tensor named by a %s", *prefix ? prefix : "<root>", cv_pv_type_name (k));
+              cv_fail (error, "%s: a tensor named by a %s", *prefix ? prefix : "<root>", cv_pv_type_name (k));
               return FALSE;
             }
           name = cv_pv_strdup (k);
           full = g_strconcat (prefix, name, NULL);
           if (t->type != PV_TENSOR)
             {
-              cerr (error, "%s: not a tensor", full);
+              cv_fail (error, "%s: not a tensor", full);
               g_free (name);
               g_free (full);
               return FALSE;
@@ -365,7 +332,7 @@ collect_tensors (Pv *obj, const char *prefix, GPtrArray *names, GHashTable *tens
     {
       if (mods->type != PV_DICT)
         {
-          cerr (error, "%s_modules: not a dict of modules", prefix);
+          cv_fail (error, "%s_modules: not a dict of modules", prefix);
           return FALSE;
         }
       for (guint i = 0; i < mods->dict.n; i++)
@@ -377,7 +344,7 @@ collect_tensors (Pv *obj, const char *prefix, GPtrArray *names, GHashTable *tens
             continue;
           if (k->type != PV_STR)
             {
-              cerr (error, "%s: a module named by a %s", *prefix ? prefix : "<root>", cv_pv_type_name (k));
+              cv_fail (error, "%s: a module named by a %s", *prefix ? prefix : "<root>", cv_pv_type_name (k));
               return FALSE;
             }
           name = cv_pv_strdup (k);
@@ -432,7 +399,7 @@ plain (Pv *v, GError **error)
     default:
       {
         char *r = cv_pv_repr (v, 200);
-        cerr (error, "unexpected constructor argument value %s", r);
+        cv_fail (error, "unexpected constructor argument value %s", r);
         g_free (r);
         json_node_unref (n);
         return NULL;
@@ -449,14 +416,14 @@ init_kwargs (CvHeap *heap, Pv *obj, const char *const *positional, const char *w
 
   if (st->type != PV_DICT)
     {
-      cerr (error, "%s: module without a state dict", what);
+      cv_fail (error, "%s: module without a state dict", what);
       return NULL;
     }
   kw = cv_dict_get (st, "_init_kwargs");
   args = cv_dict_get (st, "_init_args");
   if (kw == NULL || kw->type == PV_NONE)
     {
-      cerr (error, "%s: the pickle did not record its constructor arguments", what);
+      cv_fail (error, "%s: the pickle did not record its constructor arguments", what);
       return NULL;
     }
   if (!cv_pv_truthy (args))
@@ -464,7 +431,7 @@ init_kwargs (CvHeap *heap, Pv *obj, const char *const *positional, const char *w
   if (kw->type != PV_DICT || (args != NULL && args->type != PV_TUPLE && args->type != PV_LIST) ||
       (args != NULL && args->seq.n > npos))
     {
-      cerr (error, "%s: malformed constructor arguments", what);
+      cv_fail (error, "%s: malformed constructor arguments", what);
       return NULL;
     }
   out = cv_pv_new (heap, PV_DICT);
@@ -478,7 +445,7 @@ init_kwargs (CvHeap *heap, Pv *obj, const char *const *positional, const char *w
   for (guint i = 0; i < kw->dict.n; i++)
     if (!cv_dict_set (out, kw->dict.keys[i], kw->dict.vals[i]))
       {
-        cerr (error, "%s: malformed constructor arguments", what);
+        cv_fail (error, "%s: malformed constructor arguments", what);
         return NULL;
       }
   return out;
@@ -547,13 +514,13 @@ unet_shape (JsonObject *cfg, UnetShape *u, GError **error)
   if (u->img_channels > MAX_WIDTH || u->label_dim > MAX_WIDTH || u->model_channels > MAX_WIDTH ||
       u->num_blocks > 1000)
     {
-      cerr (error, "the recorded config is too large to be an EDM2 network");
+      cv_fail (error, "the recorded config is too large to be an EDM2 network");
       return FALSE;
     }
   if (!JSON_NODE_HOLDS_ARRAY (cm) || (a = json_node_get_array (cm), json_array_get_length (a) == 0) ||
       json_array_get_length (a) > G_N_ELEMENTS (u->channel_mult))
     {
-      cerr (error, "channel_mult is not a list of 1 to 64 integers");
+      cv_fail (error, "channel_mult is not a list of 1 to 64 integers");
       return FALSE;
     }
   u->levels = (int) json_array_get_length (a);
@@ -561,7 +528,7 @@ unet_shape (JsonObject *cfg, UnetShape *u, GError **error)
     if (!node_int (json_array_get_element (a, i), &u->channel_mult[i]) || u->channel_mult[i] < 0 ||
         u->channel_mult[i] > MAX_WIDTH || u->model_channels * u->channel_mult[i] > MAX_WIDTH)
       {
-        cerr (error, "channel_mult is not a list of 1 to 64 integers");
+        cv_fail (error, "channel_mult is not a list of 1 to 64 integers");
         return FALSE;
       }
   if (JSON_NODE_HOLDS_NULL (cmn))
@@ -570,7 +537,7 @@ unet_shape (JsonObject *cfg, UnetShape *u, GError **error)
     u->cnoise = u->model_channels * v;
   else
     {
-      cerr (error, "channel_mult_noise is neither null nor an integer");
+      cv_fail (error, "channel_mult_noise is neither null nor an integer");
       return FALSE;
     }
   if (JSON_NODE_HOLDS_NULL (cme))
@@ -580,19 +547,19 @@ unet_shape (JsonObject *cfg, UnetShape *u, GError **error)
     u->cemb = u->model_channels * v;
   else
     {
-      cerr (error, "channel_mult_emb is neither null nor an integer");
+      cv_fail (error, "channel_mult_emb is neither null nor an integer");
       return FALSE;
     }
   u->attn = json_object_get_member (cfg, "attn_resolutions");
   if (!JSON_NODE_HOLDS_ARRAY (u->attn))
     {
-      cerr (error, "attn_resolutions is not a list");
+      cv_fail (error, "attn_resolutions is not a list");
       return FALSE;
     }
   if (!node_int (json_object_get_member (cfg, "channels_per_head"), &u->channels_per_head) ||
       u->channels_per_head <= 0)
     {
-      cerr (error, "channels_per_head is not a positive integer");
+      cv_fail (error, "channels_per_head is not a positive integer");
       return FALSE;
     }
   return TRUE;
@@ -682,7 +649,7 @@ edm2_config (Net *n, Pv *net, JsonObject **extra, GError **error)
   if (net->type != PV_PERSISTENT || strcmp (net->pers.class_name, "Precond") != 0)
     {
       char *r = cv_pv_repr (net, 200);
-      cerr (error, "'ema' is %s, not an EDM2 Precond network", r);
+      cv_fail (error, "'ema' is %s, not an EDM2 Precond network", r);
       g_free (r);
       return FALSE;
     }
@@ -692,7 +659,7 @@ edm2_config (Net *n, Pv *net, JsonObject **extra, GError **error)
   unet = cv_pv_truthy (mods) ? cv_dict_get (mods, "unet") : NULL;
   if (unet == NULL || unet->type != PV_PERSISTENT || strcmp (unet->pers.class_name, "UNet") != 0)
     {
-      cerr (error, "the Precond has no EDM2 'unet' submodule");
+      cv_fail (error, "the Precond has no EDM2 'unet' submodule");
       return FALSE;
     }
   if ((uk = init_kwargs (n->heap, unet, unet_positional, "UNet", error)) == NULL)
@@ -704,7 +671,7 @@ edm2_config (Net *n, Pv *net, JsonObject **extra, GError **error)
       Pv *v = cv_dict_get (uk, *k);
       if (v == NULL)
         {
-          cerr (error, "UNet constructor arguments lack %s", *k);
+          cv_fail (error, "UNet constructor arguments lack %s", *k);
           json_object_unref (cfg);
           return FALSE;
         }
@@ -748,7 +715,7 @@ edm2_config (Net *n, Pv *net, JsonObject **extra, GError **error)
       if (!ok)
         {
           char *r = cv_pv_repr (rf, 200);
-          cerr (error, "resample_filter %s is not supported (only [1, 1])", r);
+          cv_fail (error, "resample_filter %s is not supported (only [1, 1])", r);
           g_free (r);
           json_object_unref (cfg);
           return FALSE;
@@ -766,7 +733,7 @@ edm2_config (Net *n, Pv *net, JsonObject **extra, GError **error)
           /* Python's repr of the value: True/False/None for JSON's words. */
           const char *py = strcmp (text, "true") == 0 ? "True" : strcmp (text, "false") == 0 ? "False" :
                            strcmp (text, "null") == 0 ? "None" : text;
-          cerr (error, "%s = %s is not a non-negative integer", *k, py);
+          cv_fail (error, "%s = %s is not a non-negative integer", *k, py);
           g_free (text);
           json_object_unref (cfg);
           return FALSE;
@@ -848,7 +815,7 @@ convert_net_inner (const char *path, const char *role, const guint8 *data_in, gs
     goto fail;
   if (data->type != PV_DICT || (ema = cv_dict_get (data, "ema")) == NULL)
     {
-      cerr (error, "not an EDM2 snapshot (no 'ema' entry)");
+      cv_fail (error, "not an EDM2 snapshot (no 'ema' entry)");
       goto fail;
     }
   if (!edm2_config (n, ema, &extra, error))
@@ -873,7 +840,7 @@ convert_net_inner (const char *path, const char *role, const guint8 *data_in, gs
         g_ptr_array_add (dropped, (gpointer) name);
       else
         {
-          cerr (error, "unexpected tensor %s outside the UNet", name);
+          cv_fail (error, "unexpected tensor %s outside the UNet", name);
           goto fail;
         }
     }
@@ -886,7 +853,7 @@ convert_net_inner (const char *path, const char *role, const guint8 *data_in, gs
     guint    nmissing = 0, nunknown = 0;
     for (guint i = 0; i < want->len; i++)
       {
-        Want *w = want->pdata[i];
+        CvWant *w = want->pdata[i];
         g_hash_table_add (want_set, w->name);
         if (!g_hash_table_contains (out, w->name) && nmissing++ < 8)
           {
@@ -899,8 +866,8 @@ convert_net_inner (const char *path, const char *role, const guint8 *data_in, gs
       }
     if (missing != NULL)
       {
-        cerr (error, "%s (%s): missing tensors for the recorded config: %s%s", path, role,
-              missing->str, nmissing > 8 ? " ..." : "");
+        cv_fail (error, "%s (%s): missing tensors for the recorded config: %s%s", path, role,
+                 missing->str, nmissing > 8 ? " ..." : "");
         g_string_free (missing, TRUE);
         goto fail;
       }
@@ -915,7 +882,7 @@ convert_net_inner (const char *path, const char *role, const guint8 *data_in, gs
         }
     if (unknown != NULL)
       {
-        cerr (error, "%s (%s): tensors the recorded config does not use: %s", path, role, unknown->str);
+        cv_fail (error, "%s (%s): tensors the recorded config does not use: %s", path, role, unknown->str);
         g_string_free (unknown, TRUE);
         goto fail;
       }
@@ -923,21 +890,21 @@ convert_net_inner (const char *path, const char *role, const guint8 *data_in, gs
   n->tensors = cv_out_new ();
   for (guint i = 0; i < want->len; i++)
     {
-      Want    *w = want->pdata[i];
+      CvWant  *w = want->pdata[i];
       CvTensor t;
       cv_tensor_from_pv (&t, g_hash_table_lookup (out, w->name));
       if (!cv_shape_equal (&t, w->ndim, w->shape))
         {
           char *have = cv_shape_str (t.ndim, t.shape), *need = cv_shape_str (w->ndim, w->shape);
-          cerr (error, "%s (%s): %s has shape %s, the config needs %s", path, role, w->name, have, need);
+          cv_fail (error, "%s (%s): %s has shape %s, the config needs %s", path, role, w->name, have, need);
           g_free (have);
           g_free (need);
           goto fail;
         }
       if (!cv_dtype_is_float (t.dtype))
         {
-          cerr (error, "%s (%s): %s is %s, not floating point", path, role, w->name,
-                cv_dtype_torch (t.dtype));
+          cv_fail (error, "%s (%s): %s is %s, not floating point", path, role, w->name,
+                   cv_dtype_torch (t.dtype));
           goto fail;
         }
       cv_out_add (n->tensors, w->name, &t);
@@ -1036,7 +1003,7 @@ classes_for (gint64 label_dim, GError **error)
 
   if (label_dim > 1000)
     {
-      cerr (error, "label_dim %" G_GINT64_FORMAT " > 1000: no ImageNet-1k mapping", label_dim);
+      cv_fail (error, "label_dim %" G_GINT64_FORMAT " > 1000: no ImageNet-1k mapping", label_dim);
       return NULL;
     }
   a = json_array_new ();
@@ -1092,22 +1059,22 @@ edm2_convert (CvContext *cx, const Edm2Args *a, double *weights, gboolean *have_
       goto out;
   if (nets[0]->label_dim == 0)
     {
-      cerr (error, "%s: an unconditional network (label_dim 0) cannot be the main network; pass it "
-            "as --uncond next to a class-conditional --main", a->main);
+      cv_fail (error, "%s: an unconditional network (label_dim 0) cannot be the main network; pass it "
+               "as --uncond next to a class-conditional --main", a->main);
       goto out;
     }
   for (int i = 0; i < 3; i++)
     if (nets[i] != NULL && (nets[i]->img_resolution != nets[0]->img_resolution ||
                             nets[i]->img_channels != nets[0]->img_channels))
       {
-        cerr (error, "%s works on %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT "^2, main on %"
-              G_GINT64_FORMAT "x%" G_GINT64_FORMAT "^2", roles[i], nets[i]->img_channels,
-              nets[i]->img_resolution, nets[0]->img_channels, nets[0]->img_resolution);
+        cv_fail (error, "%s works on %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT "^2, main on %"
+                 G_GINT64_FORMAT "x%" G_GINT64_FORMAT "^2", roles[i], nets[i]->img_channels,
+                 nets[i]->img_resolution, nets[0]->img_channels, nets[0]->img_resolution);
         goto out;
       }
   if (nets[1] != NULL && nets[1]->label_dim != nets[0]->label_dim)
     {
-      cerr (error, "guide and main have different label_dim (autoguidance needs the same labels)");
+      cv_fail (error, "guide and main have different label_dim (autoguidance needs the same labels)");
       goto out;
     }
   if (nets[2] != NULL && nets[2]->label_dim != 0)
@@ -1119,14 +1086,14 @@ edm2_convert (CvContext *cx, const Edm2Args *a, double *weights, gboolean *have_
     kind = "latent", resolution = nets[0]->img_resolution * 8;
   else
     {
-      cerr (error, "img_channels %" G_GINT64_FORMAT ": neither pixel (3) nor SD latent (4)",
-            nets[0]->img_channels);
+      cv_fail (error, "img_channels %" G_GINT64_FORMAT ": neither pixel (3) nor SD latent (4)",
+               nets[0]->img_channels);
       goto out;
     }
   if ((a->vae || a->taesd || a->encoder || a->taesd_encoder) && strcmp (kind, "latent") != 0)
     {
-      cerr (error, "--vae/--taesd/--encoder/--taesd-encoder belong to latent (4-channel) networks; "
-            "this one is pixel");
+      cv_fail (error, "--vae/--taesd/--encoder/--taesd-encoder belong to latent (4-channel) networks; "
+               "this one is pixel");
       goto out;
     }
   /* decoders, then encoders (sd_decoders.py) */
@@ -1136,7 +1103,7 @@ edm2_convert (CvContext *cx, const Edm2Args *a, double *weights, gboolean *have_
     goto out;
   if (a->encoder && a->vae == NULL)
     {
-      cerr (error, "--encoder takes the encoder of the --vae file; give --vae too");
+      cv_fail (error, "--encoder takes the encoder of the --vae file; give --vae too");
       goto out;
     }
   if (a->encoder && (comps[2] = cv_convert_vae (a->vae, a->vae_config, TRUE, error)) == NULL)
@@ -1147,9 +1114,9 @@ edm2_convert (CvContext *cx, const Edm2Args *a, double *weights, gboolean *have_
   for (int i = 0; i < 4; i++)
     if (comps[i] != NULL && comps[i]->latent_channels != nets[0]->img_channels)
       {
-        cerr (error, "%s: %s %" G_GINT64_FORMAT " latent channels, the networks make %" G_GINT64_FORMAT,
-              json_object_get_string_member (comps[i]->info, "file"), i < 2 ? "decodes" : "encodes to",
-              comps[i]->latent_channels, nets[0]->img_channels);
+        cv_fail (error, "%s: %s %" G_GINT64_FORMAT " latent channels, the networks make %" G_GINT64_FORMAT,
+                 json_object_get_string_member (comps[i]->info, "file"), i < 2 ? "decodes" : "encodes to",
+                 comps[i]->latent_channels, nets[0]->img_channels);
         goto out;
       }
   if (g_mkdir_with_parents (a->out, 0755) != 0)
@@ -1389,10 +1356,5 @@ cv_edm2_main (CvContext *cx, int argc, char **argv, GError **error)
           return 2;
         have[i] = TRUE;
       }
-  if (!edm2_convert (cx, &a, w, have, error))
-    {
-      GError *e = *error;
-      return e->code == CV_ERROR_REFUSED || e->code == CV_ERROR_CONVERT || e->code == CV_ERROR_USAGE ? 2 : 1;
-    }
-  return 0;
+  return edm2_convert (cx, &a, w, have, error) ? 0 : cv_exit_status (*error);
 }

@@ -317,6 +317,46 @@ set_add (Vm *vm, Pv *s, Pv *item)
   return TRUE;
 }
 
+/* Keys and values alternating, as DICT and SETITEMS take them from the stack;
+ * an odd count is the IndexError Python's unpickler raises. */
+static gboolean
+dict_set_pairs (Vm *vm, Pv *d, Pv **items, guint n)
+{
+  for (guint i = 0; i < n; i += 2)
+    {
+      if (i + 1 >= n)
+        {
+          vm_pyerr (vm, "IndexError: list index out of range");
+          return FALSE;
+        }
+      if (!dict_set (vm, d, items[i], items[i + 1]))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* SETITEM and SETITEMS assign into the top of the stack: a dict only. */
+static gboolean
+assignable (Vm *vm, const Pv *d)
+{
+  if (d->type == PV_DICT)
+    return TRUE;
+  vm_pyerr (vm, "TypeError: '%s' object does not support item assignment", cv_pv_type_name (d));
+  return FALSE;
+}
+
+/* A str, bytes or big int value over n bytes at p (freed with it when owned). */
+static Pv *
+new_blob (Vm *vm, PvType type, const guint8 *p, gsize n, gboolean owned)
+{
+  Pv *v = cv_pv_new (vm->heap, type);
+
+  v->s.p = p;
+  v->s.n = n;
+  v->owned = owned;
+  return v;
+}
+
 /* ---- text ---------------------------------------------------------------------------- */
 
 /* UTF-8 as Python's 'utf-8' codec with 'surrogatepass' accepts it. */
@@ -362,18 +402,13 @@ utf8_ok (const guint8 *p, gsize n)
 static Pv *
 new_str (Vm *vm, const guint8 *p, gsize n, gboolean owned)
 {
-  Pv *v = cv_pv_new (vm->heap, PV_STR);
-
   if (p == NULL)
     {
       /* an empty GByteArray hands out no buffer: the empty string */
       p = (const guint8 *) "";
       owned = FALSE;
     }
-  v->s.p = p;
-  v->s.n = n;
-  v->owned = owned;
-  return v;
+  return new_blob (vm, PV_STR, p, n, owned);
 }
 
 static Pv *
@@ -578,11 +613,7 @@ decode_long (Vm *vm, const guint8 *p, gsize n, gboolean owned)
         return v;
       }
   }
-  v = cv_pv_new (vm->heap, PV_BIGINT);
-  v->s.p = p;
-  v->s.n = n;
-  v->owned = owned;
-  return v;
+  return new_blob (vm, PV_BIGINT, p, n, owned);
 }
 
 /* int(text, 0) (INT and LONG of protocol 0); Python's 4300-digit limit for decimal. */
@@ -1009,7 +1040,7 @@ rebuild_tensor (Vm *vm, Pv **args, guint nargs)
 static Pv *
 latin1_bytes (Vm *vm, Pv **args, guint nargs)
 {
-  Pv     *text, *v;
+  Pv     *text;
   guint8 *out;
   gsize   n = 0;
 
@@ -1043,11 +1074,7 @@ latin1_bytes (Vm *vm, Pv **args, guint nargs)
           return NULL;
         }
     }
-  v = cv_pv_new (vm->heap, PV_BYTES);
-  v->s.p = out;
-  v->s.n = n;
-  v->owned = TRUE;
-  return v;
+  return new_blob (vm, PV_BYTES, out, n, TRUE);
 }
 
 static Pv *
@@ -1545,16 +1572,8 @@ cv_unpickle (CvUnpickler *u, GError **error)
         case 'd': /* DICT */
           NEED (items = pop_mark (&vm, &n));
           a = new_dict (&vm, PV_DICT_PLAIN);
-          for (guint i = 0; i < n; i += 2)
-            {
-              if (i + 1 >= n)
-                {
-                  vm_pyerr (&vm, "IndexError: list index out of range");
-                  goto fail;
-                }
-              if (!dict_set (&vm, a, items[i], items[i + 1]))
-                goto fail;
-            }
+          if (!dict_set_pairs (&vm, a, items, n))
+            goto fail;
           g_clear_pointer (&items, g_free);
           push (&vm, a);
           break;
@@ -1562,34 +1581,14 @@ cv_unpickle (CvUnpickler *u, GError **error)
           NEED (c = pop (&vm));
           NEED (b = pop (&vm));
           NEED (a = top (&vm));
-          if (a->type != PV_DICT)
-            {
-              vm_pyerr (&vm, "TypeError: '%s' object does not support item assignment",
-                        cv_pv_type_name (a));
-              goto fail;
-            }
-          if (!dict_set (&vm, a, b, c))
+          if (!assignable (&vm, a) || !dict_set (&vm, a, b, c))
             goto fail;
           break;
         case 'u': /* SETITEMS */
           NEED (items = pop_mark (&vm, &n));
           NEED (a = top (&vm));
-          if (a->type != PV_DICT)
-            {
-              vm_pyerr (&vm, "TypeError: '%s' object does not support item assignment",
-                        cv_pv_type_name (a));
-              goto fail;
-            }
-          for (guint i = 0; i < n; i += 2)
-            {
-              if (i + 1 >= n)
-                {
-                  vm_pyerr (&vm, "IndexError: list index out of range");
-                  goto fail;
-                }
-              if (!dict_set (&vm, a, items[i], items[i + 1]))
-                goto fail;
-            }
+          if (!assignable (&vm, a) || !dict_set_pairs (&vm, a, items, n))
+            goto fail;
           g_clear_pointer (&items, g_free);
           break;
         case 'a': /* APPEND */

@@ -623,26 +623,10 @@ cv_tflite_free (CvTflite *t)
   g_free (t);
 }
 
-static void
-terr (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
-static void
-terr (GError **error, const char *fmt, ...)
-{
-  va_list ap;
-  char   *msg;
-
-  va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error_literal (error, CV_ERROR, CV_ERROR_CONVERT, msg);
-  g_free (msg);
-}
-
 CvTflite *
-cv_tflite_convert (const char *path, GError **error)
+cv_tflite_read (const guint8 *data, gsize len, const char *path, GError **error)
 {
-  GMappedFile *map = cv_map_file (path, error);
-  Fb           fb;
+  Fb           fb = { data, len };
   Tab          model, sg;
   gboolean     bad = FALSE;
   GArray      *codes = NULL, *bufs = NULL, *subgraphs = NULL, *ts = NULL, *optabs = NULL;
@@ -655,13 +639,9 @@ cv_tflite_convert (const char *path, GError **error)
   guint64      root;
   gint64       bad_act = 0;
 
-  if (map == NULL)
-    goto fail;
-  fb.b = (const guint8 *) g_mapped_file_get_contents (map);
-  fb.len = g_mapped_file_get_length (map);
   if (fb.len < 8 || memcmp (fb.b + 4, "TFL3", 4) != 0)
     {
-      terr (error, "not a TFLite flatbuffer (no TFL3 identifier)");
+      cv_fail (error, "not a TFLite flatbuffer (no TFL3 identifier)");
       goto fail;
     }
   fb_get (&fb, 0, 4, &root);
@@ -674,7 +654,7 @@ cv_tflite_convert (const char *path, GError **error)
     goto damaged;
   if (subgraphs->len == 0)
     {
-      terr (error, "not enough values to unpack (expected 1, got 0)");
+      cv_fail (error, "not enough values to unpack (expected 1, got 0)");
       goto fail;
     }
   sg = g_array_index (subgraphs, Tab, 0);
@@ -717,12 +697,12 @@ cv_tflite_convert (const char *path, GError **error)
         }
       if (!g_utf8_validate (x->name, -1, NULL))
         {
-          terr (error, "tensor %u: its name is not UTF-8", i);
+          cv_fail (error, "tensor %u: its name is not UTF-8", i);
           goto fail;
         }
       if (dtype_name (x->type) == NULL)
         {
-          terr (error, "%d", x->type);
+          cv_fail (error, "%d", x->type);
           goto fail;
         }
     }
@@ -742,7 +722,7 @@ cv_tflite_convert (const char *path, GError **error)
       x->options = g_string_new (NULL);
       if (idx >= (gint64) codes->len)
         {
-          terr (error, "list index out of range");
+          cv_fail (error, "list index out of range");
           goto fail;
         }
       {
@@ -754,13 +734,13 @@ cv_tflite_convert (const char *path, GError **error)
           x->op = ops_known[k].name;
       if (x->op == NULL)
         {
-          terr (error, "%s: builtin operator %" G_GINT64_FORMAT " is not supported", path, code);
+          cv_fail (error, "%s: builtin operator %" G_GINT64_FORMAT " is not supported", path, code);
           goto fail;
         }
       has = sub_table (o, 4, &opt, &bad);
       if (!options_json (x->op, &opt, has, x->options, &bad_act, &bad))
         {
-          terr (error, "%" G_GINT64_FORMAT, bad_act);
+          cv_fail (error, "%" G_GINT64_FORMAT, bad_act);
           goto fail;
         }
     }
@@ -788,7 +768,7 @@ cv_tflite_convert (const char *path, GError **error)
 
       if (x->buffer >= (gint64) bufs->len)
         {
-          terr (error, "list index out of range");
+          cv_fail (error, "list index out of range");
           goto fail;
         }
       b = &g_array_index (bufs, Tab, x->buffer);
@@ -799,7 +779,7 @@ cv_tflite_convert (const char *path, GError **error)
         continue;
       if (nd > 8)
         {
-          terr (error, "tensor %u has %d dimensions", i, nd);
+          cv_fail (error, "tensor %u has %d dimensions", i, nd);
           goto fail;
         }
       for (int d = 0; d < nd; d++)
@@ -807,15 +787,15 @@ cv_tflite_convert (const char *path, GError **error)
           shape[d] = g_array_index (x->shape, gint64, d);
           if (shape[d] < 0 || (shape[d] > 0 && numel > G_MAXSIZE / 16 / (gsize) shape[d]))
             {
-              terr (error, "cannot reshape the data of tensor %u", i);
+              cv_fail (error, "cannot reshape the data of tensor %u", i);
               goto fail;
             }
           numel *= (gsize) shape[d];
         }
       if (n % dtype_bytes (x->type) != 0 || n / dtype_bytes (x->type) != numel)
         {
-          terr (error, "cannot reshape array of size %" G_GSIZE_FORMAT " into shape %s",
-                n / dtype_bytes (x->type), "the tensor's");
+          cv_fail (error, "cannot reshape array of size %" G_GSIZE_FORMAT " into shape %s",
+                   n / dtype_bytes (x->type), "the tensor's");
           goto fail;
         }
       /* the op that takes it as its weights: the last CONV_2D / DEPTHWISE_CONV_2D */
@@ -835,7 +815,7 @@ cv_tflite_convert (const char *path, GError **error)
           {
             if (qd < 0 || qd >= nd || shape[qd] != (gint64) ns || (nz > 1 && nz != ns))
               {
-                terr (error, "operands could not be broadcast together");
+                cv_fail (error, "operands could not be broadcast together");
                 goto fail;
               }
             for (int d = nd - 1; d > qd; d--)
@@ -843,7 +823,7 @@ cv_tflite_convert (const char *path, GError **error)
           }
         else if (ns == 1 && nz > 1)
           {
-            terr (error, "cannot reshape array of size %u into shape [1]", nz);
+            cv_fail (error, "cannot reshape array of size %u into shape [1]", nz);
             goto fail;
           }
         for (gsize e = 0; e < numel; e++)
@@ -872,7 +852,7 @@ cv_tflite_convert (const char *path, GError **error)
           gint64     st[8], s = 1;
           if (nd != 4)
             {
-              terr (error, "axes don't match array");
+              cv_fail (error, "axes don't match array");
               goto fail;
             }
           for (int d = 3; d >= 0; d--)
@@ -958,7 +938,7 @@ cv_tflite_convert (const char *path, GError **error)
   /* the input: its shape, and the normalisation its quantisation implies */
   if (inputs->len == 0)
     {
-      terr (error, "list index out of range");
+      cv_fail (error, "list index out of range");
       goto fail;
     }
   {
@@ -966,7 +946,7 @@ cv_tflite_convert (const char *path, GError **error)
     TTensor *x;
     if (in < -(gint64) tensors->len || in >= (gint64) tensors->len)
       {
-        terr (error, "list index out of range");
+        cv_fail (error, "list index out of range");
         goto fail;
       }
     x = tensors->pdata[in < 0 ? in + (gint64) tensors->len : in];
@@ -986,7 +966,7 @@ cv_tflite_convert (const char *path, GError **error)
   }
   goto done;
 damaged:
-  terr (error, "damaged TFLite flatbuffer (an offset or a vector runs outside the file)");
+  cv_fail (error, "damaged TFLite flatbuffer (an offset or a vector runs outside the file)");
 fail:
   cv_tflite_free (out);
   out = NULL;
@@ -1002,8 +982,20 @@ done:
       g_array_unref (*a);
   g_ptr_array_unref (tensors);
   g_ptr_array_unref (ops);
+  return out;
+}
+
+CvTflite *
+cv_tflite_convert (const char *path, GError **error)
+{
+  GMappedFile *map = cv_map_file (path, error);
+  CvTflite    *out;
+
+  if (map == NULL)
+    return NULL;
+  out = cv_tflite_read ((const guint8 *) g_mapped_file_get_contents (map),
+                        g_mapped_file_get_length (map), path, error);
   /* the dequantised data lives in out->buffers: the file can go */
-  if (map != NULL)
-    g_mapped_file_unref (map);
+  g_mapped_file_unref (map);
   return out;
 }

@@ -17,6 +17,10 @@ typedef struct
 } CvTflite;
 
 CvTflite *cv_tflite_convert (const char *path, GError **error);
+/* The same from the file's bytes (the fuzz harness's way in); path only
+ * names the file in messages and in the graph's "source".  Nothing returned
+ * points into data. */
+CvTflite *cv_tflite_read    (const guint8 *data, gsize len, const char *path, GError **error);
 void      cv_tflite_free    (CvTflite *t);
 
 #endif

@@ -203,6 +203,48 @@ cv_shape_str (int ndim, const gint64 *shape)
   return g_string_free (s, FALSE);
 }
 
+/* ---- errors, expected tensors ------------------------------------------------------ */
+
+void
+cv_fail (GError **error, const char *fmt, ...)
+{
+  va_list ap;
+  char   *msg;
+
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error_literal (error, CV_ERROR, CV_ERROR_CONVERT, msg);
+  g_free (msg);
+}
+
+int
+cv_exit_status (const GError *e)
+{
+  return e->code == CV_ERROR_REFUSED || e->code == CV_ERROR_CONVERT || e->code == CV_ERROR_USAGE
+         ? 2 : 1;
+}
+
+void
+cv_want_add (GPtrArray *w, int ndim, gint64 a, gint64 b, gint64 c, gint64 d, char *name)
+{
+  CvWant *x = g_new0 (CvWant, 1);
+
+  x->name = name;
+  x->ndim = ndim;
+  x->shape[0] = a, x->shape[1] = b, x->shape[2] = c, x->shape[3] = d;
+  g_ptr_array_add (w, x);
+}
+
+void
+cv_want_free (gpointer want)
+{
+  CvWant *x = want;
+
+  g_free (x->name);
+  g_free (x);
+}
+
 /* ---- files ----------------------------------------------------------------------------- */
 
 void

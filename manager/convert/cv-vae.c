@@ -18,21 +18,6 @@
 #define TAESD_URL "https://github.com/madebyollin/taesd"
 #define TAESD_NAME "TAESD (Ollin Boer Bohan)"
 
-static void
-derr (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
-static void
-derr (GError **error, const char *fmt, ...)
-{
-  va_list ap;
-  char   *msg;
-
-  va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error_literal (error, CV_ERROR, CV_ERROR_CONVERT, msg);
-  g_free (msg);
-}
-
 void
 cv_comp_free (CvComp *c)
 {
@@ -96,8 +81,8 @@ load (const char *path, GError **error)
 
   if (!g_str_has_suffix (path, ".safetensors"))
     {
-      derr (error, "%s: give the .safetensors file (pickled .pth/.ckpt files run code when loaded "
-            "and are not read)", path);
+      cv_fail (error, "%s: give the .safetensors file (pickled .pth/.ckpt files run code when loaded "
+               "and are not read)", path);
       return NULL;
     }
   f = g_new0 (File, 1);
@@ -108,7 +93,7 @@ load (const char *path, GError **error)
       const char *msg = err->message;
       if (g_str_has_prefix (msg, path) && msg[strlen (path)] == ':')
         msg += strlen (path) + 2;
-      derr (error, "%s: not a readable safetensors file (%s)", path, msg);
+      cv_fail (error, "%s: not a readable safetensors file (%s)", path, msg);
       g_error_free (err);
       file_free (f);
       return NULL;
@@ -139,22 +124,6 @@ load (const char *path, GError **error)
 
 /* ---- expected tensors ------------------------------------------------------------------------ */
 
-typedef struct
-{
-  char  *name;
-  int    ndim;
-  gint64 shape[4];
-} Want;
-
-static void
-want_free (gpointer p)
-{
-  Want *w = p;
-
-  g_free (w->name);
-  g_free (w);
-}
-
 static void
 want (GPtrArray *w, gboolean legacy, int ndim, gint64 a, gint64 b, gint64 c, gint64 d,
       const char *fmt, ...) G_GNUC_PRINTF (8, 9);
@@ -167,26 +136,24 @@ want (GPtrArray *w, gboolean legacy, int ndim, gint64 a, gint64 b, gint64 c, gin
     { ".attentions.0.to_v.", ".attentions.0.value." }, { ".attentions.0.to_out.0.", ".attentions.0.proj_attn." },
   };
   va_list ap;
-  Want   *x = g_new0 (Want, 1);
+  char   *name;
 
   va_start (ap, fmt);
-  x->name = g_strdup_vprintf (fmt, ap);
+  name = g_strdup_vprintf (fmt, ap);
   va_end (ap);
   if (legacy)
     for (guint i = 0; i < G_N_ELEMENTS (names); i++)
       {
-        char *hit = strstr (x->name, names[i][0]);
+        char *hit = strstr (name, names[i][0]);
         if (hit != NULL)
           {
-            char *n = g_strdup_printf ("%.*s%s%s", (int) (hit - x->name), x->name, names[i][1],
+            char *n = g_strdup_printf ("%.*s%s%s", (int) (hit - name), name, names[i][1],
                                        hit + strlen (names[i][0]));
-            g_free (x->name);
-            x->name = n;
+            g_free (name);
+            name = n;
           }
       }
-  x->ndim = ndim;
-  x->shape[0] = a, x->shape[1] = b, x->shape[2] = c, x->shape[3] = d;
-  g_ptr_array_add (w, x);
+  cv_want_add (w, ndim, a, b, c, d, name);
 }
 
 static void
@@ -248,7 +215,7 @@ typedef struct
 static GPtrArray *
 decoder_shapes (const VaeShape *v, gboolean lg)
 {
-  GPtrArray *w = g_ptr_array_new_with_free_func (want_free);
+  GPtrArray *w = g_ptr_array_new_with_free_func (cv_want_free);
   gint64     lc = v->latent_channels, top = v->widths[v->levels - 1];
 
   if (v->quant_conv)
@@ -280,7 +247,7 @@ decoder_shapes (const VaeShape *v, gboolean lg)
 static GPtrArray *
 encoder_shapes (const VaeShape *v, gboolean lg)
 {
-  GPtrArray *w = g_ptr_array_new_with_free_func (want_free);
+  GPtrArray *w = g_ptr_array_new_with_free_func (cv_want_free);
   gint64     lc = v->latent_channels, top = v->widths[v->levels - 1];
 
   conv (w, lg, "encoder.conv_in", 3, v->widths[0], 3, TRUE);
@@ -322,7 +289,7 @@ taesd_block (GPtrArray *w, int i, gint64 c)
 static GPtrArray *
 taesd_shapes (gboolean encoder, gint64 lc, gint64 c, const GArray *blocks)
 {
-  GPtrArray *w = g_ptr_array_new_with_free_func (want_free);
+  GPtrArray *w = g_ptr_array_new_with_free_func (cv_want_free);
   int        i;
 
   if (!encoder)
@@ -375,7 +342,7 @@ check (const char *path, GPtrArray *names, GHashTable *tensors, GPtrArray *wante
 
   for (guint i = 0; i < wanted->len; i++)
     {
-      Want *w = wanted->pdata[i];
+      CvWant *w = wanted->pdata[i];
       g_hash_table_add (set, w->name);
       if (!g_hash_table_contains (tensors, w->name) && count++ < 6)
         {
@@ -385,7 +352,7 @@ check (const char *path, GPtrArray *names, GHashTable *tensors, GPtrArray *wante
     }
   if (msg != NULL)
     {
-      derr (error, "%s: missing tensors for the config: %s%s", path, msg->str, count > 6 ? " ..." : "");
+      cv_fail (error, "%s: missing tensors for the config: %s%s", path, msg->str, count > 6 ? " ..." : "");
       goto out;
     }
   for (guint i = 0; i < names->len; i++)
@@ -396,17 +363,17 @@ check (const char *path, GPtrArray *names, GHashTable *tensors, GPtrArray *wante
       }
   if (msg != NULL)
     {
-      derr (error, "%s: tensors the config does not use: %s", path, msg->str);
+      cv_fail (error, "%s: tensors the config does not use: %s", path, msg->str);
       goto out;
     }
   for (guint i = 0; i < wanted->len; i++)
     {
-      Want     *w = wanted->pdata[i];
+      CvWant   *w = wanted->pdata[i];
       CvTensor *t = g_hash_table_lookup (tensors, w->name);
       if (!cv_shape_equal (t, w->ndim, w->shape))
         {
           char *have = cv_shape_str (t->ndim, t->shape), *need = cv_shape_str (w->ndim, w->shape);
-          derr (error, "%s: %s has shape %s, the config needs %s", path, w->name, have, need);
+          cv_fail (error, "%s: %s has shape %s, the config needs %s", path, w->name, have, need);
           g_free (have);
           g_free (need);
           goto out;
@@ -536,9 +503,9 @@ cv_convert_vae (const char *path, const char *config_path, gboolean encoder, GEr
   if (!g_hash_table_contains (tensors, key))
     {
       if (encoder)
-        derr (error, "%s: no encoder.conv_in.weight: the file holds no AutoencoderKL encoder", path);
+        cv_fail (error, "%s: no encoder.conv_in.weight: the file holds no AutoencoderKL encoder", path);
       else
-        derr (error, "%s: no decoder.conv_in.weight: not a diffusers AutoencoderKL file", path);
+        cv_fail (error, "%s: no decoder.conv_in.weight: not a diffusers AutoencoderKL file", path);
       g_free (key);
       goto fail;
     }
@@ -549,8 +516,8 @@ cv_convert_vae (const char *path, const char *config_path, gboolean encoder, GEr
       v.levels = 0;
   if (v.levels == 0)
     {
-      derr (error, "%s: %s are missing or not numbered 0..n-1", path,
-            encoder ? "encoder.down_blocks" : "decoder.up_blocks");
+      cv_fail (error, "%s: %s are missing or not numbered 0..n-1", path,
+               encoder ? "encoder.down_blocks" : "decoder.up_blocks");
       goto fail;
     }
   for (int i = 0; i < v.levels; i++)
@@ -561,12 +528,12 @@ cv_convert_vae (const char *path, const char *config_path, gboolean encoder, GEr
       g_free (key);
       if (t == NULL)
         {
-          derr (error, "%s: %s block has no resnets.0.conv1.weight", path, encoder ? "a down" : "an up");
+          cv_fail (error, "%s: %s block has no resnets.0.conv1.weight", path, encoder ? "a down" : "an up");
           goto fail;
         }
       if (t->ndim < 1)
         {
-          derr (error, "%s: %s%d.resnets.0.conv1.weight has no output channels", path, blocks, i);
+          cv_fail (error, "%s: %s%d.resnets.0.conv1.weight has no output channels", path, blocks, i);
           goto fail;
         }
       /* the decoder's up blocks run from the widest: block_out_channels reversed */
@@ -577,7 +544,7 @@ cv_convert_vae (const char *path, const char *config_path, gboolean encoder, GEr
       CvTensor *out = g_hash_table_lookup (tensors, "encoder.conv_out.weight");
       if (out == NULL)
         {
-          derr (error, "%s: no encoder.conv_out.weight", path);
+          cv_fail (error, "%s: no encoder.conv_out.weight", path);
           goto fail;
         }
       v.layers_per_block = g_hash_table_size (res);
@@ -615,7 +582,7 @@ cv_convert_vae (const char *path, const char *config_path, gboolean encoder, GEr
       root = json_parser_get_root (parser);
       if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
         {
-          derr (error, "%s: not a JSON object", config_path);
+          cv_fail (error, "%s: not a JSON object", config_path);
           g_object_unref (parser);
           goto fail;
         }
@@ -634,15 +601,15 @@ cv_convert_vae (const char *path, const char *config_path, gboolean encoder, GEr
             !json_int_value (json_object_get_member (cfg, "latent_channels"), &v.latent_channels) ||
             !json_int_value (json_object_get_member (cfg, "norm_num_groups"), &v.groups))
           {
-            derr (error, "%s: block_out_channels, layers_per_block, latent_channels and "
-                  "norm_num_groups must be integers (a list for block_out_channels)", config_path);
+            cv_fail (error, "%s: block_out_channels, layers_per_block, latent_channels and "
+                     "norm_num_groups must be integers (a list for block_out_channels)", config_path);
             goto fail;
           }
         v.levels = (int) json_array_get_length (a);
         for (int i = 0; i < v.levels; i++)
           if (!json_int_value (json_array_get_element (a, i), &v.widths[i]))
             {
-              derr (error, "%s: block_out_channels must be integers", config_path);
+              cv_fail (error, "%s: block_out_channels must be integers", config_path);
               goto fail;
             }
       }
@@ -657,8 +624,8 @@ cv_convert_vae (const char *path, const char *config_path, gboolean encoder, GEr
         for (int i = 0; i < v.levels; i++)
           g_string_append_printf (w, "%s%" G_GINT64_FORMAT, i ? ", " : "", v.widths[i]);
         g_string_append_c (w, ']');
-        derr (error, "%s: widths %s are not multiples of norm_num_groups %" G_GINT64_FORMAT " (give the "
-              "VAE's config.json with --vae-config)", path, w->str, v.groups);
+        cv_fail (error, "%s: widths %s are not multiples of norm_num_groups %" G_GINT64_FORMAT " (give the "
+                 "VAE's config.json with --vae-config)", path, w->str, v.groups);
         g_string_free (w, TRUE);
         goto fail;
       }
@@ -732,11 +699,11 @@ cv_convert_taesd (const char *path, gboolean encoder, GError **error)
   if (!diffusers && !g_hash_table_contains (f->index, encoder ? "0.weight" : "1.weight"))
     {
       if (encoder)
-        derr (error, "%s: neither a TAESD encoder (\"0.weight\") nor diffusers' AutoencoderTiny "
-              "(\"encoder.layers.0.weight\")", path);
+        cv_fail (error, "%s: neither a TAESD encoder (\"0.weight\") nor diffusers' AutoencoderTiny "
+                 "(\"encoder.layers.0.weight\")", path);
       else
-        derr (error, "%s: neither a TAESD decoder (\"1.weight\") nor diffusers' AutoencoderTiny "
-              "(\"decoder.layers.0.weight\")", path);
+        cv_fail (error, "%s: neither a TAESD decoder (\"1.weight\") nor diffusers' AutoencoderTiny "
+                 "(\"decoder.layers.0.weight\")", path);
       goto fail;
     }
   for (guint k = 0; k < f->all->len; k++)
@@ -752,7 +719,7 @@ cv_convert_taesd (const char *path, gboolean encoder, GError **error)
           idx = leading_index (n->name + strlen (prefix), &rest);
           if (idx < 0)
             {
-              derr (error, "%s: %s is not a layer's tensor", path, n->name);
+              cv_fail (error, "%s: %s is not a layer's tensor", path, n->name);
               goto fail;
             }
           sname = g_strdup_printf ("%" G_GINT64_FORMAT ".%s", encoder ? idx : idx + 1, rest);
@@ -780,7 +747,7 @@ cv_convert_taesd (const char *path, gboolean encoder, GError **error)
             break;
           else
             {
-              derr (error, "%s: layer %d is neither a block nor a conv", path, i);
+              cv_fail (error, "%s: layer %d is neither a block nor a conv", path, i);
               goto fail;
             }
         }
@@ -792,7 +759,7 @@ cv_convert_taesd (const char *path, gboolean encoder, GError **error)
       }
       if (w->ndim < 1 || last->ndim < 1)
         {
-          derr (error, "%s: the first or last conv has no output channels", path);
+          cv_fail (error, "%s: the first or last conv has no output channels", path);
           goto fail;
         }
       lc = last->shape[0];
@@ -818,14 +785,14 @@ cv_convert_taesd (const char *path, gboolean encoder, GError **error)
             }
           else
             {
-              derr (error, "%s: layer %d is neither a block nor a conv", path, i);
+              cv_fail (error, "%s: layer %d is neither a block nor a conv", path, i);
               goto fail;
             }
         }
       w = g_hash_table_lookup (std, "1.weight");
       if (w->ndim < 2)
         {
-          derr (error, "%s: 1.weight is not a conv weight", path);
+          cv_fail (error, "%s: 1.weight is not a conv weight", path);
           goto fail;
         }
       lc = w->shape[1];

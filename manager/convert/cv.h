@@ -234,6 +234,20 @@ gboolean   cv_out_check_fp16 (CvOutFile *f, const char *what, GError **error);
 gboolean   cv_out_write  (CvOutFile *f, const char *path, gboolean fp16,
                           volatile sig_atomic_t *cancel, GError **error);
 
+/* ---- the tensors a converter expects ---------------------------------------------- */
+
+/* A state-dict key and the shape its tensor must have (shape[ndim..3] unused). */
+typedef struct
+{
+  char  *name;
+  int    ndim;
+  gint64 shape[4];
+} CvWant;
+
+/* Appends one to w (a GPtrArray made with cv_want_free), taking name. */
+void cv_want_add  (GPtrArray *w, int ndim, gint64 a, gint64 b, gint64 c, gint64 d, char *name);
+void cv_want_free (gpointer want);
+
 /* ---- files ---------------------------------------------------------------- */
 
 /* The file mapped read-only (errors: CV_ERROR_IO naming it). */
@@ -245,6 +259,13 @@ gboolean     cv_write_atomic (const char *path, const char *text, gsize len, GEr
 /* A JSON tree as the project writes JSON (pretty, two spaces, newline at the end). */
 gboolean     cv_write_json   (const char *path, JsonNode *root, gboolean atomic, GError **error);
 void         cv_io_error     (GError **error, const char *what, int errsv);
+/* Sets a CV_ERROR_CONVERT error with a printf-style message: a file that
+ * cannot be converted (exit status 2, as the Python converters' errors). */
+void         cv_fail         (GError **error, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+/* The exit status of a conversion that failed with e: 2 for what the file
+ * or the arguments are to blame for (refused, cannot convert, usage), 1 for
+ * the rest (I/O, cancelled), as the Python converters exit. */
+int          cv_exit_status  (const GError *e);
 
 /* Python's float repr (shortest round-trip, Python's exponent rules). */
 void         cv_py_float_repr (GString *s, double v);

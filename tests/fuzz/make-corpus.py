@@ -166,6 +166,123 @@ def zip_seeds():
     out('zip', 'wrapped', b.getvalue())
 
 
+def tflite(tensors, buffers, opcodes, ops, inputs, outputs):
+    """A TFLite flatbuffer by schema.fbs's slot numbers, the fields
+    cv-tflite.c reads.  tensors: (name, shape, type, buffer, quant) with quant
+    None or (scales, zero_points, dim); buffers: bytes (buffer 0 empty, as
+    TFLite has it); opcodes: builtin codes; ops: (opcode index, inputs,
+    outputs, options) with options None or (kind, {slot: value}), kind 'b'
+    for an int8 slot, 'i' int32, 'f' float."""
+    import flatbuffers
+    b = flatbuffers.Builder(1024)
+
+    def vec(vals, width, prepend):
+        b.StartVector(width, len(vals), width)
+        for v in reversed(vals):
+            prepend(v)
+        return b.EndVector()
+
+    def table(fields):
+        """fields: (slot, kind, value), offsets made before."""
+        b.StartObject(max([f[0] for f in fields], default=-1) + 1)
+        for slot, kind, v in fields:
+            {'b': lambda: b.PrependInt8Slot(slot, v, 0), 'B': lambda: b.PrependUint8Slot(slot, v, 0),
+             'i': lambda: b.PrependInt32Slot(slot, v, 0), 'u': lambda: b.PrependUint32Slot(slot, v, 0),
+             'f': lambda: b.PrependFloat32Slot(slot, v, 0.0),
+             'o': lambda: b.PrependUOffsetTRelativeSlot(slot, v, 0)}[kind]()
+        return b.EndObject()
+
+    ints = lambda vals: vec(vals, 4, b.PrependInt32)           # noqa: E731
+    tabs = lambda offs: vec(offs, 4, b.PrependUOffsetTRelative)  # noqa: E731
+    bufs = tabs([table([(0, 'o', b.CreateByteVector(d))] if d else []) for d in buffers])
+    tens = []
+    for name, shape, dtype, buf, quant in tensors:
+        fields = [(0, 'o', ints(shape)), (1, 'b', dtype), (2, 'u', buf), (3, 'o', b.CreateString(name))]
+        if quant is not None:
+            scales, zps, dim = quant
+            q = table([(2, 'o', vec(scales, 4, b.PrependFloat32)),
+                       (3, 'o', vec(zps, 8, b.PrependInt64)), (6, 'i', dim)])
+            fields.append((4, 'o', q))
+        tens.append(table(fields))
+    tens = tabs(tens)
+    opers = []
+    for code, ins, outs, options in ops:
+        fields = [(0, 'u', code), (1, 'o', ints(ins)), (2, 'o', ints(outs))]
+        if options is not None:
+            kind, slots = options
+            fields += [(3, 'B', kind), (4, 'o', table([(k, t, v) for k, (t, v) in slots.items()]))]
+        opers.append(table(fields))
+    opers = tabs(opers)
+    sg = tabs([table([(0, 'o', tens), (1, 'o', ints(inputs)), (2, 'o', ints(outputs)),
+                      (3, 'o', opers), (4, 'o', b.CreateString('main'))])])
+    codes = tabs([table([(0, 'b', min(c, 127)), (3, 'i', c)]) for c in opcodes])
+    b.Finish(table([(0, 'u', 3), (1, 'o', codes), (2, 'o', sg), (4, 'o', bufs)]),
+             file_identifier=b'TFL3')
+    return bytes(b.Output())
+
+
+def tflite_seeds():
+    """A tiny quantised MobileNetV2-shaped graph (stem, a block without and one
+    with expansion, head, pool, classifier: the naming path), a float graph of
+    other operators and constant types, and a graph without operators."""
+    import random
+    import struct
+    rnd = random.Random(1)
+    u8 = lambda n: bytes(rnd.randrange(256) for _ in range(n))              # noqa: E731
+    i32 = lambda n: struct.pack(f'<{n}i', *(rnd.randrange(-500, 500) for _ in range(n)))  # noqa: E731
+    tensors, buffers = [('input', [1, 8, 8, 3], 3, 0, ([1 / 128], [128], 0))], [b'']
+    ops = []
+    conv, dw, add, pool, reshape, softmax = 0, 1, 2, 3, 4, 5
+
+    def const(name, shape, dtype, data, quant):
+        buffers.append(data)
+        tensors.append((name, shape, dtype, len(buffers) - 1, quant))
+        return len(tensors) - 1
+
+    def act(name, shape):
+        tensors.append((name, shape, 3, 0, ([0.05], [0], 0)))
+        return len(tensors) - 1
+
+    def layer(kind, x, cout, k, cin, size, per_channel=True):
+        n = cout if kind == conv else cin
+        shape = [cout, k, k, cin] if kind == conv else [1, k, k, cin]
+        q = ([0.01 + 0.001 * c for c in range(n)], [128] * n, 0 if kind == conv else 3) \
+            if per_channel else ([0.02], [127], 0)
+        w = const(f'w{len(tensors)}', shape, 3, u8(cout * k * k * cin if kind == conv else k * k * cin), q)
+        bias = const(f'b{len(tensors)}', [n], 2, i32(n), ([1e-4] * n, [0] * n, 0))
+        y = act(f'y{len(tensors)}', [1, size, size, n])
+        opt = (1, {0: ('b', 1), 1: ('i', 1), 2: ('i', 1), 3: ('b', 3)}) if kind == conv else \
+            (2, {0: ('b', 1), 1: ('i', 1), 2: ('i', 1), 3: ('i', 1), 4: ('b', 3)})
+        ops.append((kind, [x, w, bias], [y], opt))
+        return y
+
+    x = layer(conv, 0, 4, 3, 3, 4)                      # stem
+    x = layer(conv, layer(dw, x, 4, 3, 4, 4, per_channel=False), 2, 1, 4, 4)
+    y = layer(conv, layer(dw, layer(conv, x, 6, 1, 2, 4), 6, 3, 6, 4), 2, 1, 6, 4)
+    s = act('sum', [1, 4, 4, 2])
+    ops.append((add, [x, y], [s], (11, {0: ('b', 0)})))
+    h = layer(conv, s, 8, 1, 2, 4)                      # head
+    p = act('pool', [1, 1, 1, 8])
+    ops.append((pool, [h], [p], (5, {0: ('b', 1), 1: ('i', 1), 2: ('i', 1), 3: ('i', 4), 4: ('i', 4)})))
+    logits = layer(conv, p, 5, 1, 8, 1)                 # classifier
+    flat, probs = act('flat', [1, 5]), act('probs', [1, 5])
+    ops.append((reshape, [logits], [flat], None))
+    ops.append((softmax, [flat], [probs], (9, {0: ('f', 1.0)})))
+    out('tflite', 'mobilenet-tiny', tflite(tensors, buffers, [3, 4, 0, 1, 22, 25], ops, [0], [probs]))
+
+    f32 = lambda *v: struct.pack(f'<{len(v)}f', *v)                          # noqa: E731
+    tensors = [('x', [1, 4], 0, 0, None),
+               ('w', [3, 4], 1, 1, None), ('b', [3], 0, 2, None), ('y', [1, 3], 0, 0, None),
+               ('axes', [1], 4, 3, None), ('m', [1], 0, 0, None), ('q', [1], 9, 0, ([0.1], [-3], 0)),
+               ('c8', [2], 9, 4, ([0.5], [1], 0)), ('c16', [2], 7, 5, None), ('', [], 0, 6, None)]
+    buffers = [b'', struct.pack('<12e', *range(12)), f32(0.5, -1, 2), struct.pack('<q', 1),
+               b'\x80\x7f', struct.pack('<2h', -2, 3), f32(7)]
+    ops = [(0, [0, 1, 2], [3], (8, {0: ('b', 1)})), (1, [3, 4], [5], None), (2, [5], [6], None),
+           (3, [6], [5], None), (4, [5, 7], [5], (12, {0: ('b', 3)}))]
+    out('tflite', 'float-ops', tflite(tensors, buffers, [9, 40, 114, 6, 18], ops, [0], [5]))
+    out('tflite', 'no-ops', tflite([('x', [1], 0, 0, None)], [b''], [], [], [0], [0]))
+
+
 if __name__ == '__main__':
     torch.manual_seed(0)
     safetensors_seeds()
@@ -173,3 +290,4 @@ if __name__ == '__main__':
     pack_seeds()
     pickle_seeds()
     zip_seeds()
+    tflite_seeds()
