@@ -1,6 +1,7 @@
 /* gfcg-job.c — resolves a call's arguments against the pack and runs the
  * engine.  Every refusal names the PDB argument at fault. */
 #include "gfcg-job.h"
+#include "gfcg-catalog.h"
 #include "gfcg-classes.h"
 
 #include <gfcg/gfcg-json.h>
@@ -171,6 +172,12 @@ gfcg_job_new (const GfcgArgs *a, const GfcgSourceRegion *source, GfcgLoadedPack 
   job->pixels = g_ptr_array_new_with_free_func (g_free);
   if (!check_ranges (a, error))
     goto fail;
+  /* A published pack not fetched yet: say how to get it. */
+  if (!gfcg_catalog_check_installed (a->pack, &e))
+    {
+      arg_error (error, "pack", "%s", e->message);
+      goto fail;
+    }
 
   if (take_loaded (job, loaded))
     ;

@@ -1,6 +1,7 @@
 /* gfcg-pack-probe.c — loads a pack off the main thread and times one
  * evaluation of each network, for the dialog's pickers and estimate. */
 #include "gfcg-pack-probe.h"
+#include "gfcg-catalog.h"
 #include "gfcg-job.h"
 
 #include <stdio.h>
@@ -100,7 +101,8 @@ probe_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancell
   GfcgPack      *pack;
   gsize          rss0 = proc_status ("VmRSS:");
 
-  if ((ctx = gfcg_context_new (pr->device, &pr->error)) == NULL)
+  if (!gfcg_catalog_check_installed (pr->spec, &pr->error) ||
+      (ctx = gfcg_context_new (pr->device, &pr->error)) == NULL)
     return;
   if ((pack = gfcg_pack_load (ctx, pr->dir, &pr->error)) == NULL)
     {
@@ -151,6 +153,7 @@ gfcg_pack_probe_async (const char *pack, const char *device, GCancellable *cance
   GfcgPackProbe *pr = g_new0 (GfcgPackProbe, 1);
   GTask         *task = g_task_new (NULL, cancellable, callback, user_data);
 
+  pr->spec = g_strdup (pack != NULL ? pack : "");
   pr->dir = gfcg_job_pack_dir (pack);
   pr->device = g_strdup (device != NULL && *device ? device : "auto");
   g_task_set_task_data (task, pr, NULL);
@@ -171,6 +174,7 @@ gfcg_pack_probe_free (GfcgPackProbe *pr)
     return;
   g_clear_error (&pr->error);
   gfcg_loaded_pack_free (pr->loaded);
+  g_free (pr->spec);
   g_free (pr->dir);
   g_free (pr->device);
   g_free (pr->name);

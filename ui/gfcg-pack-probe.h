@@ -12,7 +12,8 @@ G_BEGIN_DECLS
 
 typedef struct
 {
-  char             *dir;          /* as resolved from the `pack` argument   */
+  char             *spec;         /* the `pack` argument as typed           */
+  char             *dir;          /* as resolved from it                    */
   char             *device;
   GError           *error;        /* set when the pack or device failed     */
 

@@ -180,6 +180,7 @@ BAD_CALLS = [
     ('#:count 0', 'count'),
     ('#:guidance 500.0', 'guidance'),
     ('#:device "tpu"', 'device'),
+    ('#:pack "img64-s-atg"', 'pack'),  # published, not installed: how to get it (below)
 ]
 
 
@@ -203,6 +204,9 @@ def test_bad_call(gimp, tiny_packs, args, argument):
     assert markers(log, 'CAUGHT') == ['yes 1 clean']
     assert re.search(rf'(failed on invalid input arguments|Calling error).*\n?.*{argument}: ',
                      log), log
+    if 'img64-s-atg' in args:
+        assert ("pack: 'img64-s-atg' (EDM2-S ImageNet 64x64" in log and
+                'not installed: get it with `gfcg models fetch img64-s-atg`' in log), log
     if 'retreiver' in args:
         assert ("class-name: unknown class 'golden retreiver': did you mean 'golden retriever'?"
                 in log), log
