@@ -3,6 +3,7 @@
 #include "gfcg-job.h"
 #include "gfcg-catalog.h"
 #include "gfcg-classes.h"
+#include "gfcg-upscale.h"
 
 #include <gfcg/gfcg-json.h>
 #include <string.h>
@@ -63,6 +64,8 @@ resolve_class (GfcgJob *job, const GfcgArgs *a, GError **error)
 static gboolean
 check_ranges (const GfcgArgs *a, GError **error)
 {
+  GfcgUpscale up;
+
   if (a->class_index < 0 || a->class_index >= GFCG_N_IMAGENET_CLASSES)
     return arg_error (error, "class-index", "%d is not an ImageNet-1k class index (0..999)",
                       a->class_index);
@@ -81,6 +84,9 @@ check_ranges (const GfcgArgs *a, GError **error)
   if (a->refine_strength != -1.0 && !(a->refine_strength >= 0.0 && a->refine_strength <= 1.0))
     return arg_error (error, "strength", "%g is not in 0..1 (or -1: 1 for a selection, 0.7 "
                       "for a layer)", a->refine_strength);
+  if (!gfcg_upscale_from_string (a->upscale, a->scale_to_canvas, &up))
+    return arg_error (error, "upscale", "unknown choice '%s' (%s, or empty)", a->upscale,
+                      GFCG_UPSCALE_NAMES);
   return TRUE;
 }
 

@@ -8,6 +8,7 @@
 #include "gfcg-class-picker.h"
 #include "gfcg-pack-picker.h"
 #include "gfcg-pack-probe.h"
+#include "gfcg-upscale-row.h"
 
 #include <glib/gi18n-lib.h>
 #include <stdlib.h>
@@ -520,8 +521,7 @@ settings (Dialog *d)
   attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "steps", 1, 1000, 128, 1, 8, 0));
   attach (GTK_GRID (grid), row++, NULL, seed_row (d));
   attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "count", 1, 100, 16, 1, 4, 0));
-  w = gimp_prop_check_button_new (G_OBJECT (d->config), "scale-to-canvas", NULL);
-  attach (GTK_GRID (grid), row++, NULL, w);
+  attach (GTK_GRID (grid), row++, _("_Upscale:"), gfcg_upscale_row_new (G_OBJECT (d->config)));
   w = gtk_button_new_with_mnemonic (_("Use the _pack's defaults"));
   gtk_widget_set_tooltip_text (w, _("Guidance mode, weights and steps as the pack recommends"));
   gtk_widget_set_halign (w, GTK_ALIGN_START);

@@ -68,6 +68,7 @@ gfcg_run (GimpProcedure        *procedure,
   GimpValueArray *ret;
   GfcgLoadedPack *loaded = NULL;
   GfcgDialogContext where = { 0 };
+  GfcgUpscale     upscale = GFCG_UPSCALE_NONE;
 
   gegl_init (NULL, NULL);
   /* The dialog and the progress window need a display; Repeat Last from a
@@ -104,11 +105,13 @@ gfcg_run (GimpProcedure        *procedure,
       return fail (procedure, error);
     }
   g_clear_pointer (&loaded, gfcg_loaded_pack_free);
+  /* Checked by gfcg_job_new. */
+  gfcg_upscale_from_string (args.upscale, args.scale_to_canvas, &upscale);
 
   /* The image stays untouched until every picture is drawn: a stopped or
    * killed run leaves nothing behind. */
   if (!(ui ? gfcg_run_with_window (job, &error) : gfcg_run_headless (job, &error)) ||
-      (image = gfcg_layers_add (image, job, args.scale_to_canvas, ui, &error)) == NULL)
+      (image = gfcg_layers_add (image, job, upscale, ui, &error)) == NULL)
     {
       gfcg_job_free (job);
       gfcg_source_clear (&source);
