@@ -5,6 +5,7 @@
 #include "gfcg-dialog.h"
 #include "gfcg-args.h"
 #include "gfcg-classes.h"
+#include "gfcg-help.h"
 #include "gfcg-class-picker.h"
 #include "gfcg-pack-picker.h"
 #include "gfcg-pack-probe.h"
@@ -35,6 +36,7 @@ typedef struct
   guint                probe_source;
   const char          *capture;      /* $GFCG_CAPTURE_DIALOG               */
   GfcgDialogContext    where;        /* the sources the image offers       */
+  const char          *help_id;      /* the procedure's, for Help          */
   char               **script;       /* $GFCG_TEST_DIALOG's steps (tests)   */
   int                  step;         /* the next one                       */
   guint                script_source;
@@ -219,7 +221,8 @@ print_state (Dialog *d)
 /* The script's steps, one at a time, each once the pack is in: ok (press
  * Draw), cancel, print, type:TEXT (in the class search), click:N (class N's
  * row), only:0|1 ("Only classes this pack can draw"), mode:NAME, seed:N
- * (typed in the seed field), random:0|1 (Randomize), pack:PATH. */
+ * (typed in the seed field), random:0|1 (Randomize), pack:PATH, help (prints
+ * the page Help opens). */
 static gboolean
 script_step (gpointer data)
 {
@@ -244,6 +247,14 @@ script_step (gpointer data)
     }
   if (strcmp (step, "print") == 0)
     print_state (d);
+  else if (strcmp (step, "help") == 0)
+    {
+      /* What Help opens, as GIMP's help plug-in finds it. */
+      char *uri = gfcg_help_page_uri (d->help_id);
+
+      g_printerr ("HELP %s %s\n", d->help_id, uri != NULL ? uri : "(none)");
+      g_free (uri);
+    }
   else if (g_str_has_prefix (step, "type:"))
     gfcg_class_picker_type (GFCG_CLASS_PICKER (d->picker), step + 5);
   else if (g_str_has_prefix (step, "click:"))
@@ -588,6 +599,7 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
 
   d->config = config;
   d->where = *where;
+  d->help_id = gimp_procedure_get_help_id (procedure);
   d->capture = g_getenv ("GFCG_CAPTURE_DIALOG");
   if (g_getenv ("GFCG_TEST_DIALOG") != NULL)
     d->script = g_strsplit (g_getenv ("GFCG_TEST_DIALOG"), ";", -1);

@@ -11,6 +11,7 @@
 #include "gfcg-run.h"
 #include "gfcg-source.h"
 #include "gfcg-dialog.h"
+#include "gfcg-help.h"
 #include "gfcg-run-window.h"
 
 #include <libgimp/gimpui.h>
@@ -31,6 +32,7 @@ GIMP_MAIN (GFCG_TYPE_PLUG_IN)
 static GList *
 gfcg_query_procedures (GimpPlugIn *plug_in)
 {
+  gfcg_help_register (plug_in);
   return g_list_append (g_list_append (NULL, g_strdup (GFCG_PROC_RENDER)),
                         g_strdup (GFCG_PROC_REFINE));
 }

@@ -198,3 +198,32 @@ def test_bad_pack_path(gimp, tiny_packs, tmp_path):
     assert loaded['count'] == '4 of 1000 classes can be drawn with this pack'
     assert (loaded['will-draw'], loaded['draw']) == ('Will draw: tench', '1')
     assert layers == []
+
+
+def test_help_page(gimp, tiny_packs):
+    """Help opens the plug-in's own page, not GIMP's "user manual is
+    missing": GIMP recorded the help domain the plug-in registers, and the
+    dialog's help id maps (help/en/gimp-help.xml) to a page that exists and
+    describes the dialog."""
+    pack = tiny_packs / 'tiny-pixel'
+    forget_last_values(gimp)
+    _, log = gimp.run(f'''
+      (let* ((img (car (gimp-image-new 16 16 RGB)))
+             (l (car (gimp-layer-new img "bg" 16 16 RGB-IMAGE 100 LAYER-MODE-NORMAL))))
+        (gimp-image-insert-layer img l 0 0)
+        (plug-in-gfcg-render #:run-mode RUN-INTERACTIVE #:image img #:pack "{pack}")
+        (plug-in-gfcg-refine #:run-mode RUN-INTERACTIVE #:image img #:drawables (vector l)
+                             #:pack "{pack}"))''',
+                      env={'GFCG_TEST_DIALOG': 'help;cancel'}, wrap=('xvfb-run', '-a'))
+    helps = dict(re.findall(r'^HELP (\S+) (.*)$', log, re.M))
+    assert set(helps) == {'plug-in-gfcg-render', 'plug-in-gfcg-refine'}, log
+    installed = gimp.profile / 'plug-ins' / 'gfcg-render' / 'help' / 'en' / 'index.html'
+    assert helps['plug-in-gfcg-render'] == installed.as_uri()
+    assert helps['plug-in-gfcg-refine'] == installed.as_uri() + '#start-from'
+    page = installed.read_text()
+    for words in ('Start from', 'Upscale', 'GFCG strength', 'CFG/ATG weight', 'id="start-from"'):
+        assert words in page, words
+    # GIMP keeps each plug-in's help domain in pluginrc: the Help button's
+    # gimp-help call finds the pages there.
+    rc = (gimp.profile / 'pluginrc').read_bytes().decode('utf-8', 'replace')
+    assert re.search(r'\(help-def "org\.gfcg\.render"\s+"[^"]*gfcg-render/help"', rc), rc[:2000]
