@@ -202,18 +202,25 @@ print_state (Dialog *d)
   int       seed;
   gboolean  random;
   GtkWidget *ok = gtk_dialog_get_widget_for_response (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK);
+  char     *tip = gtk_widget_get_tooltip_text (d->pack_status);
+
+  /* The tooltip on one line, like the rest. */
+  if (tip != NULL)
+    g_strdelimit (tip, "\n", ' ');
 
   g_object_get (d->config, "mode", &mode, "guidance", &guidance, "seed", &seed,
                 "random-seed", &random, NULL);
   g_printerr ("DIALOG %s\tmode=%s\tguidance=%g\tweight=%s%s\tstrength=%s%s\tseed=%d"
-              "\trandom=%d\tdraw=%d\testimate=%s\tpack=%s\n", picker, mode, guidance,
+              "\trandom=%d\tdraw=%d\testimate=%s\tpack=%s\tpack-tip=%s\n", picker, mode,
+              guidance,
               gimp_spin_scale_get_label (GIMP_SPIN_SCALE (d->weight)),
               gtk_widget_get_sensitive (d->weight) ? "" : " (greyed)",
               gimp_spin_scale_get_label (GIMP_SPIN_SCALE (d->strength)),
               gtk_widget_get_sensitive (d->strength) ? "" : " (greyed)", seed, random,
               ok != NULL && gtk_widget_get_sensitive (ok),
               gtk_label_get_text (GTK_LABEL (d->estimate)),
-              gtk_label_get_text (GTK_LABEL (d->pack_status)));
+              gtk_label_get_text (GTK_LABEL (d->pack_status)), tip != NULL ? tip : "");
+  g_free (tip);
   g_free (mode);
   g_free (picker);
 }
@@ -294,14 +301,20 @@ on_probe_done (GObject *source, GAsyncResult *result, gpointer data)
                                       pr->error->message);
       /* Not "1000 of 1000 classes": none can be drawn without a pack. */
       gfcg_class_picker_set_failed (GFCG_CLASS_PICKER (d->picker));
+      gtk_widget_set_tooltip_text (d->pack_status, NULL);
     }
   else
     {
       GfcgMode mode;
+      char    *tip;
 
-      text = g_markup_printf_escaped (_("%s: %s (%dx%d px, %d classes, %s)"), pr->name,
-                                      pr->title, pr->resolution, pr->resolution, pr->n_classes,
-                                      pr->licence);
+      /* The pack's own words, short; where it lives and its licence (a
+       * paragraph for some packs) go to the tooltip. */
+      text = g_markup_printf_escaped (_("<b>%s</b>: %s (%dx%d px, %d classes)"), pr->name,
+                                      pr->title, pr->resolution, pr->resolution, pr->n_classes);
+      tip = g_strdup_printf (_("Folder: %s\nLicence: %s"), pr->dir, pr->licence);
+      gtk_widget_set_tooltip_text (d->pack_status, tip);
+      g_free (tip);
       gfcg_class_picker_set_drawable (GFCG_CLASS_PICKER (d->picker), pr->imagenet,
                                       pr->n_classes);
       if (d->mode_from_pack)

@@ -197,6 +197,12 @@ def test_bad_pack_path(gimp, tiny_packs, tmp_path):
     assert bad['estimate'] == 'No estimate: the pack could not be loaded.'
     assert loaded['count'] == '4 of 1000 classes can be drawn with this pack'
     assert (loaded['will-draw'], loaded['draw']) == ('Will draw: tench', '1')
+    # The pack's short name and title; its folder and licence in the tooltip
+    # (a licence paragraph made the line a wall of text).
+    meta = json.loads((good / 'pack.json').read_text())
+    assert loaded['pack'] == f"{meta['name']}: {meta['title']} (16x16 px, 4 classes)"
+    assert loaded['pack-tip'] == f"Folder: {good} Licence: {meta['licence']}"
+    assert bad['pack-tip'] == ''
     assert layers == []
 
 
