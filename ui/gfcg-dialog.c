@@ -12,6 +12,7 @@
 #include "gfcg-upscale-row.h"
 
 #include <glib/gi18n-lib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,7 @@ typedef struct
   GtkWidget           *weight;       /* the CFG/ATG weight's spin scale    */
   GtkWidget           *strength;     /* GFCG strength's                    */
   GfcgPackProbe       *probe;        /* the latest result, or NULL         */
+  double               est_lo, est_hi; /* the estimate shown, in seconds    */
   gboolean             probing;
   gboolean             reprobe;      /* pack or device changed meanwhile   */
   gboolean             weights_from_pack;
@@ -77,16 +79,30 @@ mode_sensitive (const gchar *id, gpointer data)
   return !gfcg_mode_from_string (id, &m) || mode_possible (d->probe, m);
 }
 
+/* "20–30 s", "2–3 min": whole units, the low end rounded down and the high
+ * end up, so that the range holds what was measured. */
 static char *
-format_seconds (double s)
+format_range (double lo, double hi)
 {
-  if (s < 1.0)
+  const char *unit;
+  double      div = 1.0;
+  int         a, b;
+
+  if (hi < 1.0)
     return g_strdup (_("under a second"));
-  if (s < 90.0)
-    return g_strdup_printf (_("%.0f s"), s);
-  if (s < 5400.0)
-    return g_strdup_printf (_("%.0f min"), s / 60.0);
-  return g_strdup_printf (_("%.1f h"), s / 3600.0);
+  if (hi < 300.0)
+    unit = _("s");
+  else if (hi < 5400.0)
+    unit = _("min"), div = 60.0;
+  else
+    unit = _("h"), div = 3600.0;
+  a = (int) floor (lo / div);
+  b = (int) ceil (hi / div);
+  if (a >= b || a < 1)
+    a = MAX (0, b - 1);
+  /* TRANSLATORS: a range of times, "20–30 s" */
+  return a > 0 ? g_strdup_printf (_("%d–%d %s"), a, b, unit)
+               : g_strdup_printf (_("under %d %s"), b, unit);
 }
 
 /* Updates the estimate and whether OK can be pressed. */
@@ -116,6 +132,7 @@ update_state (Dialog *d)
   gtk_widget_set_sensitive (d->weight, gfcg_mode_get_info (mode)->weight != GFCG_WEIGHT_NONE);
   gtk_widget_set_sensitive (d->strength, gfcg_mode_get_info (mode)->ref != GFCG_REF_NONE);
 
+  d->est_lo = d->est_hi = 0.0;
   if (pr == NULL || d->probing)
     text = g_strdup (_("Estimating time and memory..."));
   else if (pr->error != NULL)
@@ -128,9 +145,9 @@ update_state (Dialog *d)
     text = g_strdup (no_source);
   else
     {
-      secs = format_seconds (gfcg_pack_probe_estimate (pr, mode, steps,
-                                                       guidance < 0 ? pr->guidance[mode]
-                                                                    : guidance, count));
+      gfcg_pack_probe_estimate (pr, mode, steps, guidance < 0 ? pr->guidance[mode] : guidance,
+                                count, &d->est_lo, &d->est_hi);
+      secs = format_range (d->est_lo, d->est_hi);
       mem = g_format_size (pr->memory);
       /* TRANSLATORS: "About 40 s and 120 MB for 63 guided evaluations of 64x64 px" */
       text = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
@@ -211,14 +228,15 @@ print_state (Dialog *d)
   g_object_get (d->config, "mode", &mode, "guidance", &guidance, "seed", &seed,
                 "random-seed", &random, NULL);
   g_printerr ("DIALOG %s\tmode=%s\tguidance=%g\tweight=%s%s\tstrength=%s%s\tseed=%d"
-              "\trandom=%d\tdraw=%d\testimate=%s\tpack=%s\tpack-tip=%s\n", picker, mode,
+              "\trandom=%d\tdraw=%d\testimate=%s\test-lo=%.6f\test-hi=%.6f\tpack=%s"
+              "\tpack-tip=%s\n", picker, mode,
               guidance,
               gimp_spin_scale_get_label (GIMP_SPIN_SCALE (d->weight)),
               gtk_widget_get_sensitive (d->weight) ? "" : " (greyed)",
               gimp_spin_scale_get_label (GIMP_SPIN_SCALE (d->strength)),
               gtk_widget_get_sensitive (d->strength) ? "" : " (greyed)", seed, random,
               ok != NULL && gtk_widget_get_sensitive (ok),
-              gtk_label_get_text (GTK_LABEL (d->estimate)),
+              gtk_label_get_text (GTK_LABEL (d->estimate)), d->est_lo, d->est_hi,
               gtk_label_get_text (GTK_LABEL (d->pack_status)), tip != NULL ? tip : "");
   g_free (tip);
   g_free (mode);
@@ -228,8 +246,8 @@ print_state (Dialog *d)
 /* The script's steps, one at a time, each once the pack is in: ok (press
  * Draw), cancel, print, type:TEXT (in the class search), click:N (class N's
  * row), only:0|1 ("Only classes this pack can draw"), mode:NAME, seed:N
- * (typed in the seed field), random:0|1 (Randomize), pack:PATH, help (prints
- * the page Help opens). */
+ * (typed in the seed field), random:0|1 (Randomize), pack:PATH, steps:N,
+ * help (prints the page Help opens). */
 static gboolean
 script_step (gpointer data)
 {
@@ -274,6 +292,8 @@ script_step (gpointer data)
     gtk_spin_button_set_value (GTK_SPIN_BUTTON (d->seed_spin), atoi (step + 5));
   else if (g_str_has_prefix (step, "random:"))
     gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (d->randomize), atoi (step + 7));
+  else if (g_str_has_prefix (step, "steps:"))
+    g_object_set (d->config, "steps", atoi (step + 6), NULL);
   else if (g_str_has_prefix (step, "pack:"))
     g_object_set (d->config, "pack", step + 5, NULL);
   else

@@ -206,6 +206,18 @@ def test_bad_pack_path(gimp, tiny_packs, tmp_path):
     assert layers == []
 
 
+def test_estimate_range(gimp, tiny_packs):
+    """The estimate is a range measured after a warm-up (not timed here):
+    well-formed, and twice the steps (31 evaluations for 15) about doubles
+    it."""
+    states, _ = run_dialog(gimp, 'steps:8;print;steps:16;print;cancel', tiny_packs / 'tiny-pixel',
+                           class_index=0, mode='"gfcg"')
+    (lo8, hi8), (lo16, hi16) = [(float(s['est-lo']), float(s['est-hi'])) for s in states]
+    assert 0 < lo8 <= hi8 and 0 < lo16 <= hi16, states
+    assert 1.8 < lo16 / lo8 < 2.3 and 1.8 < hi16 / hi8 < 2.3, states
+    assert states[0]['estimate'].startswith('About '), states[0]
+
+
 def test_help_page(gimp, tiny_packs):
     """Help opens the plug-in's own page, not GIMP's "user manual is
     missing": GIMP recorded the help domain the plug-in registers, and the
