@@ -20,6 +20,19 @@ on_upscale (GObject *config, GParamSpec *pspec, gpointer data)
   g_free (name);
 }
 
+/* Refines and fills keep their region's place and size: the choice would
+ * change nothing, so it is greyed. */
+static void
+on_source (GObject *config, GParamSpec *pspec, GtkWidget *combo)
+{
+  char *source = NULL;
+
+  g_object_get (config, "source", &source, NULL);
+  gtk_widget_set_sensitive (combo, source == NULL || *source == '\0' ||
+                                   g_strcmp0 (source, "noise") == 0);
+  g_free (source);
+}
+
 GtkWidget *
 gfcg_upscale_row_new (GObject *config)
 {
@@ -48,5 +61,7 @@ gfcg_upscale_row_new (GObject *config)
                                         "aspect, and crop to it."));
   g_signal_connect_object (config, "notify::upscale", G_CALLBACK (on_upscale), combo, 0);
   on_upscale (config, NULL, NULL);
+  g_signal_connect_object (config, "notify::source", G_CALLBACK (on_source), combo, 0);
+  on_source (config, NULL, combo);
   return combo;
 }
