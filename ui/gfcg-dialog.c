@@ -186,6 +186,19 @@ on_reset_defaults (GtkButton *button, Dialog *d)
                 "steps", d->probe->defaults.steps, NULL);
 }
 
+/* Under Xvfb the pointer starts in the middle of the screen, over the
+ * dialog, and the tooltip it raises came out as a black box in the
+ * screenshots: the pointer goes to the screen's corner first. */
+static void
+pointer_away (GtkWidget *widget)
+{
+  GdkDisplay *display = gtk_widget_get_display (widget);
+  GdkDevice  *pointer = gdk_seat_get_pointer (gdk_display_get_default_seat (display));
+  GdkScreen  *screen = gtk_widget_get_screen (widget);
+
+  gdk_device_warp (pointer, screen, 0, 0);
+}
+
 static gboolean
 capture (gpointer data)
 {
@@ -258,7 +271,12 @@ script_step (gpointer data)
   if (d->probing || d->probe_source != 0)
     return G_SOURCE_REMOVE;              /* on_probe_done calls again */
   if (d->script == NULL || (step = d->script[d->step]) == NULL)
-    return G_SOURCE_REMOVE;
+    {
+      /* tools/capture-dialog sets the scene with steps, then takes it. */
+      if (d->script != NULL && d->capture != NULL)
+        g_timeout_add (800, capture, d);
+      return G_SOURCE_REMOVE;
+    }
   d->step++;
   if (strcmp (step, "ok") == 0)
     {
@@ -351,7 +369,7 @@ on_probe_done (GObject *source, GAsyncResult *result, gpointer data)
 
   if (d->reprobe)
     start_probe (d);
-  else if (d->capture != NULL)
+  else if (d->capture != NULL && d->script == NULL)
     g_timeout_add (800, capture, d);
   else if (d->script != NULL && d->script_source == 0)
     d->script_source = g_timeout_add (200, script_step, d);
@@ -679,6 +697,8 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
   g_signal_connect (config, "notify::seed", G_CALLBACK (on_seed), d);
   g_signal_connect (config, "notify", G_CALLBACK (on_setting), d);
   start_probe (d);
+  if (d->capture != NULL)
+    pointer_away (d->dialog);
 
   run = gimp_procedure_dialog_run (GIMP_PROCEDURE_DIALOG (d->dialog));
 
