@@ -60,7 +60,8 @@ gfcg_args_add (GimpProcedure *procedure, const char *source)
                                      "seed+1, ..."),
                                    G_MININT, G_MAXINT, 1, G_PARAM_READWRITE);
   gimp_procedure_add_boolean_argument (procedure, "scale-to-canvas", _("Scale to _canvas"),
-                                       _("Scale the picture to fill the canvas"),
+                                       _("Scale the picture to fill the canvas (smoothly); "
+                                         "upscale, when set, decides instead"),
                                        FALSE, G_PARAM_READWRITE);
   /* A string, not a GimpChoice, for the reason at the top of this file. */
   gimp_procedure_add_string_argument (procedure, "source", _("Start _from"),
@@ -74,6 +75,14 @@ gfcg_args_add (GimpProcedure *procedure, const char *source)
                                         "only the last strength x steps steps run); -1 = 1 "
                                         "for a selection, 0.7 for a layer"),
                                       -G_MAXDOUBLE, G_MAXDOUBLE, -1.0, G_PARAM_READWRITE);
+  /* Last, so that positional calls written before it keep working; a
+   * string for the reason at the top of this file. */
+  gimp_procedure_add_string_argument (procedure, "upscale", _("_Upscale"),
+                                      _("How a picture from noise is brought to the canvas: "
+                                        "none (centred at its own size), nearest (blocks of "
+                                        "pixels), smooth (interpolated); empty: smooth if "
+                                        "scale-to-canvas, else none"),
+                                      "", G_PARAM_READWRITE);
 
   /* On by default: Repeat Last and the dialog draw a new picture each time
    * (the seed is in the layer's name); typing a seed turns it off. */
@@ -106,6 +115,7 @@ gfcg_args_from_config (GfcgArgs *a, GimpProcedureConfig *config)
                 "scale-to-canvas", &a->scale_to_canvas,
                 "source", &a->source,
                 "strength", &a->refine_strength,
+                "upscale", &a->upscale,
                 NULL);
   if (a->class_name == NULL)
     a->class_name = g_strdup ("");
@@ -117,6 +127,9 @@ gfcg_args_from_config (GfcgArgs *a, GimpProcedureConfig *config)
     a->mode = g_strdup ("");
   if (a->source == NULL)
     a->source = g_strdup ("");
+  if (a->upscale == NULL)
+    a->upscale = g_strdup ("");
+  g_strstrip (a->upscale);
   g_strstrip (a->source);
   g_strstrip (a->mode);
   g_strstrip (a->class_name);
@@ -132,4 +145,5 @@ gfcg_args_clear (GfcgArgs *a)
   g_clear_pointer (&a->device, g_free);
   g_clear_pointer (&a->mode, g_free);
   g_clear_pointer (&a->source, g_free);
+  g_clear_pointer (&a->upscale, g_free);
 }

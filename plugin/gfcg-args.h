@@ -36,6 +36,7 @@ typedef struct
                                 < 0: GFCG_DEFAULT_FILL_STRENGTH for a
                                 selection, GFCG_DEFAULT_REFINE_STRENGTH
                                 for a layer                              */
+  char     *upscale;         /* "" | gfcg_upscale_from_string's names     */
 } GfcgArgs;
 
 /* Declares the arguments, return values and aux arguments; source is the

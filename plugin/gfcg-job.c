@@ -1,7 +1,9 @@
 /* gfcg-job.c — resolves a call's arguments against the pack and runs the
  * engine.  Every refusal names the PDB argument at fault. */
 #include "gfcg-job.h"
+#include "gfcg-catalog.h"
 #include "gfcg-classes.h"
+#include "gfcg-upscale.h"
 
 #include <gfcg/gfcg-json.h>
 #include <string.h>
@@ -62,6 +64,8 @@ resolve_class (GfcgJob *job, const GfcgArgs *a, GError **error)
 static gboolean
 check_ranges (const GfcgArgs *a, GError **error)
 {
+  GfcgUpscale up;
+
   if (a->class_index < 0 || a->class_index >= GFCG_N_IMAGENET_CLASSES)
     return arg_error (error, "class-index", "%d is not an ImageNet-1k class index (0..999)",
                       a->class_index);
@@ -80,6 +84,9 @@ check_ranges (const GfcgArgs *a, GError **error)
   if (a->refine_strength != -1.0 && !(a->refine_strength >= 0.0 && a->refine_strength <= 1.0))
     return arg_error (error, "strength", "%g is not in 0..1 (or -1: 1 for a selection, 0.7 "
                       "for a layer)", a->refine_strength);
+  if (!gfcg_upscale_from_string (a->upscale, a->scale_to_canvas, &up))
+    return arg_error (error, "upscale", "unknown choice '%s' (%s, or empty)", a->upscale,
+                      GFCG_UPSCALE_NAMES);
   return TRUE;
 }
 
@@ -171,6 +178,12 @@ gfcg_job_new (const GfcgArgs *a, const GfcgSourceRegion *source, GfcgLoadedPack 
   job->pixels = g_ptr_array_new_with_free_func (g_free);
   if (!check_ranges (a, error))
     goto fail;
+  /* A published pack not fetched yet: say how to get it. */
+  if (!gfcg_catalog_check_installed (a->pack, &e))
+    {
+      arg_error (error, "pack", "%s", e->message);
+      goto fail;
+    }
 
   if (take_loaded (job, loaded))
     ;

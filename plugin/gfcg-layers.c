@@ -20,22 +20,34 @@ layer_type (GimpImage *image)
     }
 }
 
+/* With nearest, the layer is made at the canvas's size from blocks of the
+ * picture's pixels (gfcg-upscale.c). */
 static GimpLayer *
-new_layer (GimpImage *image, GfcgJob *job, int j)
+new_layer (GimpImage *image, GfcgJob *job, int j, gboolean nearest)
 {
   int           w, h;
   const guchar *pixels = gfcg_job_get_pixels (job, j, &w, &h);
+  guchar       *blocks = NULL;
   char         *name = gfcg_job_layer_name (job, j);
   char         *json = gfcg_job_parameters (job, j);
   GimpLayer    *layer;
   GeglBuffer   *buffer;
   GimpParasite *parasite;
 
+  if (nearest)
+    {
+      int cw = gimp_image_get_width (image), ch = gimp_image_get_height (image);
+
+      pixels = blocks = gfcg_upscale_nearest (pixels, w, h, cw, ch);
+      w = cw;
+      h = ch;
+    }
   layer = gimp_layer_new (image, name, w, h, layer_type (image), 100.0,
                           gimp_image_get_default_new_layer_mode (image));
   g_free (name);
   if (layer == NULL)
     {
+      g_free (blocks);
       g_free (json);
       return NULL;
     }
@@ -44,6 +56,7 @@ new_layer (GimpImage *image, GfcgJob *job, int j)
                    pixels, w * 3);
   gegl_buffer_flush (buffer);
   g_object_unref (buffer);
+  g_free (blocks);
 
   parasite = gimp_parasite_new (GFCG_PARASITE, GIMP_PARASITE_PERSISTENT | GIMP_PARASITE_UNDOABLE,
                                 (guint32) strlen (json) + 1, json);
@@ -53,31 +66,36 @@ new_layer (GimpImage *image, GfcgJob *job, int j)
   return layer;
 }
 
-/* Centres the layer on the canvas; with scale, it first grows or shrinks to
- * cover the canvas, keeping its aspect ratio. */
+/* Centres the layer on the canvas; smooth first scales it to cover the
+ * canvas, keeping its aspect ratio, with LoHalo (GIMP's choice for large
+ * factors: a 64-px picture on a photo's canvas grows 20 times or more), then
+ * crops it to the canvas so that nothing hangs outside. */
 static void
-place (GimpImage *image, GimpLayer *layer, gboolean scale)
+place (GimpImage *image, GimpLayer *layer, GfcgUpscale upscale)
 {
   int    iw = gimp_image_get_width (image), ih = gimp_image_get_height (image);
   int    lw = gimp_drawable_get_width (GIMP_DRAWABLE (layer));
   int    lh = gimp_drawable_get_height (GIMP_DRAWABLE (layer));
 
-  if (scale && (lw != iw || lh != ih))
+  if (upscale == GFCG_UPSCALE_SMOOTH && (lw != iw || lh != ih))
     {
       double f = MAX ((double) iw / lw, (double) ih / lh);
 
-      lw = MAX (1, (int) (lw * f + 0.5));
-      lh = MAX (1, (int) (lh * f + 0.5));
+      lw = MAX (iw, (int) (lw * f + 0.5));
+      lh = MAX (ih, (int) (lh * f + 0.5));
       gimp_context_push ();
-      gimp_context_set_interpolation (GIMP_INTERPOLATION_CUBIC);
+      gimp_context_set_interpolation (GIMP_INTERPOLATION_LOHALO);
       gimp_layer_scale (layer, lw, lh, FALSE);
       gimp_context_pop ();
+      gimp_layer_resize (layer, iw, ih, -(lw - iw) / 2, -(lh - ih) / 2);
+      lw = iw;
+      lh = ih;
     }
   gimp_layer_set_offsets (layer, (iw - lw) / 2, (ih - lh) / 2);
 }
 
 GimpImage *
-gfcg_layers_add (GimpImage *image, GfcgJob *job, gboolean scale_to_canvas, gboolean display,
+gfcg_layers_add (GimpImage *image, GfcgJob *job, GfcgUpscale upscale, gboolean display,
                  GError **error)
 {
   gboolean created = image == NULL;
@@ -102,8 +120,10 @@ gfcg_layers_add (GimpImage *image, GfcgJob *job, gboolean scale_to_canvas, gbool
 
   for (guint j = 0; j < job->images->len; j++)
     {
-      GimpLayer *layer = new_layer (image, job, (int) j);
       const GfcgSourceRegion *src = job->source;
+      gboolean   from_noise = src == NULL || src->kind == GFCG_SOURCE_NOISE;
+      GimpLayer *layer = new_layer (image, job, (int) j,
+                                    from_noise && !created && upscale == GFCG_UPSCALE_NEAREST);
       gboolean inserted;
 
       /* A refine or fill goes right above its source, over its region. */
@@ -128,7 +148,7 @@ gfcg_layers_add (GimpImage *image, GfcgJob *job, gboolean scale_to_canvas, gbool
           gimp_layer_set_offsets (layer, ox + src->x, oy + src->y);
         }
       else
-        place (image, layer, scale_to_canvas);
+        place (image, layer, upscale);
     }
 
   if (created)

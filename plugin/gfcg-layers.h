@@ -5,6 +5,7 @@
 #define GFCG_LAYERS_H
 
 #include "gfcg-job.h"
+#include "gfcg-upscale.h"
 
 G_BEGIN_DECLS
 
@@ -12,10 +13,11 @@ G_BEGIN_DECLS
 #define GFCG_PARASITE "gfcg-parameters"
 
 /* image may be NULL: a new image of the picture's size is made (and shown
- * when display is TRUE).  Returns the image, or NULL with error set. */
+ * when display is TRUE).  upscale says how a picture from noise is brought
+ * to the canvas (refines and fills keep their region's place and size).  Returns the image, or NULL with error set. */
 GimpImage *gfcg_layers_add (GimpImage  *image,
                             GfcgJob    *job,
-                            gboolean    scale_to_canvas,
+                            GfcgUpscale upscale,
                             gboolean    display,
                             GError    **error);
 

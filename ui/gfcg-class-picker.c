@@ -429,6 +429,33 @@ on_only_drawable (GtkToggleButton *button, GfcgClassPicker *p)
     pick_typed (p);
 }
 
+/* A class the pack lacks is drawn in the theme's own text colour at under
+ * half its opacity: GTK's insensitive colour is barely dimmer than the
+ * normal one in GIMP's dark theme, and a fixed grey would suit only one of
+ * the themes.  The italics and the "—" mark say it without colour too. */
+static void
+dim_undrawable (GtkTreeViewColumn *column, GtkCellRenderer *cell, GtkTreeModel *model,
+                GtkTreeIter *iter, gpointer data)
+{
+  GfcgClassPicker *p = data;
+  gboolean         d;
+
+  gtk_tree_model_get (model, iter, COL_DRAWABLE, &d, -1);
+  if (!d)
+    {
+      GtkStyleContext *style = gtk_widget_get_style_context (p->view);
+      GdkRGBA          fg;
+
+      gtk_style_context_get_color (style, GTK_STATE_FLAG_NORMAL, &fg);
+      fg.alpha *= 0.45;
+      g_object_set (cell, "foreground-rgba", &fg, "foreground-set", TRUE, NULL);
+    }
+  else
+    {
+      g_object_set (cell, "foreground-set", FALSE, NULL);
+    }
+}
+
 static GtkTreeViewColumn *
 add_column (GfcgClassPicker *p, const char *title, int col, gboolean expand)
 {
@@ -437,11 +464,12 @@ add_column (GfcgClassPicker *p, const char *title, int col, gboolean expand)
 
   if (expand)
     g_object_set (cell, "ellipsize", PANGO_ELLIPSIZE_END, NULL);
-  /* Classes the pack lacks: greyed, italic and marked, which also reads in
-   * a dark theme, where a greyed row is barely dimmer. */
+  /* Classes the pack lacks: insensitive (for assistive tools), dimmed by
+   * dim_undrawable, italic and marked. */
   column = gtk_tree_view_column_new_with_attributes (title, cell, "text", col,
                                                      "sensitive", COL_DRAWABLE,
                                                      "style", COL_STYLE, NULL);
+  gtk_tree_view_column_set_cell_data_func (column, cell, dim_undrawable, p, NULL);
   gtk_tree_view_column_set_expand (column, expand);
   gtk_tree_view_column_set_resizable (column, col != COL_MARK);
   gtk_tree_view_append_column (GTK_TREE_VIEW (p->view), column);

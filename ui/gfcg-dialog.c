@@ -5,13 +5,16 @@
 #include "gfcg-dialog.h"
 #include "gfcg-args.h"
 #include "gfcg-classes.h"
+#include "gfcg-help.h"
 #include "gfcg-class-picker.h"
 #include "gfcg-models-window.h"
 #include "gfcg-pack-offers.h"
 #include "gfcg-pack-picker.h"
 #include "gfcg-pack-probe.h"
+#include "gfcg-upscale-row.h"
 
 #include <glib/gi18n-lib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +33,7 @@ typedef struct
   GtkWidget           *weight;       /* the CFG/ATG weight's spin scale    */
   GtkWidget           *strength;     /* GFCG strength's                    */
   GfcgPackProbe       *probe;        /* the latest result, or NULL         */
+  double               est_lo, est_hi; /* the estimate shown, in seconds    */
   gboolean             probing;
   gboolean             reprobe;      /* pack or device changed meanwhile   */
   gboolean             weights_from_pack;
@@ -37,6 +41,7 @@ typedef struct
   guint                probe_source;
   const char          *capture;      /* $GFCG_CAPTURE_DIALOG               */
   GfcgDialogContext    where;        /* the sources the image offers       */
+  const char          *help_id;      /* the procedure's, for Help          */
   char               **script;       /* $GFCG_TEST_DIALOG's steps (tests)   */
   int                  step;         /* the next one                       */
   guint                script_source;
@@ -77,16 +82,30 @@ mode_sensitive (const gchar *id, gpointer data)
   return !gfcg_mode_from_string (id, &m) || mode_possible (d->probe, m);
 }
 
+/* "20–30 s", "2–3 min": whole units, the low end rounded down and the high
+ * end up, so that the range holds what was measured. */
 static char *
-format_seconds (double s)
+format_range (double lo, double hi)
 {
-  if (s < 1.0)
+  const char *unit;
+  double      div = 1.0;
+  int         a, b;
+
+  if (hi < 1.0)
     return g_strdup (_("under a second"));
-  if (s < 90.0)
-    return g_strdup_printf (_("%.0f s"), s);
-  if (s < 5400.0)
-    return g_strdup_printf (_("%.0f min"), s / 60.0);
-  return g_strdup_printf (_("%.1f h"), s / 3600.0);
+  if (hi < 300.0)
+    unit = _("s");
+  else if (hi < 5400.0)
+    unit = _("min"), div = 60.0;
+  else
+    unit = _("h"), div = 3600.0;
+  a = (int) floor (lo / div);
+  b = (int) ceil (hi / div);
+  if (a >= b || a < 1)
+    a = MAX (0, b - 1);
+  /* TRANSLATORS: a range of times, "20–30 s" */
+  return a > 0 ? g_strdup_printf (_("%d–%d %s"), a, b, unit)
+               : g_strdup_printf (_("under %d %s"), b, unit);
 }
 
 /* Updates the estimate and whether OK can be pressed. */
@@ -116,6 +135,7 @@ update_state (Dialog *d)
   gtk_widget_set_sensitive (d->weight, gfcg_mode_get_info (mode)->weight != GFCG_WEIGHT_NONE);
   gtk_widget_set_sensitive (d->strength, gfcg_mode_get_info (mode)->ref != GFCG_REF_NONE);
 
+  d->est_lo = d->est_hi = 0.0;
   if (pr == NULL || d->probing)
     text = g_strdup (_("Estimating time and memory..."));
   else if (pr->error != NULL)
@@ -128,9 +148,9 @@ update_state (Dialog *d)
     text = g_strdup (no_source);
   else
     {
-      secs = format_seconds (gfcg_pack_probe_estimate (pr, mode, steps,
-                                                       guidance < 0 ? pr->guidance[mode]
-                                                                    : guidance, count));
+      gfcg_pack_probe_estimate (pr, mode, steps, guidance < 0 ? pr->guidance[mode] : guidance,
+                                count, &d->est_lo, &d->est_hi);
+      secs = format_range (d->est_lo, d->est_hi);
       mem = g_format_size (pr->memory);
       /* TRANSLATORS: "About 40 s and 120 MB for 63 guided evaluations of 64x64 px" */
       text = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
@@ -167,6 +187,19 @@ on_reset_defaults (GtkButton *button, Dialog *d)
   g_object_set (d->config, "guidance", d->probe->guidance[mode],
                 "gfcg-strength", d->probe->defaults.s_max,
                 "steps", d->probe->defaults.steps, NULL);
+}
+
+/* Under Xvfb the pointer starts in the middle of the screen, over the
+ * dialog, and the tooltip it raises came out as a black box in the
+ * screenshots: the pointer goes to the screen's corner first. */
+static void
+pointer_away (GtkWidget *widget)
+{
+  GdkDisplay *display = gtk_widget_get_display (widget);
+  GdkDevice  *pointer = gdk_seat_get_pointer (gdk_display_get_default_seat (display));
+  GdkScreen  *screen = gtk_widget_get_screen (widget);
+
+  gdk_device_warp (pointer, screen, 0, 0);
 }
 
 /* A picture of window w as path (PNG): the screenshots. */
@@ -234,19 +267,26 @@ print_state (Dialog *d)
   int       seed;
   gboolean  random;
   GtkWidget *ok = gtk_dialog_get_widget_for_response (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK);
+  char     *tip = gtk_widget_get_tooltip_text (d->pack_status);
+
+  /* The tooltip on one line, like the rest. */
+  if (tip != NULL)
+    g_strdelimit (tip, "\n", ' ');
 
   g_object_get (d->config, "mode", &mode, "guidance", &guidance, "seed", &seed,
                 "random-seed", &random, "pack", &pack, NULL);
   g_printerr ("DIALOG %s\tmode=%s\tguidance=%g\tweight=%s%s\tstrength=%s%s\tseed=%d"
-              "\trandom=%d\tdraw=%d\testimate=%s\tpack=%s\tpack-setting=%s\tpacks=%s\n", picker,
-              mode, guidance,
+              "\trandom=%d\tdraw=%d\testimate=%s\test-lo=%.6f\test-hi=%.6f\tpack=%s"
+              "\tpack-tip=%s\tpack-setting=%s\tpacks=%s\n", picker, mode, guidance,
               gimp_spin_scale_get_label (GIMP_SPIN_SCALE (d->weight)),
               gtk_widget_get_sensitive (d->weight) ? "" : " (greyed)",
               gimp_spin_scale_get_label (GIMP_SPIN_SCALE (d->strength)),
               gtk_widget_get_sensitive (d->strength) ? "" : " (greyed)", seed, random,
               ok != NULL && gtk_widget_get_sensitive (ok),
-              gtk_label_get_text (GTK_LABEL (d->estimate)),
-              gtk_label_get_text (GTK_LABEL (d->pack_status)), pack, packs);
+              gtk_label_get_text (GTK_LABEL (d->estimate)), d->est_lo, d->est_hi,
+              gtk_label_get_text (GTK_LABEL (d->pack_status)), tip != NULL ? tip : "", pack,
+              packs);
+  g_free (tip);
   g_free (packs);
   g_free (pack);
   g_free (mode);
@@ -297,9 +337,10 @@ models_step (Dialog *d, const char *step)
 /* The script's steps, one at a time, each once the pack is in: ok (press
  * Draw), cancel, print, type:TEXT (in the class search), click:N (class N's
  * row), only:0|1 ("Only classes this pack can draw"), mode:NAME, seed:N
- * (typed in the seed field), random:0|1 (Randomize), pack:PATH, link:PREFIX
- * (the first link of the class picker's explanation to PREFIX...), pause:MS,
- * and the Get models window's (models_step). */
+ * (typed in the seed field), random:0|1 (Randomize), pack:PATH, steps:N,
+ * help (prints the page Help opens), link:PREFIX (the first link of the class
+ * picker's explanation to PREFIX...), pause:MS, and the Get models window's
+ * (models_step). */
 static gboolean
 script_step (gpointer data)
 {
@@ -310,7 +351,12 @@ script_step (gpointer data)
   if (d->probing || d->probe_source != 0)
     return G_SOURCE_REMOVE;              /* on_probe_done calls again */
   if (d->script == NULL || (step = d->script[d->step]) == NULL)
-    return G_SOURCE_REMOVE;
+    {
+      /* tools/capture-dialog sets the scene with steps, then takes it. */
+      if (d->script != NULL && d->capture != NULL)
+        g_timeout_add (800, capture, d);
+      return G_SOURCE_REMOVE;
+    }
   if (g_str_has_prefix (step, "models") || g_str_has_prefix (step, "m-"))
     {
       if (models_step (d, step))
@@ -331,6 +377,14 @@ script_step (gpointer data)
     }
   if (strcmp (step, "print") == 0)
     print_state (d);
+  else if (strcmp (step, "help") == 0)
+    {
+      /* What Help opens, as GIMP's help plug-in finds it. */
+      char *uri = gfcg_help_page_uri (d->help_id);
+
+      g_printerr ("HELP %s %s\n", d->help_id, uri != NULL ? uri : "(none)");
+      g_free (uri);
+    }
   else if (g_str_has_prefix (step, "type:"))
     gfcg_class_picker_type (GFCG_CLASS_PICKER (d->picker), step + 5);
   else if (g_str_has_prefix (step, "click:"))
@@ -343,6 +397,8 @@ script_step (gpointer data)
     gtk_spin_button_set_value (GTK_SPIN_BUTTON (d->seed_spin), atoi (step + 5));
   else if (g_str_has_prefix (step, "random:"))
     gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (d->randomize), atoi (step + 7));
+  else if (g_str_has_prefix (step, "steps:"))
+    g_object_set (d->config, "steps", atoi (step + 6), NULL);
   else if (g_str_has_prefix (step, "pack:"))
     g_object_set (d->config, "pack", step + 5, NULL);
   else if (g_str_has_prefix (step, "link:"))
@@ -378,14 +434,20 @@ on_probe_done (GObject *source, GAsyncResult *result, gpointer data)
                                       pr->error->message);
       /* Not "1000 of 1000 classes": none can be drawn without a pack. */
       gfcg_class_picker_set_failed (GFCG_CLASS_PICKER (d->picker));
+      gtk_widget_set_tooltip_text (d->pack_status, NULL);
     }
   else
     {
       GfcgMode mode;
+      char    *tip;
 
-      text = g_markup_printf_escaped (_("%s: %s (%dx%d px, %d classes, %s)"), pr->name,
-                                      pr->title, pr->resolution, pr->resolution, pr->n_classes,
-                                      pr->licence);
+      /* The pack's own words, short; where it lives and its licence (a
+       * paragraph for some packs) go to the tooltip. */
+      text = g_markup_printf_escaped (_("<b>%s</b>: %s (%dx%d px, %d classes)"), pr->name,
+                                      pr->title, pr->resolution, pr->resolution, pr->n_classes);
+      tip = g_strdup_printf (_("Folder: %s\nLicence: %s"), pr->dir, pr->licence);
+      gtk_widget_set_tooltip_text (d->pack_status, tip);
+      g_free (tip);
       gfcg_class_picker_set_drawable (GFCG_CLASS_PICKER (d->picker), pr->imagenet,
                                       pr->n_classes);
       if (d->mode_from_pack)
@@ -402,7 +464,7 @@ on_probe_done (GObject *source, GAsyncResult *result, gpointer data)
 
   if (d->reprobe)
     start_probe (d);
-  else if (d->capture != NULL)
+  else if (d->capture != NULL && d->script == NULL)
     g_timeout_add (800, capture, d);
   else if (d->script != NULL && d->script_source == 0)
     d->script_source = g_timeout_add (200, script_step, d);
@@ -616,8 +678,7 @@ settings (Dialog *d)
   attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "steps", 1, 1000, 128, 1, 8, 0));
   attach (GTK_GRID (grid), row++, NULL, seed_row (d));
   attach (GTK_GRID (grid), row++, NULL, spin_scale (d, "count", 1, 100, 16, 1, 4, 0));
-  w = gimp_prop_check_button_new (G_OBJECT (d->config), "scale-to-canvas", NULL);
-  attach (GTK_GRID (grid), row++, NULL, w);
+  attach (GTK_GRID (grid), row++, _("_Upscale:"), gfcg_upscale_row_new (G_OBJECT (d->config)));
   w = gtk_button_new_with_mnemonic (_("Use the _pack's defaults"));
   gtk_widget_set_tooltip_text (w, _("Guidance mode, weights and steps as the pack recommends"));
   gtk_widget_set_halign (w, GTK_ALIGN_START);
@@ -684,6 +745,7 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
 
   d->config = config;
   d->where = *where;
+  d->help_id = gimp_procedure_get_help_id (procedure);
   d->capture = g_getenv ("GFCG_CAPTURE_DIALOG");
   if (g_getenv ("GFCG_TEST_DIALOG") != NULL)
     d->script = g_strsplit (g_getenv ("GFCG_TEST_DIALOG"), ";", -1);
@@ -731,6 +793,10 @@ gfcg_dialog_run (GimpProcedure *procedure, GimpProcedureConfig *config,
   g_signal_connect (config, "notify::seed", G_CALLBACK (on_seed), d);
   g_signal_connect (config, "notify", G_CALLBACK (on_setting), d);
   start_probe (d);
+  /* Screenshots: of the dialog, or the Get models window (m-capture:). */
+  if (d->capture != NULL ||
+      (g_getenv ("GFCG_TEST_DIALOG") != NULL && strstr (g_getenv ("GFCG_TEST_DIALOG"), "m-capture:")))
+    pointer_away (d->dialog);
 
   run = gimp_procedure_dialog_run (GIMP_PROCEDURE_DIALOG (d->dialog));
 

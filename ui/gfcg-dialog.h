@@ -13,8 +13,8 @@ G_BEGIN_DECLS
 
 /* Runs the dialog on config; TRUE when the user pressed OK.  With
  * $GFCG_CAPTURE_DIALOG set to a PNG path the dialog saves a picture of
- * itself there once it is shown and the estimate is in, and returns FALSE
- * (tools/capture-dialog); $GFCG_TEST_DIALOG is a script of steps for the
+ * itself there once it is shown and the estimate is in (after the steps of
+ * $GFCG_TEST_DIALOG, when set), and returns FALSE (tools/capture-dialog); $GFCG_TEST_DIALOG is a script of steps for the
  * tests, separated by ';' ("type:golden retreiver;print;ok": type in the
  * class search, print the dialog's state on stderr, press Draw; the steps
  * are listed at script_step in gfcg-dialog.c).  *loaded gets the pack the

@@ -41,8 +41,18 @@ fill_packs (Picker *p)
   char **packs = gfcg_installed_packs ();
 
   gtk_combo_box_text_remove_all (GTK_COMBO_BOX_TEXT (p->combo));
+  /* The default pack, those shipped beside it, then those `gfcg models
+   * fetch` or Get Models installed: the engine's list, so the names match the
+   * command's.  By name, which `pack` resolves as the command line does: a
+   * name reads better than an install path and survives a move of the data
+   * folder. */
   for (char **d = packs; *d != NULL; d++)
-    gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (p->combo), *d);
+    {
+      char *name = g_path_get_basename (*d);
+
+      gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (p->combo), name);
+      g_free (name);
+    }
   g_strfreev (packs);
 }
 
@@ -177,9 +187,17 @@ gfcg_pack_picker_new (GObject *config, const char *property)
   combo = p->combo = gtk_combo_box_text_new_with_entry ();
   fill_packs (p);
   entry = gtk_bin_get_child (GTK_BIN (combo));
-  hint = g_strdup_printf (_("Default: %s"), def);
+  {
+    char *name = g_path_get_basename (def), *tip;
+
+    hint = g_strdup_printf (_("Default: %s"), name);
+    tip = g_strdup_printf (_("A model pack: the name of an installed one, or a folder "
+                             "(empty: the default pack, %s)"), def);
+    gtk_widget_set_tooltip_text (combo, tip);
+    g_free (tip);
+    g_free (name);
+  }
   gtk_entry_set_placeholder_text (GTK_ENTRY (entry), hint);
-  gtk_widget_set_tooltip_text (combo, _("A model pack folder (empty: the default pack)"));
   g_object_bind_property (config, property, entry, "text",
                           G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
   gtk_widget_set_hexpand (combo, TRUE);

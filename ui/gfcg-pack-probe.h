@@ -10,9 +10,17 @@
 
 G_BEGIN_DECLS
 
+/* Seconds per evaluation: the fastest and slowest of the timed runs that
+ * follow a warm-up run (0, 0 when there is no such network). */
 typedef struct
 {
-  char             *dir;          /* as resolved from the `pack` argument   */
+  double lo, hi;
+} GfcgProbeTime;
+
+typedef struct
+{
+  char             *spec;         /* the `pack` argument as typed           */
+  char             *dir;          /* as resolved from it                    */
   char             *device;
   GError           *error;        /* set when the pack or device failed     */
 
@@ -24,12 +32,13 @@ typedef struct
   GfcgSampleOptions defaults;
   double            guidance[GFCG_N_MODES]; /* the pack's weight per mode    */
 
-  double            t_main;       /* seconds per evaluation of main          */
-  double            t_guide;      /* ... of guide (0 when absent)            */
-  double            t_classifier; /* ... of the classifier (0 when absent)   */
-  double            t_uncond;     /* ... of uncond (main's when absent)      */
-  double            t_decoder;    /* one final decode (latent packs, else 0) */
-  double            t_preview;    /* one quick decode of an estimate         */
+  GfcgProbeTime     t_main;       /* one evaluation of main                  */
+  GfcgProbeTime     t_main2;      /* main at a batch of two                  */
+  GfcgProbeTime     t_guide;      /* ... of guide (main's when absent)       */
+  GfcgProbeTime     t_classifier; /* ... of the classifier (0 when absent)   */
+  GfcgProbeTime     t_uncond;     /* ... of uncond (main's when absent)      */
+  GfcgProbeTime     t_decoder;    /* one final decode (latent packs, else 0) */
+  GfcgProbeTime     t_preview;    /* one quick decode of an estimate         */
   gsize             memory;       /* bytes: weights and one evaluation       */
 
   GfcgLoadedPack   *loaded;       /* the pack itself, for the job to take     */
@@ -44,14 +53,18 @@ void     gfcg_pack_probe_async  (const char          *pack,
 GfcgPackProbe *gfcg_pack_probe_finish (GAsyncResult  *result);
 void     gfcg_pack_probe_free   (GfcgPackProbe       *probe);
 
-/* Estimated seconds for count pictures: the measured cost of each network
- * times how often the mode evaluates it (the GFCG term counts at every
- * evaluation, an upper bound when the noise window is narrower). */
-double   gfcg_pack_probe_estimate (const GfcgPackProbe *probe,
+/* Estimated seconds for count pictures, as a range [*lo, *hi]: the fastest
+ * and slowest measured cost of each network times how often the mode
+ * evaluates it, plus the classifier's view and the decodes (the GFCG term
+ * counts at every evaluation, an upper bound when the noise window is
+ * narrower). */
+void     gfcg_pack_probe_estimate (const GfcgPackProbe *probe,
                                    GfcgMode             mode,
                                    int                  steps,
                                    double               guidance,
-                                   int                  count);
+                                   int                  count,
+                                   double              *lo,
+                                   double              *hi);
 
 G_END_DECLS
 

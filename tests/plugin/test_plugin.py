@@ -153,19 +153,59 @@ def test_no_image_creates_one(gimp, tiny_packs):
     assert markers(log, 'NAME') == ['English springer (gfcg, seed 1)']
 
 
-def test_scale_to_canvas(gimp, tiny_packs):
-    pack = tiny_packs / 'tiny-pixel'
+def geometry(gimp, pack, w, h, args):
+    """The one layer's width, height and offsets on a w x h canvas."""
     _, log = gimp.run(f'''
-      (let* ((img (car (gimp-image-new 40 24 RGB))))
+      (let* ((img (car (gimp-image-new {w} {h} RGB))))
         (plug-in-gfcg-render #:run-mode RUN-NONINTERACTIVE #:image img #:pack "{pack}"
-                             #:steps 2 #:scale-to-canvas TRUE)
+                             #:steps 2 {args})
         (let ((l (vector-ref (car (gimp-image-get-layers img)) 0)))
           (display (string-append "GEOMETRY "
             (number->string (car (gimp-drawable-get-width l))) " "
             (number->string (car (gimp-drawable-get-height l))) " "
             (number->string (car (gimp-drawable-get-offsets l))) " "
             (number->string (cadr (gimp-drawable-get-offsets l))) "\\n"))))''')
-    assert markers(log, 'GEOMETRY') == ['40 40 0 -8']
+    return markers(log, 'GEOMETRY')
+
+
+def test_scale_to_canvas(gimp, tiny_packs):
+    """The older boolean still scales (smoothly), now cropped to the canvas;
+    upscale, when given, decides over it."""
+    pack = tiny_packs / 'tiny-pixel'
+    assert geometry(gimp, pack, 40, 24, '#:scale-to-canvas TRUE') == ['40 24 0 0']
+    assert geometry(gimp, pack, 40, 24, '#:scale-to-canvas FALSE') == ['16 16 12 4']
+    assert geometry(gimp, pack, 40, 24,
+                    '#:scale-to-canvas TRUE #:upscale "none"') == ['16 16 12 4']
+
+
+def test_upscale(gimp, tiny_packs, tmp_path):
+    """nearest: a layer of the canvas's size whose pixels are 3x3 blocks of
+    the picture `gfcg sample` draws (16 px on 48x40: factor 3, the 48x48
+    blow-up cropped by 4 rows top and bottom); smooth: the same size, not
+    blocks, with values between the picture's."""
+    pack = tiny_packs / 'tiny-pixel'
+    out = {}
+    for how in ('nearest', 'smooth'):
+        out[how] = tmp_path / f'{how}.png'
+        gimp.run(f'''
+          (let* ((img (car (gimp-image-new 48 40 RGB))))
+            (plug-in-gfcg-render #:run-mode RUN-NONINTERACTIVE #:image img #:pack "{pack}"
+                                 #:class-index 217 #:steps 2 #:seed 3 #:upscale "{how}")
+            (gimp-file-save RUN-NONINTERACTIVE img "{out[how]}"))''')
+    gfcg_sample(tmp_path / 'ref.png', pack, 217, 'gfcg', 3, 2)
+    _, _, ref = png_rgb(tmp_path / 'ref.png')
+    w, h, near = png_rgb(out['nearest'])
+    assert (w, h) == (48, 40)
+    blocks = bytes(ref[(((y + 4) // 3) * 16 + x // 3) * 3 + c]
+                   for y in range(40) for x in range(48) for c in range(3))
+    assert len(set(ref)) > 1 and near == blocks
+    w, h, smooth = png_rgb(out['smooth'])
+    assert (w, h) == (48, 40)
+    assert smooth != near
+    # Interpolated: most pixels are colours the picture does not have.
+    colours = {ref[i:i + 3] for i in range(0, len(ref), 3)}
+    new = sum(smooth[i:i + 3] not in colours for i in range(0, len(smooth), 3))
+    assert new > 48 * 40 // 2, new
 
 
 BAD_CALLS = [
@@ -180,6 +220,8 @@ BAD_CALLS = [
     ('#:count 0', 'count'),
     ('#:guidance 500.0', 'guidance'),
     ('#:device "tpu"', 'device'),
+    ('#:upscale "huge"', 'upscale'),
+    ('#:pack "img64-s-atg"', 'pack'),  # published, not installed: how to get it (below)
 ]
 
 
@@ -203,6 +245,9 @@ def test_bad_call(gimp, tiny_packs, args, argument):
     assert markers(log, 'CAUGHT') == ['yes 1 clean']
     assert re.search(rf'(failed on invalid input arguments|Calling error).*\n?.*{argument}: ',
                      log), log
+    if 'img64-s-atg' in args:
+        assert ("pack: 'img64-s-atg' (EDM2-S ImageNet 64x64" in log and
+                'not installed: get it with `gfcg models fetch img64-s-atg`' in log), log
     if 'retreiver' in args:
         assert ("class-name: unknown class 'golden retreiver': did you mean 'golden retriever'?"
                 in log), log

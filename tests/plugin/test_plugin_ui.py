@@ -202,4 +202,51 @@ def test_bad_pack_path(gimp, tiny_packs, tmp_path):
     assert bad['estimate'] == 'No estimate: the pack could not be loaded.'
     assert loaded['count'] == '4 of 1000 classes can be drawn with this pack'
     assert (loaded['will-draw'], loaded['draw']) == ('Will draw: tench', '1')
+    # The pack's short name and title; its folder and licence in the tooltip
+    # (a licence paragraph made the line a wall of text).
+    meta = json.loads((good / 'pack.json').read_text())
+    assert loaded['pack'] == f"{meta['name']}: {meta['title']} (16x16 px, 4 classes)"
+    assert loaded['pack-tip'] == f"Folder: {good} Licence: {meta['licence']}"
+    assert bad['pack-tip'] == ''
     assert layers == []
+
+
+def test_estimate_range(gimp, tiny_packs):
+    """The estimate is a range measured after a warm-up (not timed here):
+    well-formed, and twice the steps (31 evaluations for 15) about doubles
+    it."""
+    states, _ = run_dialog(gimp, 'steps:8;print;steps:16;print;cancel', tiny_packs / 'tiny-pixel',
+                           class_index=0, mode='"gfcg"')
+    (lo8, hi8), (lo16, hi16) = [(float(s['est-lo']), float(s['est-hi'])) for s in states]
+    assert 0 < lo8 <= hi8 and 0 < lo16 <= hi16, states
+    assert 1.8 < lo16 / lo8 < 2.3 and 1.8 < hi16 / hi8 < 2.3, states
+    assert states[0]['estimate'].startswith('About '), states[0]
+
+
+def test_help_page(gimp, tiny_packs):
+    """Help opens the plug-in's own page, not GIMP's "user manual is
+    missing": GIMP recorded the help domain the plug-in registers, and the
+    dialog's help id maps (help/en/gimp-help.xml) to a page that exists and
+    describes the dialog."""
+    pack = tiny_packs / 'tiny-pixel'
+    forget_last_values(gimp)
+    _, log = gimp.run(f'''
+      (let* ((img (car (gimp-image-new 16 16 RGB)))
+             (l (car (gimp-layer-new img "bg" 16 16 RGB-IMAGE 100 LAYER-MODE-NORMAL))))
+        (gimp-image-insert-layer img l 0 0)
+        (plug-in-gfcg-render #:run-mode RUN-INTERACTIVE #:image img #:pack "{pack}")
+        (plug-in-gfcg-refine #:run-mode RUN-INTERACTIVE #:image img #:drawables (vector l)
+                             #:pack "{pack}"))''',
+                      env={'GFCG_TEST_DIALOG': 'help;cancel'}, wrap=('xvfb-run', '-a'))
+    helps = dict(re.findall(r'^HELP (\S+) (.*)$', log, re.M))
+    assert set(helps) == {'plug-in-gfcg-render', 'plug-in-gfcg-refine'}, log
+    installed = gimp.profile / 'plug-ins' / 'gfcg-render' / 'help' / 'en' / 'index.html'
+    assert helps['plug-in-gfcg-render'] == installed.as_uri()
+    assert helps['plug-in-gfcg-refine'] == installed.as_uri() + '#start-from'
+    page = installed.read_text()
+    for words in ('Start from', 'Upscale', 'GFCG strength', 'CFG/ATG weight', 'id="start-from"'):
+        assert words in page, words
+    # GIMP keeps each plug-in's help domain in pluginrc: the Help button's
+    # gimp-help call finds the pages there.
+    rc = (gimp.profile / 'pluginrc').read_bytes().decode('utf-8', 'replace')
+    assert re.search(r'\(help-def "org\.gfcg\.render"\s+"[^"]*gfcg-render/help"', rc), rc[:2000]
