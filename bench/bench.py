@@ -153,6 +153,24 @@ def component_pack(shape, workdir):
     return make_packs.write_pack(workdir, name, dict(meta, classes=make_packs.CLASSES), comps)
 
 
+@torch.no_grad()
+def random_unet(cfg, seed):
+    """An EDM2 UNet of config cfg with random weights (EDM2 normalises them
+    at every use, so plain normals serve)."""
+    g = torch.Generator().manual_seed(seed)
+    net = EDM2Precond(**cfg).eval()
+    for k, p in net.state_dict().items():
+        if k.endswith('freqs'):
+            p.copy_(2 * math.pi * torch.randn(p.shape, generator=g))
+        elif k.endswith('phases'):
+            p.copy_(2 * math.pi * torch.rand(p.shape, generator=g))
+        elif p.ndim == 0:
+            p.fill_(1.0)
+        else:
+            p.copy_(torch.randn(p.shape, generator=g))
+    return net
+
+
 def pack_for(shape, workdir):
     if shape in NETS:
         return component_pack(shape, workdir)
@@ -172,18 +190,7 @@ def pack_for(shape, workdir):
     d = os.path.join(workdir, name)
     if not os.path.exists(os.path.join(d, 'pack.json')):
         print(f'bench: writing {name} (random weights, fp16)', file=sys.stderr)
-        g = torch.Generator().manual_seed(1)
-        with torch.no_grad():
-            net = EDM2Precond(**cfg).eval()
-            for k, p in net.state_dict().items():
-                if k.endswith('freqs'):
-                    p.copy_(2 * math.pi * torch.randn(p.shape, generator=g))
-                elif k.endswith('phases'):
-                    p.copy_(2 * math.pi * torch.rand(p.shape, generator=g))
-                elif p.ndim == 0:
-                    p.fill_(1.0)
-                else:
-                    p.copy_(torch.randn(p.shape, generator=g))
+        net = random_unet(cfg, 1)
         classes = [{"imagenet": i, "wnid": f"n{i:08d}", "name": f"class {i}"} for i in range(1000)]
         make_packs.write_pack(workdir, name, {"title": name, "kind": "latent", "resolution": 512,
                                               "channels": 4, "classes": classes},

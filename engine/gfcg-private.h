@@ -348,9 +348,11 @@ gboolean pack_class_probs   (GfcgPack *pack, int n, int h, int w, const float *x
 void     pack_set_cancellable (GfcgPack *pack, GCancellable *cancellable);
 /* Network-space images [n, C, R, R] as pictures [n, 3, *size, *size] in
  * [-1, 1]: the preview decoder (else the decoder) when preview is set, the
- * decoder otherwise; pixel packs return x itself.  Free with pack_picture_free. */
-float   *pack_picture (GfcgPack *pack, gboolean preview, int n, const float *x, int *size,
-                       GError **error);
+ * decoder otherwise; pixel packs return x itself.  GFCG_VIEW_HALF pools x
+ * 2x2 first (ceil (R / 2) wide; pixel packs: that copy).  Free with
+ * pack_picture_free. */
+float   *pack_picture (GfcgPack *pack, gboolean preview, GfcgView view, int n, const float *x,
+                       int *size, GError **error);
 void     pack_picture_free (const float *x, float *picture);
 
 /* ---- config helpers (config.c) ---- */
@@ -424,7 +426,19 @@ void      sample_composite  (const GfcgSampleOptions *o, int channels, gsize hw,
 
 typedef struct _Guidance Guidance;
 
-Guidance *guidance_new  (GfcgPack *pack, const GfcgSampleOptions *o);
+/* Where a run's time went, in seconds (the trace's "timing"): counters,
+ * so that a slow run can be read without a profiler. */
+typedef struct
+{
+  double main, guide, uncond;  /* the networks, by role                     */
+  double view, classify;       /* GFCG: the classifier's picture, the classifier */
+  int    n_classified;         /* classifier runs (views made)               */
+  double preview;              /* progress previews                         */
+  double decode, verdict;      /* the final picture and its classification  */
+} RunTimes;
+
+/* times (the caller's, zeroed) collects the networks' and GFCG's time. */
+Guidance *guidance_new  (GfcgPack *pack, const GfcgSampleOptions *o, RunTimes *times);
 void      guidance_free (Guidance *g);
 /* The guided prediction pred [C, R, R] of the mode at x [C, R, R], sigma;
  * fills info's GFCG fields (c_ref, p_c, ...) and nfe. */
@@ -458,6 +472,7 @@ struct _GfcgImage
   gboolean      has_init, has_mask;
   int           first_step;
   double        first_sigma;
+  RunTimes      times;
 };
 
 /* ---- options (options.c) ---- */

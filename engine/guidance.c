@@ -16,9 +16,12 @@ struct _Guidance
   int                      first;   /* the run's first solver step */
   double                  *probs;
   float                   *shown;   /* with a mask: what the classifier sees */
-  /* Lagged reference: what the previous evaluation's classification gave. */
+  /* The held reference: what the last classification gave (lagged: for
+   * the next evaluation; classify_every K: for the K - 1 after it). */
   gboolean                 lag_valid;
   GfcgStepInfo             lag;
+  int                      n_window;  /* evaluations in the GFCG window so far */
+  RunTimes                *times;
 };
 
 typedef struct
@@ -33,6 +36,19 @@ static const char *
 net_name (const GfcgPack *pack, const Denoiser *net)
 {
   return net == pack->main ? "main" : net == pack->guide ? "guide" : "uncond";
+}
+
+static double *
+net_time (Guidance *s, const Denoiser *net)
+{
+  return net == s->pack->main ? &s->times->main : net == s->pack->guide ? &s->times->guide
+         : &s->times->uncond;
+}
+
+static double
+seconds_since (gint64 t0)
+{
+  return (g_get_monotonic_time () - t0) / 1e6;
 }
 
 gboolean
@@ -93,7 +109,9 @@ run_terms (Guidance *s, Term *terms, int n, const float *x, const GfcgStepInfo *
             memcpy (lb + (gsize) j * ld, terms[idx[j]].label, ld * sizeof (float));
           sg[j] = sigma;
         }
+      gint64 t0 = g_get_monotonic_time ();
       ok = denoiser_denoise (net, k, xb, sg, lb, ob, error);
+      *net_time (s, net) += seconds_since (t0);
       if (ok)
         {
           char *what = g_strdup_printf ("network '%s'", net_name (s->pack, net));
@@ -125,8 +143,9 @@ onehot (Guidance *s, int k)
 }
 
 /* Classifies x_c and fills c_ref, p_c, p_ref, r, a, s of info.  Latent
- * packs show the classifier x_c through the preview decoder.  With a mask
- * it sees the fill in its surroundings: mask x_c + (1 - mask) init. */
+ * packs show the classifier x_c through the preview decoder, in the
+ * options' view (full or 2x pooled).  With a mask it sees the fill in its
+ * surroundings: mask x_c + (1 - mask) init. */
 static gboolean
 gfcg_reference (Guidance *s, const float *x_c, GfcgStepInfo *info, GError **error)
 {
@@ -134,14 +153,19 @@ gfcg_reference (Guidance *s, const float *x_c, GfcgStepInfo *info, GError **erro
   double *p = s->probs;
   float *pic;
   gboolean ok;
+  gint64 t0 = g_get_monotonic_time ();
 
   if (s->o->mask != NULL)
     {
       sample_composite (s->o, s->pack->channels, s->per / s->pack->channels, x_c, s->shown);
       x_c = s->shown;
     }
-  pic = pack_picture (s->pack, TRUE, 1, x_c, &size, error);
+  pic = pack_picture (s->pack, TRUE, s->o->view, 1, x_c, &size, error);
+  s->times->view += seconds_since (t0);
+  t0 = g_get_monotonic_time ();
   ok = pic != NULL && pack_class_probs (s->pack, 1, size, size, pic, s->o->temperature, p, error);
+  s->times->classify += seconds_since (t0);
+  s->times->n_classified++;
   pack_picture_free (x_c, pic);
   if (!ok)
     return FALSE;
@@ -158,6 +182,29 @@ gfcg_reference (Guidance *s, const float *x_c, GfcgStepInfo *info, GError **erro
   if (best < 0) /* a one-class pack has no competitor */
     info->a = info->s = 0.0;
   return TRUE;
+}
+
+/* info takes the held reference (c_ref .. s), keeping its own step, stage,
+ * sigma and nfe; it did not classify. */
+static void
+use_held (const Guidance *s, GfcgStepInfo *info)
+{
+  info->c_ref = s->lag.c_ref;
+  info->p_c = s->lag.p_c;
+  info->p_ref = s->lag.p_ref;
+  info->r = s->lag.r;
+  info->a = s->lag.a;
+  info->s = s->lag.s;
+  info->classified = FALSE;
+}
+
+/* Whether this in-window evaluation classifies: the first of every
+ * classify_every (counted over the window, so that K = 1 is every one). */
+static gboolean
+classify_now (Guidance *s)
+{
+  int k = MAX (s->o->classify_every, 1);
+  return s->n_window++ % k == 0 || !s->lag_valid;
 }
 
 gboolean
@@ -193,21 +240,19 @@ guidance_eval (Guidance *s, const float *x, double sigma, GfcgStepInfo *info, fl
     {
       /* The reference is known before any network runs: one batch. */
       if (window && s->lag_valid)
-        {
-          int step = info->step, stage = info->stage;
-          *info = s->lag;
-          info->step = step;
-          info->stage = stage;
-          info->sigma = sigma;
-          info->classified = FALSE;
-          info->nfe = 0;
-        }
+        use_held (s, info);
     }
   else
     {
       ok = run_terms (s, t, n, x, info, &info->nfe, error);
-      if (ok && gfcg && window)
-        ok = gfcg_reference (s, t[0].out, info, error);
+      if (ok && gfcg && window && classify_now (s))
+        {
+          ok = gfcg_reference (s, t[0].out, info, error);
+          s->lag = *info;
+          s->lag_valid = ok;
+        }
+      else if (ok && gfcg && window)
+        use_held (s, info);
     }
 
   if (ok && gfcg)
@@ -233,9 +278,11 @@ guidance_eval (Guidance *s, const float *x, double sigma, GfcgStepInfo *info, fl
       ok = run_terms (s, t, n, x, info, &info->nfe, error);
       if (ok && o->lagged)
         {
-          /* Classify this evaluation's x_c for the next one. */
-          s->lag_valid = FALSE;
-          if (window)
+          /* Classify this evaluation's x_c for the next ones; outside the
+           * window the held reference is dropped. */
+          if (!window)
+            s->lag_valid = FALSE;
+          else if (classify_now (s))
             {
               cur = *info;
               ok = gfcg_reference (s, t[0].out, &cur, error);
@@ -268,9 +315,10 @@ guidance_eval (Guidance *s, const float *x, double sigma, GfcgStepInfo *info, fl
 }
 
 Guidance *
-guidance_new (GfcgPack *pack, const GfcgSampleOptions *o)
+guidance_new (GfcgPack *pack, const GfcgSampleOptions *o, RunTimes *times)
 {
   Guidance *s = g_new0 (Guidance, 1);
+  s->times = times;
   const DenoiserInfo *m = denoiser_info (pack->main);
   s->pack = pack;
   s->o = o;

@@ -129,6 +129,9 @@ gfcg_image_get_trace_json (const GfcgImage *img)
   json_builder_set_member_name (b, "lagged");
   json_builder_add_boolean_value (b, o->lagged);
   add_double (b, "strength", o->strength);
+  json_builder_set_member_name (b, "gfcg_view");
+  json_builder_add_string_value (b, gfcg_view_to_string (o->view));
+  add_int (b, "classify_every", MAX (o->classify_every, 1));
   json_builder_end_object (b);
   /* Where the run started: from noise, or from a source picture. */
   json_builder_set_member_name (b, "source");
@@ -169,6 +172,20 @@ gfcg_image_get_trace_json (const GfcgImage *img)
   json_builder_end_object (b);
   add_int (b, "nfe", img->nfe);
   add_double (b, "seconds", img->seconds);
+  /* Where the seconds went: the networks by role, GFCG's view (preview
+   * decoder) and classifier, previews, the final decode and verdict. */
+  json_builder_set_member_name (b, "timing");
+  json_builder_begin_object (b);
+  add_double (b, "main_s", img->times.main);
+  add_double (b, "guide_s", img->times.guide);
+  add_double (b, "uncond_s", img->times.uncond);
+  add_double (b, "view_s", img->times.view);
+  add_double (b, "classify_s", img->times.classify);
+  add_int (b, "classifications", img->times.n_classified);
+  add_double (b, "preview_s", img->times.preview);
+  add_double (b, "decode_s", img->times.decode);
+  add_double (b, "verdict_s", img->times.verdict);
+  json_builder_end_object (b);
   json_builder_end_object (b);
 
   root = json_builder_get_root (b);

@@ -15,7 +15,7 @@ static gboolean
 read_defaults (GfcgPack *pack, JsonObject *o, const char *w, GError **error)
 {
   GfcgSampleOptions *d = &pack->defaults;
-  const char *mode;
+  const char *mode, *view;
 
   if (!cfg_int (o, "steps", d->steps, FALSE, G_MININT, G_MAXINT, &d->steps, w, error) ||
       !cfg_double (o, "sigma_min", d->sigma_min, FALSE, &d->sigma_min, w, error) ||
@@ -29,8 +29,13 @@ read_defaults (GfcgPack *pack, JsonObject *o, const char *w, GError **error)
       !cfg_double (o, "sigma_lo", d->sigma_lo, FALSE, &d->sigma_lo, w, error) ||
       !cfg_double (o, "sigma_hi", d->sigma_hi, FALSE, &d->sigma_hi, w, error) ||
       !cfg_bool (o, "lagged", d->lagged, &d->lagged, w, error) ||
+      !cfg_int (o, "classify_every", d->classify_every, FALSE, 1, 1000, &d->classify_every, w,
+                error) ||
+      !cfg_string (o, "gfcg_view", NULL, FALSE, &view, w, error) ||
       !cfg_string (o, "mode", NULL, FALSE, &mode, w, error))
     return FALSE;
+  if (view != NULL && !gfcg_view_from_string (view, &d->view))
+    return cfg_error (error, w, "gfcg_view", "must be \"full\" or \"half\"");
   if (mode != NULL && !gfcg_mode_from_string (mode, &d->mode))
     {
       char *names = gfcg_mode_list (", ");
@@ -118,6 +123,28 @@ gfcg_sample_options_init (GfcgSampleOptions *o, const GfcgPack *pack)
   o->sigma_hi = 1000.0;
   o->lagged = FALSE;
   o->strength = 1.0;
+  o->view = GFCG_VIEW_FULL;
+  o->classify_every = 1;
+}
+
+static const char *const view_names[GFCG_N_VIEWS] = { "full", "half" };
+
+const char *
+gfcg_view_to_string (GfcgView view)
+{
+  return view >= 0 && view < GFCG_N_VIEWS ? view_names[view] : NULL;
+}
+
+gboolean
+gfcg_view_from_string (const char *name, GfcgView *view)
+{
+  for (int v = 0; name != NULL && v < GFCG_N_VIEWS; v++)
+    if (g_ascii_strcasecmp (name, view_names[v]) == 0)
+      {
+        *view = (GfcgView) v;
+        return TRUE;
+      }
+  return FALSE;
 }
 
 static gboolean
@@ -213,6 +240,10 @@ gfcg_sample_options_validate (const GfcgSampleOptions *o, const GfcgPack *pack, 
                     "sigma_hi)", o->sigma_lo, o->sigma_hi);
   if (o->preview_every < 0)
     return invalid (error, "preview_every is %d: it must be >= 0", o->preview_every);
+  if (gfcg_view_to_string (o->view) == NULL)
+    return invalid (error, "unknown classifier view %d (full, half)", (int) o->view);
+  if (o->classify_every < 0 || o->classify_every > 1000)
+    return invalid (error, "classify_every is %d: it must lie in 1..1000", o->classify_every);
   if (o->init == NULL && o->mask != NULL)
     return invalid (error, "a mask needs a source picture (init) to keep");
   if (o->init == NULL && o->strength < 1.0)

@@ -205,33 +205,65 @@ gfcg_pack_classifier_is_imagenet (const GfcgPack *pack)
   return pack->classifier != NULL && classifier_imagenet_space (pack->classifier);
 }
 
+/* x [n, c, r, r] averaged over 2x2 cells -> [n, c, ro, ro], ro = ceil(r / 2);
+ * an odd edge's cells average the values they have (PyTorch's avg_pool2d
+ * with ceil_mode). */
+static float *
+pool2 (const float *x, int n, int c, int r, int *ro)
+{
+  int q = (r + 1) / 2;
+  float *y = g_try_new (float, (gsize) n * c * q * q);
+  for (gsize pl = 0; y != NULL && pl < (gsize) n * c; pl++)
+    for (int oy = 0; oy < q; oy++)
+      for (int ox = 0; ox < q; ox++)
+        {
+          double sum = 0.0;
+          int cnt = 0;
+          for (int iy = 2 * oy; iy < MIN (2 * oy + 2, r); iy++)
+            for (int ix = 2 * ox; ix < MIN (2 * ox + 2, r); ix++, cnt++)
+              sum += x[(pl * r + iy) * r + ix];
+          y[(pl * q + oy) * q + ox] = (float) (sum / cnt);
+        }
+  *ro = q;
+  return y;
+}
+
 float *
-pack_picture (GfcgPack *pack, gboolean preview, int n, const float *x, int *size, GError **error)
+pack_picture (GfcgPack *pack, gboolean preview, GfcgView view, int n, const float *x, int *size,
+              GError **error)
 {
   Decoder *d = preview && pack->preview != NULL ? pack->preview : pack->decoder;
   int r = denoiser_info (pack->main)->resolution;
-  float *rgb;
+  float *rgb, *pooled = NULL;
 
-  if (pack->kind != PACK_LATENT)
-    {
-      *size = r;
-      return (float *) x;
-    }
-  if (d == NULL)
+  if (pack->kind == PACK_LATENT && d == NULL)
     {
       g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
                    "pack '%s' is a latent pack without a decoder", pack->name);
       return NULL;
     }
+  if (view == GFCG_VIEW_HALF)
+    {
+      if ((pooled = pool2 (x, n, pack->channels, r, &r)) == NULL)
+        {
+          g_set_error (error, GFCG_ERROR, GFCG_ERROR_NO_MEMORY, "no memory for the half view");
+          return NULL;
+        }
+      x = pooled;
+    }
+  if (pack->kind != PACK_LATENT)
+    {
+      /* A pooled copy is new memory, which pack_picture_free releases. */
+      *size = r;
+      return (float *) x;
+    }
   *size = r * decoder_factor (d);
   rgb = g_try_new (float, (gsize) n * 3 * *size * *size);
   if (rgb == NULL)
-    {
-      g_set_error (error, GFCG_ERROR, GFCG_ERROR_NO_MEMORY, "no memory for decoded pictures");
-      return NULL;
-    }
-  if (!decoder_decode (d, &pack->latent, n, r, r, x, rgb, NULL, error))
+    g_set_error (error, GFCG_ERROR, GFCG_ERROR_NO_MEMORY, "no memory for decoded pictures");
+  else if (!decoder_decode (d, &pack->latent, n, r, r, x, rgb, NULL, error))
     g_clear_pointer (&rgb, g_free);
+  g_free (pooled);
   return rgb;
 }
 

@@ -50,7 +50,7 @@ sample_composite (const GfcgSampleOptions *o, int channels, gsize hw, const floa
 
 static gboolean
 report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointer data,
-        int eval, const GfcgStepInfo *info, const float *pred, GError **error)
+        int eval, const GfcgStepInfo *info, const float *pred, RunTimes *times, GError **error)
 {
   gboolean go = TRUE;
   int n_evals = sample_n_evals (o);
@@ -68,6 +68,7 @@ report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointe
       float *shown = NULL, *pic;
       guchar *rgb;
       GfcgProgress p = { .eval = eval, .n_evals = n_evals, .n_pictures = 1, .info = info };
+      gint64 t0 = g_get_monotonic_time ();
 
       /* A fill is shown in its surroundings: the kept part is the source's. */
       if (o->mask != NULL)
@@ -76,7 +77,7 @@ report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointe
           sample_composite (o, pack->channels, (gsize) res * res, pred, shown);
           pred = shown;
         }
-      pic = pack_picture (pack, TRUE, 1, pred, &size, error);
+      pic = pack_picture (pack, TRUE, GFCG_VIEW_FULL, 1, pred, &size, error);
       if (pic == NULL)
         {
           g_free (shown);
@@ -87,6 +88,7 @@ report (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc cb, gpointe
       gfcg_to_rgb8 (pic, c, size, size, rgb);
       pack_picture_free (pred, pic);
       g_free (shown);
+      times->preview += (g_get_monotonic_time () - t0) / 1e6;
       p.preview = rgb;
       go = cb (&p, data);
       g_free (rgb);
@@ -129,14 +131,15 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
   Guidance *g = NULL;
   double *probs = NULL;
   GfcgImage *img = NULL;
-  gint64 t0 = g_get_monotonic_time ();
+  gint64 t0 = g_get_monotonic_time (), t1;
+  RunTimes times = { 0 };
   gboolean ok = TRUE;
 
   if (!gfcg_sample_options_validate (o, pack, error))
     return NULL;
   /* Stop requests reach into the networks too (a 512-px decode is long). */
   pack_set_cancellable (pack, o->cancellable);
-  g = guidance_new (pack, o);
+  g = guidance_new (pack, o, &times);
 
   img = g_new0 (GfcgImage, 1);
   img->trace = g_array_new (FALSE, TRUE, sizeof (GfcgStepInfo));
@@ -174,7 +177,7 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
         break;
       img->nfe += info.nfe;
       g_array_append_val (img->trace, info);
-      ok = report (pack, o, progress, user_data, eval++, &info, pred, error);
+      ok = report (pack, o, progress, user_data, eval++, &info, pred, &times, error);
       for (gsize e = 0; e < per; e++)
         {
           d[e] = (float) ((x[e] - (double) pred[e]) / t_cur);
@@ -188,7 +191,7 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
             break;
           img->nfe += info2.nfe;
           g_array_append_val (img->trace, info2);
-          ok = report (pack, o, progress, user_data, eval++, &info2, pred, error);
+          ok = report (pack, o, progress, user_data, eval++, &info2, pred, &times, error);
           for (gsize e = 0; e < per; e++)
             {
               double d2 = (xn[e] - (double) pred[e]) / t_next;
@@ -201,7 +204,8 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
     }
 
   /* The final picture: latent packs through the full decoder. */
-  if (ok && (pic = pack_picture (pack, FALSE, 1, x, &size, error)) == NULL)
+  t1 = g_get_monotonic_time ();
+  if (ok && (pic = pack_picture (pack, FALSE, GFCG_VIEW_FULL, 1, x, &size, error)) == NULL)
     ok = FALSE;
   if (ok && pic != x && !values_finite (pic, (gsize) 3 * size * size))
     {
@@ -209,6 +213,7 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
                    "the decoder gave non-finite values for the final picture");
       ok = FALSE;
     }
+  times.decode = (g_get_monotonic_time () - t1) / 1e6;
   if (ok)
     {
       gboolean latent = pic != x;
@@ -236,12 +241,15 @@ gfcg_sample (GfcgPack *pack, const GfcgSampleOptions *o, GfcgProgressFunc progre
       if (pack->classifier != NULL)
         {
           probs = g_new (double, pack->n_classes);
+          t1 = g_get_monotonic_time ();
           ok = pack_class_probs (pack, 1, size, size, pic, 1.0, probs, error);
           for (int k = 0; ok && k < pack->n_classes; k++)
             if (img->final_top1 < 0 || probs[k] > probs[img->final_top1])
               img->final_top1 = k;
           img->final_p_target = ok ? probs[o->class_index] : 0.0;
+          times.verdict = (g_get_monotonic_time () - t1) / 1e6;
         }
+      img->times = times;
       img->seconds = (g_get_monotonic_time () - t0) / 1e6;
     }
   if (pic != NULL)

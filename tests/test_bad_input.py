@@ -409,6 +409,8 @@ def test_outputs_are_json(pack, tmp_path):
     ('mode-number', "'mode' must be a string"),
     ('mode-unknown', "'mode' is 'fast'"),
     ('lagged-string', "'lagged' must be true or false"),
+    ('view-unknown', "'gfcg_view' must be \"full\" or \"half\""),
+    ('classify-every-0', "'classify_every'"),
     ('defaults-list', "'defaults' must be an object"),
     ('dup-imagenet', "'imagenet' is the same as that of classes[0]"),
     ('dup-name', "'name' is the same as that of classes[0]"),
@@ -440,6 +442,10 @@ def test_bad_pack_values(pack, tmp_path, case, expected):
             d['mode'] = 'fast'
         elif case == 'lagged-string':
             d['lagged'] = 'yes'
+        elif case == 'view-unknown':
+            d['gfcg_view'] = 'quarter'
+        elif case == 'classify-every-0':
+            d['classify_every'] = 0
         elif case == 'defaults-list':
             m['defaults'] = [1]
         elif case == 'dup-imagenet':

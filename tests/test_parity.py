@@ -174,6 +174,18 @@ TRAJ = [
     case('tiny-pixel-f16', 1, 'gfcg+atg', 16, guidance=2.0, s_max=1.5),
     case('tiny-odd', 0, 'cfg', 17, guidance=2.0),            # no uncond: main, zero label
     case('tiny-odd', 1, None, 18),                          # everything from pack.json defaults
+    # GFCG's cheap views: the 2x pooled estimate, classifying every Kth
+    # evaluation (held reference between), lagged or not, inside a window,
+    # on an odd pooled size (20 -> 10 -> the classifier's 13) and through a
+    # latent pack's decoder (8x8 -> 4x4 latent -> 32 px).
+    case('tiny-pixel', 1, 'gfcg', 7, s_max=1.5, gfcg_view='half'),
+    case('tiny-pixel', 2, 'gfcg+cfg', 8, guidance=1.5, s_max=2.0, classify_every=3),
+    case('tiny-pixel', 0, 'gfcg+atg', 9, guidance=2.0, s_max=1.0, lagged=True, gfcg_view='half',
+         classify_every=2),
+    case('tiny-pixel', 1, 'gfcg', 11, s_max=2.0, sigma_lo=0.5, sigma_hi=20.0, classify_every=4),
+    case('tiny-odd', 1, 'gfcg', 21, s_max=1.5, gfcg_view='half', classify_every=2),
+    case('tiny-latent-full', 1, 'gfcg+atg', 19, guidance=2.0, s_max=1.5, gfcg_view='half'),
+    case('tiny-latent-full', 2, 'gfcg', 20, s_max=1.5, lagged=True, classify_every=3),
 ]
 
 
@@ -196,6 +208,10 @@ def test_trajectory(packs, tmp_path, c):
                 args += ['--' + key.replace('_', '-'), o[key]]
         if o.get('lagged'):
             args += ['--lagged']
+        if 'gfcg_view' in o:
+            args += ['--gfcg-view', o['gfcg_view']]
+        if 'classify_every' in o:
+            args += ['--classify-every', o['classify_every']]
     run(*args)
 
     steps = 8 if c['mode'] is not None else None
@@ -218,6 +234,7 @@ def test_trajectory(packs, tmp_path, c):
     assert [e['c_ref'] for e in ev] == [e['c_ref'] for e in want_tr], 'c_ref sequence'
     s_err = max(abs(e['s'] - w['s']) for e, w in zip(ev, want_tr))
     assert tr['nfe'] == sum(e['nfe'] for e in want_tr), 'nfe (zero-coefficient terms must be skipped)'
+    assert tr['timing']['classifications'] == sum(e['classified'] for e in ev)
     assert tr['seed'] == c['seed'] and tr['class']['index'] == c['cls']
     assert tr['class']['imagenet'] == p.classes[c['cls']]['imagenet']
     for key, val in tr['options'].items():
@@ -228,18 +245,20 @@ def test_trajectory(packs, tmp_path, c):
     if p.classifier is not None:
         assert tr['final']['top1'] == final_verdict(p, got_x.double())[0]
 
-    # PNG: right size, and exactly the quantisation of the engine's own raw output
+    # PNG (pixel packs; a latent pack's is its decoder's, test_decoders.py): right
+    # size, and exactly the quantisation of the engine's own raw output
     # (a +-1 difference is allowed only within 1e-3 of a rounding boundary).
     from PIL import Image
     img = Image.open(tmp_path / 'x.png')
     assert img.size == (p.resolution, p.resolution) and img.mode == 'RGB'
-    png = np.asarray(img).astype(int)
-    raw = got_x[0].double().numpy()
-    q = quantize(raw).astype(int)
-    v = (127.5 * raw + 127.5).transpose(1, 2, 0)
-    near_half = np.abs(np.abs(v - np.trunc(v)) - 0.5) < 1e-3
-    bad = (png != q) & ~(near_half & (np.abs(png - q) == 1))
-    assert not bad.any(), f'{bad.sum()} PNG pixels differ from the quantised raw output'
+    if p.kind == 'pixel':
+        png = np.asarray(img).astype(int)
+        raw = got_x[0].double().numpy()
+        q = quantize(raw).astype(int)
+        v = (127.5 * raw + 127.5).transpose(1, 2, 0)
+        near_half = np.abs(np.abs(v - np.trunc(v)) - 0.5) < 1e-3
+        bad = (png != q) & ~(near_half & (np.abs(png - q) == 1))
+        assert not bad.any(), f'{bad.sum()} PNG pixels differ from the quantised raw output'
 
     name = f'trajectory/{traj_id(c)}'
     record(name + '/x', x_err, TRAJ_TOL, 'max abs err / max(1, max|x|)')

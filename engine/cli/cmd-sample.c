@@ -192,6 +192,8 @@ cli_sample (int argc, char **argv)
   char *sigma_hi = NULL, *sigma_min = NULL, *sigma_max = NULL, *rho = NULL;
   char *steps = NULL, *seed_text = NULL, *imagenet_text = NULL, *pack_class_text = NULL;
   char *init = NULL, *mask = NULL, *init_raw = NULL, *strength = NULL;
+  char *view = NULL, *classify_every = NULL;
+  gint64 n_every = 0;
   int count = 1, threads = 0, preview_every = 1;
   gint64 seed = -1, imagenet = -1, pack_class = -1, n_steps = 0;
   gboolean lagged = FALSE, no_lagged = FALSE, quiet = FALSE, verbose = FALSE;
@@ -213,6 +215,8 @@ cli_sample (int argc, char **argv)
     { "sigma-hi", 0, 0, G_OPTION_ARG_STRING, &sigma_hi, "GFCG window, upper noise level", "SIGMA" },
     { "lagged", 0, 0, G_OPTION_ARG_NONE, &lagged, "Reference class from the previous evaluation (batched)", NULL },
     { "no-lagged", 0, 0, G_OPTION_ARG_NONE, &no_lagged, "Reference class from this evaluation", NULL },
+    { "gfcg-view", 0, 0, G_OPTION_ARG_STRING, &view, "What GFCG's classifier sees: full, or half (the estimate 2x pooled first: a quarter of a latent pack's decode)", "VIEW" },
+    { "classify-every", 0, 0, G_OPTION_ARG_STRING, &classify_every, "Classify every Kth evaluation of the GFCG window and keep its reference between (1)", "K" },
     { "sigma-min", 0, 0, G_OPTION_ARG_STRING, &sigma_min, "Lowest noise level (0.002)", "SIGMA" },
     { "sigma-max", 0, 0, G_OPTION_ARG_STRING, &sigma_max, "Highest noise level (80)", "SIGMA" },
     { "rho", 0, 0, G_OPTION_ARG_STRING, &rho, "Schedule exponent (7)", "RHO" },
@@ -350,6 +354,15 @@ cli_sample (int argc, char **argv)
       goto done;
     }
   pr.source = src.source;
+  if (view != NULL && !gfcg_view_from_string (view, &opt->view))
+    {
+      g_printerr ("gfcg sample: --gfcg-view must be full or half, not '%s'\n", view);
+      goto done;
+    }
+  if (!cli_parse_int ("sample", "classify-every", classify_every, 1, 1000, &n_every))
+    goto done;
+  if (classify_every != NULL)
+    opt->classify_every = (int) n_every;
   if (lagged)
     opt->lagged = TRUE;
   if (no_lagged)
@@ -438,5 +451,7 @@ done:
   g_free (mask);
   g_free (init_raw);
   g_free (strength);
+  g_free (view);
+  g_free (classify_every);
   return status;
 }

@@ -43,6 +43,21 @@ typedef enum
   GFCG_N_MODES
 } GfcgMode;
 
+/* What GFCG's classifier looks at (docs/pack-format.md, "Classifier view"):
+ * the denoised estimate itself, or it 2x average-pooled in network space
+ * first (latent packs: a 32x32 latent through the preview decoder, a
+ * quarter of the decoding work; the classifier resizes to 224 anyway). */
+typedef enum
+{
+  GFCG_VIEW_FULL,
+  GFCG_VIEW_HALF,
+  GFCG_N_VIEWS
+} GfcgView;
+
+/* "full", "half"; NULL when out of range. */
+const char *gfcg_view_to_string   (GfcgView view);
+gboolean    gfcg_view_from_string (const char *name, GfcgView *view);
+
 const char *gfcg_version (void);
 
 /* ---- Guidance modes: one table (engine/modes.c) ------------------------ */
@@ -327,6 +342,11 @@ typedef struct
   const float  *mask;         /* [R, R] on the network grid, 1 = regenerate,
                                  0 = keep (re-noised from init at every step);
                                  NULL = regenerate everywhere.  Needs init.     */
+  GfcgView      view;         /* what the GFCG classifier sees (full)           */
+  int           classify_every; /* K > 1: the classifier runs on the 1st, (K+1)th,
+                                 ... evaluation inside the GFCG window and the
+                                 evaluations between reuse its reference; 0, 1:
+                                 every one (1..1000)                            */
 } GfcgSampleOptions;
 
 /* What one guided evaluation did (also the rows of the trace). */

@@ -18,7 +18,8 @@ from gfcg_convert.nets.edm2 import EDM2Precond
 
 BUILTIN_DEFAULTS = dict(mode='gfcg', steps=32, sigma_min=0.002, sigma_max=80.0, rho=7.0,
                         guidance=1.0, s_max=1.0, temperature=1.0,
-                        sigma_lo=0.0, sigma_hi=1000.0, lagged=False)
+                        sigma_lo=0.0, sigma_hi=1000.0, lagged=False, gfcg_view='full',
+                        classify_every=1)
 MODES = ('none', 'cfg', 'atg', 'gfcg', 'gfcg+cfg', 'gfcg+atg', 'gfcg+atg-add')
 
 # ---------------------------------------------------------------- noise
@@ -153,10 +154,19 @@ def picture(pack, x, preview=True):
     return d(x)[0]
 
 
-def pack_probs(pack, x, temperature=1.0, preview=True):
+def view(x, gfcg_view):
+    """GFCG's view of a network-space image [1,C,H,W]: itself ('full') or
+    its 2x2 average pool ('half'; an odd edge averages the cells it has)."""
+    if gfcg_view == 'full':
+        return x
+    assert gfcg_view == 'half', gfcg_view
+    return torch.nn.functional.avg_pool2d(x, 2, ceil_mode=True)
+
+
+def pack_probs(pack, x, temperature=1.0, preview=True, gfcg_view='full'):
     """Classifier softmax over the pack's classes for a network-space image
     [1,C,H,W] (latent packs: the picture the engine decodes for GFCG)."""
-    logits = pack.classifier(picture(pack, x, preview))[0]
+    logits = pack.classifier(picture(pack, view(x, gfcg_view), preview))[0]
     if pack.classifier.label_space == 'imagenet':
         logits = logits[[c['imagenet'] for c in pack.classes]]
     else:
@@ -175,8 +185,12 @@ def final_verdict(pack, x):
 def sample(pack, class_index, mode=None, seed=0, steps=None, guidance=None, s_max=None,
            temperature=None, sigma_lo=None, sigma_hi=None, lagged=None,
            sigma_min=None, sigma_max=None, rho=None, on_eval=None,
-           strength=1.0, init=None, mask=None):
+           strength=1.0, init=None, mask=None, gfcg_view=None, classify_every=None):
     """on_eval(index, prediction), when given, sees every guided evaluation's result.
+
+    gfcg_view ('full', 'half') and classify_every K: the classifier sees
+    view(x_c) and runs on the 1st, (K+1)th, ... evaluation in the GFCG window;
+    the evaluations between reuse that classification.
 
     Starting from a source (docs/pack-format.md, "Starting from a source"):
     init [1,C,H,W] in network space, mask [H,W] (1 = regenerate, 0 = keep) or
@@ -184,7 +198,8 @@ def sample(pack, class_index, mode=None, seed=0, steps=None, guidance=None, s_ma
     o = dict(pack.defaults)
     given = dict(mode=mode, steps=steps, guidance=guidance, s_max=s_max, temperature=temperature,
                  sigma_lo=sigma_lo, sigma_hi=sigma_hi, lagged=lagged,
-                 sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+                 sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, gfcg_view=gfcg_view,
+                 classify_every=classify_every)
     o.update({k: v for k, v in given.items() if v is not None})
     mode = o['mode'].replace('-', '+').replace('+add', '-add')
     assert mode in MODES, mode
@@ -203,20 +218,22 @@ def sample(pack, class_index, mode=None, seed=0, steps=None, guidance=None, s_ma
             return D('uncond', x, sigma, None)
         return D('main', x, sigma, torch.zeros(1, main.label_dim, dtype=dtype))
 
-    prev = None  # lagged: the previous evaluation's classification, or None
+    held = None  # the last classification (lagged: the previous evaluation's), or None
+    n_window = 0  # GFCG evaluations in the window so far
     trace = []
 
     def guided(x, sigma, step, stage):
-        nonlocal prev
+        nonlocal held, n_window
         yc = onehot(pack, c, dtype)
         x_c = D('main', x, sigma, yc)
         nfe = 1
         in_window = o['sigma_lo'] <= sigma <= o['sigma_hi']
+        in_gfcg = uses_gfcg and in_window and len(pack.classes) > 1
         cls = None
-        if uses_gfcg and in_window and len(pack.classes) > 1:
+        if in_gfcg and n_window % max(int(o['classify_every']), 1) == 0:
             # With a mask the classifier sees the fill in its surroundings.
             p = pack_probs(pack, x_c if m is None else m * x_c + (1 - m) * init,
-                           o['temperature'])
+                           o['temperature'], gfcg_view=o['gfcg_view'])
             q = p.clone()
             q[c] = -1.0
             c_ref = int(torch.argmax(q))          # first maximum = lowest index on ties
@@ -224,11 +241,13 @@ def sample(pack, class_index, mode=None, seed=0, steps=None, guidance=None, s_ma
             r = p_ref / (p_c + p_ref)
             a = min(1.0, 2 * r)
             cls = dict(c_ref=c_ref, p_c=p_c, p_ref=p_ref, r=r, a=a, s=o['s_max'] * a)
+        n_window += in_gfcg
         if o['lagged']:
-            use = prev if (cls is not None and prev is not None) else None
-            prev = cls
+            use = held if in_gfcg else None
+            held = (cls or held) if in_gfcg else None
         else:
-            use = cls
+            held = cls or held
+            use = held if in_gfcg else None
         c_ref = use['c_ref'] if use else -1
         s, a = (use['s'], use['a']) if use else (0.0, 0.0)
 
