@@ -46,7 +46,8 @@ gfcg_catalog_check_installed (const char *spec, GError **error)
     return TRUE;
   g_set_error (error, GFCG_ERROR, GFCG_ERROR_INVALID_ARGUMENT,
                _("'%s' (%s) is a published pack that is not installed: get it with "
-                 "`gfcg models fetch %s` (see `gfcg models list`)"), spec, title, spec);
+                 "`gfcg models fetch %s`, or with Get Models... beside the dialog's pack"),
+               spec, title, spec);
   g_free (title);
   return FALSE;
 }
