@@ -17,7 +17,7 @@ G_BEGIN_DECLS
  * $GFCG_TEST_DIALOG, when set), and returns FALSE (tools/capture-dialog); $GFCG_TEST_DIALOG is a script of steps for the
  * tests, separated by ';' ("type:golden retreiver;print;ok": type in the
  * class search, print the dialog's state on stderr, press Draw; the steps
- * are listed at script_step in gfcg-dialog.c).  *loaded gets the pack the
+ * are listed at gfcg_dialog_script_step in gfcg-dialog-script.c).  *loaded gets the pack the
  * dialog loaded last (or NULL), for gfcg_job_new.  where says which sources
  * the image offers. */
 gboolean gfcg_dialog_run (GimpProcedure           *procedure,
