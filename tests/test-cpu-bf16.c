@@ -18,6 +18,7 @@
  * packed copy changes nothing until the tensor is uploaded to), and
  * cpu:bf16 refuses the OpenBLAS path.  Exit 77 (skip) where the CPU or the
  * build has no bf16. */
+#include "test-util.h"
 #include "backend.h"
 #include "gfcg/gfcg.h"
 
@@ -32,16 +33,6 @@
 static int failures, checks;
 static double worst_rms;
 
-static float *
-rnd (gsize n, guint32 seed, double scale)
-{
-  GRand *r = g_rand_new_with_seed (seed);
-  float *v = g_new (float, n);
-  for (gsize i = 0; i < n; i++)
-    v[i] = (float) (g_rand_double_range (r, -1.0, 1.0) * scale);
-  g_rand_free (r);
-  return v;
-}
 
 typedef struct
 {
@@ -98,8 +89,8 @@ run_shape (GfcgBackend *f32, GfcgBackend *b16, const Shape *s)
   int wo = (s->w + s->p.pad_left + s->p.pad_right - s->k) / s->p.stride + 1;
   gsize nx = (gsize) s->n * s->c * s->h * s->w, nw = (gsize) s->o * cg * kk;
   gsize ny = (gsize) s->n * s->o * ho * wo;
-  float *x = rnd (nx, 1, 1.0), *w = rnd (nw, 2, sqrt (3.0 / (cg * kk))), *b = rnd (s->o, 3, 0.5);
-  float *res = rnd (ny, 4, 1.0);
+  float *x = test_rnd (nx, 1, 1.0), *w = test_rnd (nw, 2, sqrt (3.0 / (cg * kk))), *b = test_rnd (s->o, 3, 0.5);
+  float *res = test_rnd (ny, 4, 1.0);
   GfcgBackend *be[2] = { f32, b16 };
   GfcgTensor *tx[2], *tw[2], *tb[2], *tr[2];
   GfcgConvPost posts[] = {
@@ -151,7 +142,7 @@ packed_once (GfcgBackend *b16)
 {
   Shape s = { "3x3 32->32", 1, 32, 32, 12, 12, 3, { 1, 1, 1, 1, 1, 1 }, TRUE };
   gsize nw = 32 * 32 * 9;
-  float *x = rnd (32 * 144, 5, 1.0), *w = rnd (nw, 6, 0.06), *w2 = g_new (float, nw);
+  float *x = test_rnd (32 * 144, 5, 1.0), *w = test_rnd (nw, 6, 0.06), *w2 = g_new (float, nw);
   GfcgTensor *tx = gfcg_tensor_from_host (b16, 4, (int[]) { 1, 32, 12, 12 }, x);
   GfcgTensor *tw = gfcg_tensor_from_host (b16, 4, (int[]) { 32, 32, 3, 3 }, w);
   GfcgTensor *y0 = gfcg_op_conv2d_ex (tx, tw, NULL, &s.p), *y1, *y2;

@@ -8,6 +8,7 @@
  * every fused post-op (GfcgConvPost).  Tolerance 1e-4 max abs on outputs of
  * order 1.  Also: a weight tensor uploaded to again is repacked, and the
  * products of attention agree between the paths. */
+#include "test-util.h"
 #include "backend.h"
 #include "gfcg/gfcg.h"
 
@@ -20,16 +21,6 @@
 static int failures, checks;
 static double worst[2];
 
-static float *
-rnd (gsize n, guint32 seed, double scale)
-{
-  GRand *r = g_rand_new_with_seed (seed);
-  float *v = g_new (float, n);
-  for (gsize i = 0; i < n; i++)
-    v[i] = (float) (g_rand_double_range (r, -1.0, 1.0) * scale);
-  g_rand_free (r);
-  return v;
-}
 
 typedef struct
 {
@@ -115,8 +106,8 @@ run_shape (GfcgBackend *be, const char *path, const Shape *s, gboolean with_bias
   int ho = (s->h + s->p.pad_top + s->p.pad_bottom - s->k) / s->p.stride + 1;
   int wo = (s->w + s->p.pad_left + s->p.pad_right - s->k) / s->p.stride + 1;
   gsize ny = (gsize) s->n * s->o * ho * wo;
-  float *x = rnd (nx, 1, 1.0), *w = rnd (nw, 2, sqrt (3.0 / (cg * kk))), *b = rnd (s->o, 3, 0.5);
-  float *res = rnd (ny, 4, 1.0);
+  float *x = test_rnd (nx, 1, 1.0), *w = test_rnd (nw, 2, sqrt (3.0 / (cg * kk))), *b = test_rnd (s->o, 3, 0.5);
+  float *res = test_rnd (ny, 4, 1.0);
   GfcgTensor *tx = gfcg_tensor_from_host (be, 4, (int[]) { s->n, s->c, s->h, s->w }, x);
   GfcgTensor *tw = gfcg_tensor_from_host (be, 4, (int[]) { s->o, cg, s->k, s->k }, w);
   GfcgTensor *tb = with_bias ? gfcg_tensor_from_host (be, 1, (int[]) { s->o }, b) : NULL;
@@ -249,7 +240,7 @@ main (void)
   if (gfcg_backend_cpu_set_conv ("onednn"))
     {
       int n = 2, heads = 2, dim = 16, hw = 64;
-      float *qkv = rnd ((gsize) n * 3 * heads * dim * hw, 7, 1.0), *a, *b;
+      float *qkv = test_rnd ((gsize) n * 3 * heads * dim * hw, 7, 1.0), *a, *b;
       double maxe = 0.0;
       gfcg_backend_cpu_set_conv ("blas");
       a = attention (be, qkv, n, heads, dim, hw);

@@ -7,6 +7,7 @@
  * attention scores cut into small slices (GFCG_OPENCL_SLICE_KB).  Device:
  * $GFCG_TEST_OPENCL_DEVICE (default 0).  Exit 77 (skipped) when there is no
  * OpenCL device at all, so that hosts without PoCL still pass. */
+#include "test-util.h"
 #include "backend.h"
 #include "backend-opencl.h"
 #include "gfcg/gfcg.h"
@@ -31,12 +32,7 @@ typedef struct
 static float *
 rnd (gsize n, double scale, guint32 seed)
 {
-  GRand *r = g_rand_new_with_seed (seed);
-  float *v = g_new (float, n);
-  for (gsize i = 0; i < n; i++)
-    v[i] = (float) (g_rand_double_range (r, -1.0, 1.0) * scale);
-  g_rand_free (r);
-  return v;
+  return test_rnd (n, seed, scale);
 }
 
 static Pair

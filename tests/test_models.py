@@ -224,16 +224,21 @@ def env(tmp_path, server):
     return Env(tmp_path, server)
 
 
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    """The bytes of tiny-pixel's files."""
+def tiny_pack_bytes(d, title):
+    """The bytes of tiny-pixel's files (ImageNet classes 0, 217, 482, 491),
+    written under d; also the Get models window's tests' pack."""
     import make_packs
-    d = tmp_path_factory.mktemp('tinypack')
     make_packs.write_pack(str(d), 'tiny-pixel', {
-        'title': 'tiny-pixel for the model manager tests', 'kind': 'pixel', 'resolution': 16,
+        'title': title, 'kind': 'pixel', 'resolution': 16,
         'channels': 3, 'classes': make_packs.CLASSES, 'defaults': make_packs.DEFAULTS},
         make_packs.tiny_pixel_components(inet=False))
     return {f: (d / 'tiny-pixel' / f).read_bytes() for f in PACK_FILES}
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    return tiny_pack_bytes(tmp_path_factory.mktemp('tinypack'),
+                           'tiny-pixel for the model manager tests')
 
 
 def copy_pack(env, tiny, name=PACK, entries=None, steps_extra=()):

@@ -23,7 +23,7 @@ import pytest
 from plugin_helpers import ROOT, Gimp
 
 sys.path.insert(0, str(ROOT / 'tests'))
-from test_models import PACK, PACK_FILES, Env, Server, copy_pack  # noqa: E402
+from test_models import PACK, PACK_FILES, Env, Server, copy_pack, tiny_pack_bytes  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which('xvfb-run') is None, reason='needs xvfb-run')
 
@@ -44,13 +44,8 @@ def server():
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     """The bytes of tiny-pixel's files (ImageNet classes 0, 217, 482, 491)."""
-    import make_packs
-    d = tmp_path_factory.mktemp('tinypack')
-    make_packs.write_pack(str(d), 'tiny-pixel', {
-        'title': 'tiny-pixel for the Get models tests', 'kind': 'pixel', 'resolution': 16,
-        'channels': 3, 'classes': make_packs.CLASSES, 'defaults': make_packs.DEFAULTS},
-        make_packs.tiny_pixel_components(inet=False))
-    return {f: (d / 'tiny-pixel' / f).read_bytes() for f in PACK_FILES}
+    return tiny_pack_bytes(tmp_path_factory.mktemp('tinypack'),
+                           'tiny-pixel for the Get models tests')
 
 
 def write_catalog(env, tiny):
