@@ -6,11 +6,14 @@
 #   sh research/train/gpu-session.sh train     # -> $OUT/pack/ (the new pack)
 #   sh research/train/gpu-session.sh eval      # -> $OUT/samples-{a,b,c}.npz + .json
 #
-# "train" needs .gpu/imagenette64.npz (research/train/prepare_data.py, 52.5 MB;
-# carry ".gpu" and nothing else: the tree plus the data must stay under
-# 64 MiB, so move the old pack data/models/imagenette-64 (21 MB) out of the
-# working tree for that call and back after it); "eval" needs only the new
-# pack, copied to data/models/imagenette-64 first (carry nothing).  The
+# "train" continues the shipped pack data/models/imagenette-64 (train.py
+# --resume: its EMA weights, the images it has seen, its defaults), so GPU
+# sessions add up; FRESH=1 trains from scratch instead.  It needs
+# .gpu/imagenette64.npz (research/train/prepare_data.py, <= 40 MB; carry
+# ".gpu" and nothing else: the tree with the pack is 25.8 MB and all must stay
+# under 64 MiB; with FRESH=1 the pack may be moved out of the tree first).
+# "eval" needs only the new pack, copied to data/models/imagenette-64 first
+# (carry nothing).  The
 # device returns at most 8 files of 16 MiB each, so the samples are split in
 # three archives of four configurations (30 pictures per class: 300 per
 # configuration).  Score them here with research/eval/score.py.
@@ -23,8 +26,10 @@ mkdir -p "$out"
 case "${1:-}" in
   train)
     # 560 s: leaves the eval call its 3 minutes inside the 15-minute budget.
+    if [ -n "${FRESH:-}" ]; then resume=; else resume="--resume data/models/imagenette-64"; fi
+    # shellcheck disable=SC2086 # $resume is two words or none
     python3 research/train/train.py --data .gpu/imagenette64.npz --out "$out/pack" \
-      --time-limit 560 2>&1 | tee "$out/train.txt"
+      --time-limit 560 $resume
     ;;
   eval)
     pack=${PACK:-data/models/imagenette-64}

@@ -13,9 +13,13 @@ antialiased Lanczos filter and writes one .npz with
 and the pixels either raw
     train_x [N,64,64,3] uint8, val_x [M,64,64,3] uint8
 or, when the compressed raw arrays would exceed --max-mb (the file has to
-travel to the training machine with the repository), JPEG-encoded
+travel to the training machine with the repository), JPEG-encoded at the
+highest quality (<= --quality) whose file fits in --max-mb
     train_jpeg [bytes] uint8 + train_off [N+1] int64 (image i is
     jpeg[off[i]:off[i+1]]), the same for val, and jpeg_quality [].
+The default 40 MB fits beside the working tree *with* the shipped pack
+(25.8 MB, of which the pack is 22.0) in the device's 64 MiB transfer, which a
+run resumed from that pack needs.
 `load(path)` (also used by train.py) returns the raw arrays in both cases.
 
 The images are ImageNet's (via fast.ai's Imagenette): training data for the
@@ -111,9 +115,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--src', default=os.path.join(REPO, '..', 'shared', 'datasets', 'imagenette'))
     ap.add_argument('--out', default=os.path.join(REPO, '.gpu', 'imagenette64.npz'))
-    ap.add_argument('--max-mb', type=float, default=45.0,
-                    help='largest raw .npz (MB, 1e6 bytes) before switching to JPEG')
-    ap.add_argument('--quality', type=int, default=95, help='JPEG quality when encoding')
+    ap.add_argument('--max-mb', type=float, default=40.0,
+                    help='largest file (MB, 1e6 bytes): raw if it fits, else JPEG at the highest '
+                         'quality that fits')
+    ap.add_argument('--quality', type=int, default=95, help='highest JPEG quality to try')
+    ap.add_argument('--min-quality', type=int, default=80, help='lowest JPEG quality to accept')
     ap.add_argument('--force-jpeg', action='store_true')
     ap.add_argument('--workers', type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
@@ -135,14 +141,26 @@ def main():
         size = os.path.getsize(a.out)
         print(f'raw uint8, compressed: {size:,} bytes ({size / 1e6:.1f} MB)')
     if a.force_jpeg or size > a.max_mb * 1e6:
-        tj, to = encode_jpeg(tx, a.quality)
-        vj, vo = encode_jpeg(vx, a.quality)
+        # Size falls with quality: bisect for the highest quality that fits.
+        lo, hi, best = a.min_quality, a.quality, None
+        while lo <= hi:
+            q = (lo + hi) // 2
+            enc = encode_jpeg(tx, q) + encode_jpeg(vx, q)
+            nbytes = sum(e.nbytes for e in enc) + 4096  # + labels, offsets, zip headers
+            print(f'JPEG q{q} 4:4:4: about {nbytes / 1e6:.1f} MB', flush=True)
+            if nbytes <= a.max_mb * 1e6:
+                best, lo = (q, enc), q + 1
+            else:
+                hi = q - 1
+        if best is None:
+            raise SystemExit(f'no JPEG quality >= {a.min_quality} fits in {a.max_mb} MB')
+        q, (tj, to, vj, vo) = best
         # The JPEG bytes do not compress further: store them plainly.
         np.savez(a.out, train_jpeg=tj, train_off=to, val_jpeg=vj, val_off=vo,
-                 jpeg_quality=np.int64(a.quality), **common)
+                 jpeg_quality=np.int64(q), **common)
         size = os.path.getsize(a.out)
         err = np.abs(decode_jpeg(vj, vo).astype(np.float64) - vx).mean()
-        print(f'JPEG q{a.quality} 4:4:4: {size:,} bytes ({size / 1e6:.1f} MB, '
+        print(f'JPEG q{q} 4:4:4: {size:,} bytes ({size / 1e6:.1f} MB, '
               f'{size / 2**20:.1f} MiB); mean abs error on val {err:.2f} / 255')
     d = load(a.out)
     assert d['train_x'].shape == tx.shape and d['val_x'].shape == vx.shape

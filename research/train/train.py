@@ -62,9 +62,13 @@ CLASSES = [
     {"imagenet": 701, "wnid": "n03888257", "name": "parachute"},
 ]
 NCLS = len(CLASSES)
+# A fresh pack's defaults; a resumed one keeps its own (set by the evaluation, docs/eval/).
 DEFAULTS = {"mode": "gfcg", "steps": 32, "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0,
-            "guidance": 1.0, "s_max": 1.0, "temperature": 1.0,
-            "sigma_lo": 0.0, "sigma_hi": 1000.0, "lagged": False}
+            "guidance": 1.0, "guidance_cfg": 2.0, "guidance_atg": 1.5, "s_max": 1.0,
+            "temperature": 1.0, "sigma_lo": 0.0, "sigma_hi": 1000.0, "lagged": False}
+LICENCE = ("CC-BY-NC-4.0 (the project's own weights; trained on ImageNet images via Imagenette, "
+           "whose terms allow non-commercial research use), see README.md")
+TITLE = "Imagenette 64x64: 10 ImageNet classes, the project's own EDM2 pixel model"
 EVAL_SIGMAS = [0.5, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0]      # classifier accuracy on D(x; sigma)
 LOSS_SIGMAS = [0.05, 0.3, 1.0, 3.0, 10.0]                 # denoiser validation loss
 
@@ -264,10 +268,15 @@ def sync(dev):
         torch.cuda.synchronize()
 
 
-def train_denoiser(tag, config, budget, data, a, dev, seed):
+def train_denoiser(tag, config, budget, data, a, dev, seed, start=None, prior=0):
+    """Train one denoiser for `budget` seconds. `start`: a state dict to begin from (a
+    resumed pack's EMA weights) and `prior`: the images it has already seen, which the
+    lr decay and the EMA half-life continue from."""
     torch.manual_seed(seed)
     gen = torch.Generator(device=dev).manual_seed(seed)
     model = Denoiser(config, dropout=a.dropout).to(dev).eval()  # eval: see Denoiser
+    if start is not None:
+        model.net.load_state_dict(start)  # the log-variance head starts afresh
     weights = mpconv_weights(model)
     force_normalize(weights)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -277,7 +286,15 @@ def train_denoiser(tag, config, budget, data, a, dev, seed):
     batches = Batches(data['train_x'], data['train_y'], a.batch, gen)
     npar = nparams(model.net)
     log(f'[{tag}] config {json.dumps(config)}: {npar:,} parameters ({npar * 2 / 2**20:.2f} MiB fp16), '
-        f'budget {budget:.0f} s, batch {a.batch}')
+        f'budget {budget:.0f} s, batch {a.batch}'
+        + (f', resumed after {prior:,} images' if start is not None else ''))
+
+    def lr_at(n):
+        # A resumed run re-warms (fresh Adam moments) over its first resume_rampup_kimg.
+        lr = lr_schedule(prior + n, a)
+        if start is not None and a.resume_rampup_kimg > 0:
+            lr *= min(n / (a.resume_rampup_kimg * 1e3), 1)
+        return lr
 
     step = nimg = 0
     lr = 0.0
@@ -291,7 +308,7 @@ def train_denoiser(tag, config, budget, data, a, dev, seed):
         now = time.time()
         if now >= deadline:
             break
-        lr = lr_schedule(nimg + a.batch / 2, a)
+        lr = lr_at(nimg + a.batch / 2)
         for g in opt.param_groups:
             g['lr'] = lr
         x0, y = batches()
@@ -307,7 +324,7 @@ def train_denoiser(tag, config, budget, data, a, dev, seed):
         force_normalize(weights)
         step += 1
         nimg += a.batch
-        halflife = ema.update(nimg, a.batch)
+        halflife = ema.update(prior + nimg, a.batch)
         acc += torch.stack([lmean, wmse, torch.ones((), device=dev)])
         if step % 10 == 0:
             sync(dev)  # keep the wall-clock check honest
@@ -326,8 +343,9 @@ def train_denoiser(tag, config, budget, data, a, dev, seed):
     model.dropout_on = False
     seconds = time.time() - t_start
     stats = dict(config=config, params=npar, steps=step, images_seen=nimg, seconds=round(seconds, 2),
-                 img_per_s_mean=round(nimg / seconds, 1), final_lr=lr_schedule(nimg, a),
-                 ema_halflife_images=round(a.ema_frac * nimg), final_train=last)
+                 img_per_s_mean=round(nimg / seconds, 1), final_lr=lr_at(nimg),
+                 ema_halflife_images=round(a.ema_frac * (prior + nimg)), final_train=last,
+                 images_seen_total=prior + nimg)
     log(f'[{tag}] done: {step} steps, {nimg:,} images in {seconds:.0f} s ({nimg / seconds:.0f} img/s)')
     if dev.type == 'cuda':
         stats['peak_memory_gib'] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
@@ -483,20 +501,19 @@ def write_safetensors(module, path, expected_keys):
     return size
 
 
-def write_manifest(out, components, source):
+def write_manifest(out, components, source, defaults=None):
     comps = {}
     for name, (arch, config) in components.items():
         comps[name] = {"file": f'{name}.safetensors', "arch": arch, "config": config}
     manifest = {
         "format": "gfcg-pack", "format_version": 1, "name": PACK_NAME,
-        "title": "Imagenette 64x64: 10 ImageNet classes, the project's own EDM2 pixel model",
-        "licence": "CC-BY-4.0 (weights); training images from ImageNet via Imagenette "
-                   "(research/demonstration use), see README",
+        "title": TITLE,
+        "licence": LICENCE,
         "source": source,
         "kind": "pixel", "resolution": RES, "channels": 3,
         "classes": CLASSES,
         "components": comps,
-        "defaults": DEFAULTS,
+        "defaults": defaults or DEFAULTS,
     }
     with open(os.path.join(out, 'pack.json'), 'w') as f:
         f.write(compact_json(manifest) + '\n')
@@ -514,6 +531,40 @@ def compact_json(obj):
 
 def unet_full_config(config):
     return dict(img_resolution=RES, img_channels=3, label_dim=NCLS, **config)
+
+
+# ---------------------------------------------------------------- resuming
+
+def load_resume(path):
+    """A pack written by this script (pack.json, train-log.json, F16 tensors) -> what a
+    resumed run needs: its configs, its EMA weights as fp32 state dicts, the images each
+    denoiser has seen, its defaults. Only tensors are read (safetensors): no code."""
+    with open(os.path.join(path, 'pack.json')) as f:
+        manifest = json.load(f)
+    log_path = os.path.join(path, 'train-log.json')
+    if not os.path.exists(log_path):
+        raise SystemExit(f'--resume {path}: no train-log.json, so the images already seen '
+                         '(which the lr decay and EMA continue from) are unknown')
+    with open(log_path) as f:
+        prior_log = json.load(f)
+    if [c['wnid'] for c in manifest['classes']] != [c['wnid'] for c in CLASSES]:
+        raise SystemExit(f'--resume {path}: its classes are not imagenette-64\'s')
+    out = dict(path=os.path.abspath(path), defaults=manifest.get('defaults'),
+               source=manifest.get('source', ''), configs={}, weights={}, images={})
+    for name in ('main', 'guide'):
+        comp = manifest['components'][name]
+        config = comp['config']
+        keys = EDM2Precond(**config).state_dict().keys()
+        sd = load_file(os.path.join(path, comp['file']))
+        if set(sd) != set(keys):
+            raise SystemExit(f'--resume {path}: {name} tensors do not match its config')
+        out['configs'][name] = config
+        out['weights'][name] = {k: v.float() for k, v in sd.items()}
+        st = prior_log.get(name, {})
+        out['images'][name] = int(st.get('images_seen_total', st.get('images_seen', 0)))
+    ccfg = manifest['components']['classifier']['config']
+    out['classifier'] = dict(widths=ccfg['widths'], blocks=ccfg['blocks'])
+    return out
 
 
 # ---------------------------------------------------------------- sampling
@@ -561,9 +612,14 @@ def parse_args():
     ap.add_argument('--out', default=os.path.join(env_out, 'pack') if env_out
                     else os.path.join(REPO, 'data', 'models', PACK_NAME))
     ap.add_argument('--report', default=None,
-                    help='train-log.json, train.log, samples.png (default $OUT/report if OUT is set, '
+                    help='train.log, samples.png (default $OUT/report if OUT is set, '
                          'else <out>-report next to the pack directory)')
     ap.add_argument('--smoke', action='store_true', help='tiny nets and budgets (CPU, ~1-2 minutes)')
+    ap.add_argument('--resume', default=None, metavar='PACK',
+                    help='continue main and guide from this pack (its EMA weights, configs, images '
+                         'seen and defaults); the classifier is trained afresh on the new main')
+    ap.add_argument('--resume-rampup-kimg', type=float, default=10.0,
+                    help='lr warm-up of a resumed run (its Adam moments start at zero)')
     ap.add_argument('--preset', choices=sorted(PRESETS), default=None,
                     help='default: smoke with --smoke, else gpu on CUDA, else cpu')
     ap.add_argument('--device', default=None, help='default: cuda if available (not with --smoke)')
@@ -625,6 +681,7 @@ def parse_args():
 
 def main():
     a = parse_args()
+    resume = load_resume(a.resume) if a.resume else None  # a bad pack fails before any write
     os.makedirs(a.out, exist_ok=True)
     os.makedirs(a.report, exist_ok=True)
     log.open(os.path.join(a.report, 'train.log'))
@@ -656,7 +713,8 @@ def main():
 
     def save_record():
         record['elapsed_s'] = round(time.time() - T0, 1)
-        with open(os.path.join(a.report, 'train-log.json'), 'w') as f:
+        # In the pack: it makes the pack resumable (images seen) and says how it was made.
+        with open(os.path.join(a.out, 'train-log.json'), 'w') as f:
             f.write(compact_json(record) + '\n')
 
     # ---- data
@@ -692,14 +750,37 @@ def main():
         return max(b, 1.0)
 
     components = {}
-    source = (f'trained from scratch by research/train/train.py (preset {a.preset_name}, seed {a.seed}) on '
-              f'Imagenette (fast.ai subset of ImageNet, 10 classes), {time.strftime("%Y-%m-%d")}, '
-              f'torch {torch.__version__}, {devname}')
+    defaults = None
+    if resume:
+        # The pack's own sizes, whatever the preset says (the classifier too, though it is
+        # trained afresh: the pack stays what the README describes).
+        a.preset = dict(a.preset, classifier=resume['classifier'])
+        record['args']['preset_values'] = a.preset
+        # Same networks, same defaults: only the evaluation (docs/eval/) changes those.
+        defaults = resume['defaults']
+        record['resumed_from'] = dict(pack=resume['path'], source=resume['source'],
+                                      images_seen=resume['images'])
+        log(f'resuming main and guide from {resume["path"]}: images already seen {resume["images"]}')
+        source = (f'trained by research/train/train.py (preset {a.preset_name}, seed {a.seed}) on '
+                  f'Imagenette (fast.ai subset of ImageNet, 10 classes), resumed '
+                  f'{time.strftime("%Y-%m-%d")} on torch {torch.__version__}, {devname}, from: '
+                  f'{resume["source"]}')
+    else:
+        source = (f'trained from scratch by research/train/train.py (preset {a.preset_name}, seed {a.seed}) '
+                  f'on Imagenette (fast.ai subset of ImageNet, 10 classes), {time.strftime("%Y-%m-%d")}, '
+                  f'torch {torch.__version__}, {devname}')
     sizes = {}
 
+    def cfg_of(name):
+        return resume['configs'][name] if resume else unet_full_config(a.preset[name])
+
+    def start_of(name):
+        return (resume['weights'][name], resume['images'][name]) if resume else (None, 0)
+
     # ---- main
-    main_cfg = unet_full_config(a.preset['main'])
-    main_ema, main_raw, st = train_denoiser('main', main_cfg, budget_for('main'), data, a, dev, a.seed + 1)
+    main_cfg = cfg_of('main')
+    main_ema, main_raw, st = train_denoiser('main', main_cfg, budget_for('main'), data, a, dev, a.seed + 1,
+                                            *start_of('main'))
     st['val_wmse_ema'] = denoiser_val(main_ema, val_x, val_y, a, dev)
     st['train_wmse_ema'] = denoiser_val(main_ema, trs_x, trs_y, a, dev)
     st['val_wmse_raw'] = denoiser_val(main_raw.net, val_x, val_y, a, dev)
@@ -711,13 +792,13 @@ def main():
     sizes['main'] = write_safetensors(main_ema, os.path.join(a.out, 'main.safetensors'),
                                       EDM2Precond(**main_cfg).state_dict().keys())
     components['main'] = ('edm2-unet', main_cfg)
-    write_manifest(a.out, components, source)
+    write_manifest(a.out, components, source, defaults)
     save_record()
 
     # ---- guide
-    guide_cfg = unet_full_config(a.preset['guide'])
+    guide_cfg = cfg_of('guide')
     guide_ema, guide_raw, st = train_denoiser('guide', guide_cfg, budget_for('guide'), data, a, dev,
-                                              a.seed + 2)
+                                              a.seed + 2, *start_of('guide'))
     del guide_raw
     st['val_wmse_ema'] = denoiser_val(guide_ema, val_x, val_y, a, dev)
     log(f'[guide] EMA weighted MSE by sigma, val {st["val_wmse_ema"]}')
@@ -725,7 +806,7 @@ def main():
     sizes['guide'] = write_safetensors(guide_ema, os.path.join(a.out, 'guide.safetensors'),
                                        EDM2Precond(**guide_cfg).state_dict().keys())
     components['guide'] = ('edm2-unet', guide_cfg)
-    write_manifest(a.out, components, source)
+    write_manifest(a.out, components, source, defaults)
     save_record()
 
     # ---- classifier
@@ -741,7 +822,7 @@ def main():
     sizes['classifier'] = write_safetensors(folded, os.path.join(a.out, 'classifier.safetensors'),
                                             ResNetCNN(**ccfg).state_dict().keys())
     components['classifier'] = ('resnet-cnn', ccfg)
-    write_manifest(a.out, components, source)
+    write_manifest(a.out, components, source, defaults)
     st['eval_s'] = round(time.time() - t, 1)
     record['classifier'] = st
     save_record()
