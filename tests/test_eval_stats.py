@@ -47,6 +47,7 @@ def test_frechet_matches_textbook(n2):
 def test_wilson(k, n, lo, hi):
     got = score.wilson(k, n)
     assert got == pytest.approx((lo, hi), abs=6e-5)
+    assert 0.0 <= got[0] and got[1] <= 1.0 and str(got[0]) != '-0.0'
 
 
 def test_resamples_keep_each_class_size():
@@ -114,3 +115,33 @@ def test_scoring_run(tmp_path, monkeypatch):
     md = (tmp_path / 'o.md').read_text()
     assert '| good vs wrong | +100.0 pt [+100.0, +100.0] | higher |' in md
     assert '| wrong vs good |' in md and '| lower |' in md and '| worse |' in md
+
+
+def test_one_picture_per_class_gives_no_intervals(tmp_path, monkeypatch):
+    """One picture per class resamples to itself: zero spread must not pass for an
+    interval (nor give a verdict)."""
+    pack = tmp_path / 'pack'
+    pack.mkdir()
+    classes = [{'imagenet': k, 'wnid': f'n{k:08d}', 'name': f'c{k}'} for k in range(10)]
+    (pack / 'pack.json').write_text(json.dumps({'classes': classes}))
+    rng = np.random.default_rng(2)
+    real = tmp_path / 'real'
+    for k in range(10):
+        (real / classes[k]['wnid']).mkdir(parents=True)
+        for j in range(6):
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+                real / classes[k]['wnid'] / f'{j}.png')
+    labels = np.arange(10)
+    np.savez(tmp_path / 's.npz', labels=labels,
+             a=rng.integers(0, 256, (10, 64, 64, 3), dtype=np.uint8),
+             b=rng.integers(0, 256, (10, 64, 64, 3), dtype=np.uint8))
+    monkeypatch.setattr(score, 'TFLiteNet', lambda path: StandIn(list(range(10))))
+    monkeypatch.setattr('sys.argv', ['score.py', '--samples', str(tmp_path / 's.npz'), '--pack', str(pack),
+                                     '--evaluator', 'unused', '--real', str(real), '--real-per-class', '6',
+                                     '--pairs', 'a:b', '--out-json', str(tmp_path / 'o.json'),
+                                     '--out-md', str(tmp_path / 'o.md')])
+    score.main()
+    out = json.loads((tmp_path / 'o.json').read_text())
+    assert 'fd_ci' not in out['rows']['a'] and out['rows']['a']['diversity'] is None
+    assert out['pairs']['a:b']['fd_diff_ci'] is None
+    assert '| a vs b |' in (tmp_path / 'o.md').read_text() and 'better' not in (tmp_path / 'o.md').read_text()

@@ -84,7 +84,7 @@ def wilson(k, n, z=1.96):
     p = k / n
     mid = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (float(mid - half), float(mid + half))
+    return (float(max(mid - half, 0.0)), float(min(mid + half, 1.0)))  # no -0.0 from rounding
 
 
 def resamples(labels, count, seed=0):
@@ -113,6 +113,8 @@ def diversity(feats, labels):
         f = f / np.linalg.norm(f, axis=1, keepdims=True)
         sim = f @ f.T
         n = len(f)
+        if n < 2:
+            return None  # no pairs within a class
         out.append(1 - (sim.sum() - n) / (n * (n - 1)))
     return float(np.mean(out))
 
@@ -149,7 +151,8 @@ def table_md(rows, pairs):
         if r.get('fd_ci'):
             fd += f" [{r['fd_ci'][0]:.1f}, {r['fd_ci'][1]:.1f}]"
         out.append(f"| {name} | {r['n']} | {100 * r['precision']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] | "
-                   f"{r['p_target']:.3f} | {fd} | {r['diversity']:.3f} | {r.get('nfe') or '-'} | "
+                   f"{r['p_target']:.3f} | {fd} | "
+                   f"{'-' if r['diversity'] is None else '%.3f' % r['diversity']} | {r.get('nfe') or '-'} | "
                    f"{'%.1f' % r['ms_per_image'] if r.get('ms_per_image') else '-'} |")
     if pairs:
         out += ['', '| A vs B (same classes and noise) | precision A - B [95%] | | FD A - B [95%] | |',
@@ -206,6 +209,10 @@ def main():
         fd=frechet(f_real[0::2], f_real[1::2]),
         diversity=diversity(f_real, real_lab), n=len(real_lab))}
     fd_real = Frechet(f_real)
+    # A class with one picture resamples to itself: the spread would be 0, not an interval.
+    if a.boot and np.bincount(labels).min() < 2:
+        print('fewer than 2 pictures in some class: no bootstrap intervals', flush=True)
+        a.boot = 0
     boots = list(resamples(labels, a.boot))
     sheet, hits, fd_boot = [], {}, {}
     for name in [k for k in data if k != 'labels']:

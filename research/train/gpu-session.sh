@@ -27,9 +27,10 @@ case "${1:-}" in
   train)
     # 560 s: leaves the eval call its 3 minutes inside the 15-minute budget.
     if [ -n "${FRESH:-}" ]; then resume=; else resume="--resume data/models/imagenette-64"; fi
-    # shellcheck disable=SC2086 # $resume is two words or none
+    # TRAIN_ARGS: more options for train.py (a dry run here: "--smoke --time-limit 0").
+    # shellcheck disable=SC2086 # $resume and $TRAIN_ARGS are words or none
     python3 research/train/train.py --data .gpu/imagenette64.npz --out "$out/pack" \
-      --time-limit 560 $resume
+      --time-limit 560 $resume ${TRAIN_ARGS:-}
     ;;
   eval)
     pack=${PACK:-data/models/imagenette-64}
