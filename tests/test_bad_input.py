@@ -284,6 +284,21 @@ def test_interrupt_stops_cleanly(pack, tmp_path):
     assert out.read_bytes() == b'keep me'
 
 
+def test_interrupt_with_nothing_to_cancel_ends_the_process(pack):
+    """A command that runs networks takes Ctrl-C on a thread of its own
+    (engine/cli/cli-signals.c); where nothing is there to cancel (bench), it
+    still ends the process as Ctrl-C does: killed by SIGINT, at once."""
+    p = subprocess.Popen([GFCG, 'bench', '--pack', str(pack), '--batch', '64', '--evals', '10000'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    time.sleep(1.0)
+    assert p.poll() is None, p.communicate()
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGINT
+    assert time.monotonic() - t0 < 5
+
+
 def test_imagenet_names_and_synonyms(pack, tmp_path):
     """Any ImageNet name, synonym, wnid or index finds the pack's class
     (tiny-pixel has ImageNet 491, 'chain saw', as pack class 3), and so does

@@ -5,7 +5,6 @@
 #include "gfcg/gfcg-safetensors.h"
 
 #include <math.h>
-#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,36 +19,8 @@ typedef struct
   GfcgContext *ctx;
   float      *raw_all;    /* --out-raw: every picture's final state */
   const GfcgSource *source; /* --init: pictures go back to its size */
+  GCancellable *cancel;   /* Ctrl-C cancels it (cli-signals.c) */
 } Progress;
-
-static volatile sig_atomic_t got_sigint;
-
-static void
-on_sigint_flag (int sig)
-{
-  (void) sig;
-  got_sigint = 1;
-}
-
-/* Ctrl-C: the handler may only set a flag, so this thread turns the flag
- * into a cancellation, which the engine checks before every op: even a long
- * network evaluation (a 512-px decode) stops at once. */
-static gint stop_watching;
-
-static gpointer
-watch_sigint (gpointer data)
-{
-  while (!g_atomic_int_get (&stop_watching))
-    {
-      if (got_sigint)
-        {
-          g_cancellable_cancel (data);
-          break;
-        }
-      g_usleep (20000);
-    }
-  return NULL;
-}
 
 static gboolean
 progress_cb (const GfcgProgress *p, gpointer data)
@@ -74,7 +45,7 @@ progress_cb (const GfcgProgress *p, gpointer data)
       g_free (path);
       g_free (name);
     }
-  return !got_sigint && pr->error == NULL;
+  return !g_cancellable_is_cancelled (pr->cancel) && pr->error == NULL;
 }
 
 /* out.png -> out-0002.png for image j of several. */
@@ -240,7 +211,6 @@ cli_sample (int argc, char **argv)
   GfcgRequest req;
   GfcgSampleOptions *opt = &req.options;
   GCancellable *cancel = NULL;
-  GThread *watcher = NULL;
   GError *error = NULL;
   Progress pr = { 0 };
   CliSource src = { 0 };
@@ -386,10 +356,10 @@ cli_sample (int argc, char **argv)
       g_printerr ("gfcg sample: %s\n", d);
       g_free (d);
     }
-  signal (SIGINT, on_sigint_flag);
   cancel = g_cancellable_new ();
   opt->cancellable = cancel;
-  watcher = g_thread_new ("gfcg-sigint", watch_sigint, cancel);
+  pr.cancel = cancel;
+  cli_signals_cancel_on_sigint (cancel);
   pr.quiet = quiet;
   pr.verbose = verbose;
   pr.tty = isatty (2);
@@ -414,11 +384,7 @@ cli_sample (int argc, char **argv)
   status = 0;
 
 done:
-  if (watcher != NULL)
-    {
-      g_atomic_int_set (&stop_watching, 1);
-      g_thread_join (watcher);
-    }
+  cli_signals_cancel_on_sigint (NULL);
   g_clear_object (&cancel);
   g_clear_error (&pr.error);
   g_free (pr.raw_all);

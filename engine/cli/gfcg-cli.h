@@ -11,6 +11,7 @@ typedef struct
   const char *name;
   const char *summary;
   int       (*run) (int argc, char **argv);
+  gboolean    computes;  /* runs networks: Ctrl-C through cli-signals.c */
 } CliCommand;
 
 int cli_sample   (int argc, char **argv);
@@ -36,6 +37,13 @@ gboolean     cli_parse_int    (const char *command, const char *option, const ch
                                gint64 lo, gint64 hi, gint64 *out);
 /* Prints "gfcg CMD: message" and returns the exit status 1. */
 int          cli_fail      (const char *command, GError *error);
+
+/* Ctrl-C (cli-signals.c): main() calls init before a command that runs
+ * networks starts a thread (`models` and `convert` keep their own handler);
+ * a command passes the cancellable that Ctrl-C should cancel (NULL: none, Ctrl-C
+ * ends the process), and NULL again before freeing it. */
+void         cli_signals_init             (void);
+void         cli_signals_cancel_on_sigint (GCancellable *cancellable);
 /* Loads the named pack (a folder, an installed pack's name, or NULL for
  * the default pack) on the named device. */
 GfcgPack    *cli_load_pack (const char *command, const char *pack_dir, const char *device,

@@ -7,12 +7,12 @@
 #include <string.h>
 
 static const CliCommand commands[] = {
-  { "sample", "draw a picture of a class", cli_sample },
-  { "denoise", "evaluate one network of a pack on tensors (parity hook)", cli_denoise },
-  { "classify", "most likely classes of PNG files by the pack's classifier", cli_classify },
-  { "info", "what a model pack holds", cli_info },
-  { "devices", "list the compute devices", cli_devices },
-  { "bench", "time network evaluations on a device", cli_bench },
+  { "sample", "draw a picture of a class", cli_sample, TRUE },
+  { "denoise", "evaluate one network of a pack on tensors (parity hook)", cli_denoise, TRUE },
+  { "classify", "most likely classes of PNG files by the pack's classifier", cli_classify, TRUE },
+  { "info", "what a model pack holds", cli_info, TRUE },
+  { "devices", "list the compute devices", cli_devices, TRUE },
+  { "bench", "time network evaluations on a device", cli_bench, TRUE },
   { "models", "list, fetch, verify and remove the published model packs", cli_models },
   { "convert", "turn published checkpoints into packs (natively, no Python)", cli_convert },
 };
@@ -136,6 +136,8 @@ main (int argc, char **argv)
         /* The subcommand sees "gfcg-sample ARGS" so --help reads well. */
         char *name = g_strdup_printf ("gfcg %s", argv[1]);
         int status;
+        if (commands[i].computes)
+          cli_signals_init ();
         argv[1] = name;
         status = commands[i].run (argc - 1, argv + 1);
         g_free (name);
