@@ -5,7 +5,7 @@
  * 512-px decode on a loaded machine aborted the process with glibc's
  * "corrupted size vs. prev_size" in 3 of 72 runs, the main thread inside
  * oneDNN's sgemm (the exact bad write was not found); with the signal kept
- * off the compute threads, 0 of 200.  So main() blocks SIGINT before such a
+ * off the compute threads, 0 of 300.  So main() blocks SIGINT before such a
  * command starts any thread (OpenMP's and OpenCL's workers inherit the mask)
  * and one idle thread takes it.  A command that registered a cancellable gets
  * it cancelled, which the engine checks before every op; a second Ctrl-C, or

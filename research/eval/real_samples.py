@@ -11,12 +11,13 @@ each class (sorted file names), 64 px (Lanczos); score.py's reference set is num
 (Lanczos down, bilinear up). Never commit the output: the pictures are ImageNet's.
 """
 import argparse
-import glob
 import json
 import os
 
 import numpy as np
 from PIL import Image
+
+from score import load_real
 
 
 def main():
@@ -28,19 +29,15 @@ def main():
     ap.add_argument('--blur', type=int, default=24)
     ap.add_argument('--out', required=True)
     a = ap.parse_args()
-    classes = json.load(open(os.path.join(a.pack, 'pack.json')))['classes']
-    sharp, blur, labels = [], [], []
-    for k, c in enumerate(classes):
-        files = sorted(glob.glob(os.path.join(a.real, c['wnid'], '*')))[a.start:a.start + a.per_class]
-        if len(files) < a.per_class:
-            raise SystemExit(f'{c["wnid"]}: only {len(files)} pictures from number {a.start}')
-        for f in files:
-            im = Image.open(f).convert('RGB').resize((64, 64), Image.LANCZOS)
-            sharp.append(np.asarray(im))
-            small = im.resize((a.blur, a.blur), Image.LANCZOS)
-            blur.append(np.asarray(small.resize((64, 64), Image.BILINEAR)))
-            labels.append(k)
-    np.savez(a.out, labels=np.array(labels), **{'real-b': np.stack(sharp), 'real-blur': np.stack(blur)})
+    wnids = [c['wnid'] for c in json.load(open(os.path.join(a.pack, 'pack.json')))['classes']]
+    # score.py's own loader: the same crop and 64-px Lanczos as its reference set.
+    sharp, labels = load_real(a.real, wnids, a.per_class, start=a.start)
+    counts = np.bincount(labels, minlength=len(wnids))
+    if counts.min() < a.per_class:
+        raise SystemExit(f'{wnids[counts.argmin()]}: only {counts.min()} pictures from number {a.start}')
+    blur = np.stack([np.asarray(Image.fromarray(x).resize((a.blur, a.blur), Image.LANCZOS)
+                                .resize((64, 64), Image.BILINEAR)) for x in sharp])
+    np.savez(a.out, labels=labels, **{'real-b': sharp, 'real-blur': blur})
     print(f'{a.out}: {len(labels)} pictures per configuration')
 
 

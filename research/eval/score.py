@@ -119,10 +119,11 @@ def diversity(feats, labels):
     return float(np.mean(out))
 
 
-def load_real(root, wnids, per_class):
+def load_real(root, wnids, per_class, start=0):
+    """Pictures number start .. start + per_class - 1 of each class (sorted names), 64 px."""
     imgs, labels = [], []
     for k, wnid in enumerate(wnids):
-        for f in sorted(glob.glob(os.path.join(root, wnid, '*')))[:per_class]:
+        for f in sorted(glob.glob(os.path.join(root, wnid, '*')))[start:start + per_class]:
             im = Image.open(f).convert('RGB').resize((64, 64), Image.LANCZOS)
             imgs.append(np.asarray(im))
             labels.append(k)
